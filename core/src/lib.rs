@@ -1,0 +1,16 @@
+//! What the shortener service and the (future) analytics consumer share.
+//!
+//! The service (`src/`) and the analytics consumer (`analytics/`) never depend on each
+//! other; everything both need lives here: the validated domain types ([`code`],
+//! [`target`], [`link`]) and the storage contract with its embedded backend ([`store`]).
+//! Nothing in this crate knows about HTTP.
+
+pub mod code;
+pub mod link;
+pub mod store;
+pub mod target;
+
+pub use code::{Alias, CodeError, CodeGenerator, GeneratorConfigError, ShortCode};
+pub use link::{Link, RedirectKind};
+pub use store::{InsertOutcome, LinkStore, StoreError};
+pub use target::{TargetUrl, TargetUrlError};

@@ -1,0 +1,67 @@
+//! The storage contract for links, and its backends.
+//!
+//! [`LinkStore`] is deliberately narrow: insert-if-absent, get, delete, and health. Every
+//! backend (the embedded [`redb`](self::redb) store today, ScyllaDB later) must give the
+//! same guarantees:
+//!
+//! - `insert_if_absent` is atomic: of two concurrent inserts of one code, exactly one
+//!   returns [`InsertOutcome::Inserted`]. This is what makes custom aliases safe and lets
+//!   the service retry a colliding generated code.
+//! - A returned `Ok` from a write means the write is durable: it survives a process crash
+//!   (`kill -9`). The service acknowledges a create only after that.
+//!
+//! The trait is object-safe (`Arc<dyn LinkStore>`) because the backend is chosen at
+//! start-up from config, and one virtual call is noise next to a storage round-trip.
+
+pub mod redb;
+
+use async_trait::async_trait;
+
+use crate::{Link, ShortCode};
+
+/// The result of [`LinkStore::insert_if_absent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// The link was stored (durably).
+    Inserted,
+    /// A link with that code already exists; nothing was written.
+    AlreadyExists,
+}
+
+/// A storage failure. The HTTP layer answers these with an opaque 5xx and logs the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, engine error).
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record for code {code}: {reason}")]
+    Corrupt {
+        /// The key whose value is unreadable.
+        code: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The store was closed (during shutdown).
+    #[error("store is closed")]
+    Closed,
+}
+
+/// Durable link storage. See the module docs for the guarantees every backend gives.
+#[async_trait]
+pub trait LinkStore: Send + Sync + 'static {
+    /// Stores `link` unless its code is taken. Durable when it returns `Inserted`.
+    async fn insert_if_absent(&self, link: &Link) -> Result<InsertOutcome, StoreError>;
+
+    /// The link with this code, if any (expired links are returned; policy is the caller's).
+    async fn get(&self, code: &ShortCode) -> Result<Option<Link>, StoreError>;
+
+    /// Deletes the link; `true` if it existed. Durable when it returns.
+    async fn delete(&self, code: &ShortCode) -> Result<bool, StoreError>;
+
+    /// Cheap end-to-end check that the store can serve reads (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Flushes and releases the store. Later calls fail with [`StoreError::Closed`].
+    async fn close(&self) -> Result<(), StoreError>;
+}
