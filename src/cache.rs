@@ -1,0 +1,307 @@
+//! The in-process link cache: what makes a redirect cost microseconds instead of a store
+//! round-trip.
+//!
+//! - **Single-flight misses.** A miss goes through moka's `try_get_with`, which runs one
+//!   loader per key and parks every concurrent caller for that key on its result: a
+//!   stampede of 10,000 requests for one cold code does one store read.
+//! - **Negative entries.** An unknown code is cached as [`CacheEntry::Missing`] for a
+//!   short TTL, so scanners hammering random codes hit memory, not the store.
+//! - **Bounded by weight**, not entry count: entries are weighed by their key and target
+//!   length, so a flood of 2 KB targets cannot blow the memory budget.
+//! - **Ready-to-send entries.** A hit hands back an `Arc<CachedLink>` whose `Location`
+//!   (and, for permanent redirects, `Cache-Control`) header values were built once, when
+//!   the entry was loaded. Cloning a `HeaderValue` is a reference-count bump, so a hit
+//!   allocates nothing for headers.
+//!
+//! This module uses `http`'s `HeaderValue`/`StatusCode` as plain data types (they are
+//! the vocabulary of what a redirect *is*); it knows nothing about hyper or sockets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, StatusCode};
+use metrics::Counter;
+use moka::Expiry;
+use moka::future::Cache;
+use shortener_core::{Link, ShortCode, TargetUrl};
+use time::OffsetDateTime;
+
+use crate::config::CacheSettings;
+use crate::metrics::CACHE_REQUESTS;
+
+/// What the cache remembers about a code.
+#[derive(Clone, Debug)]
+pub enum CacheEntry {
+    /// The link exists; everything needed to answer a redirect.
+    Found(Arc<CachedLink>),
+    /// The store had no such code when last asked.
+    Missing,
+}
+
+/// A link prepared for answering redirects.
+#[derive(Debug)]
+pub struct CachedLink {
+    /// 301, 302, 307 or 308.
+    pub status: StatusCode,
+    /// The target, pre-validated as a header value.
+    pub location: HeaderValue,
+    /// The target as text (query forwarding appends to it).
+    pub target: TargetUrl,
+    /// After this instant the link answers 410.
+    pub expires_at: Option<OffsetDateTime>,
+    /// For permanent redirects of links that never expire: the precomputed
+    /// `Cache-Control: private, max-age=N`. Expiring permanent links compute it per
+    /// request, capped by the time left.
+    pub cache_control: Option<HeaderValue>,
+}
+
+impl CachedLink {
+    /// Prepares `link` for redirects; `permanent_max_age` is the configured max-age for
+    /// 301/308 answers.
+    pub fn new(link: &Link, permanent_max_age: Duration) -> Self {
+        let permanent = link.redirect.is_permanent();
+        Self {
+            status: StatusCode::from_u16(link.redirect.status())
+                .expect("RedirectKind only holds valid 3xx codes"),
+            location: HeaderValue::from_str(link.target.as_str())
+                .expect("TargetUrl is visible ASCII, hence a valid header value"),
+            target: link.target.clone(),
+            expires_at: link.expires_at,
+            cache_control: (permanent && link.expires_at.is_none())
+                .then(|| cache_control_max_age(permanent_max_age.as_secs())),
+        }
+    }
+
+    /// Whether the link has expired at `now`.
+    pub fn is_expired_at(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// `Cache-Control: private, max-age=<secs>`: `private` because a shared cache (CDN,
+/// corporate proxy) would keep serving the redirect after a delete, for everyone.
+pub fn cache_control_max_age(secs: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("private, max-age={secs}"))
+        .expect("digits and ASCII are a valid header value")
+}
+
+/// Counters resolved once: the hot path increments handles, never looks names up.
+struct CacheCounters {
+    hit: Counter,
+    negative_hit: Counter,
+    miss: Counter,
+}
+
+/// The moka-backed link cache. Cheap to share behind an `Arc`.
+pub struct LinkCache {
+    inner: Cache<ShortCode, CacheEntry>,
+    counters: CacheCounters,
+    permanent_max_age: Duration,
+}
+
+impl LinkCache {
+    /// A cache sized and timed by `[cache]`; `permanent_max_age` from `[links]`.
+    pub fn new(settings: &CacheSettings, permanent_max_age: Duration) -> Self {
+        let inner = Cache::builder()
+            .max_capacity(settings.max_capacity_bytes)
+            .weigher(weigh)
+            .expire_after(TieredExpiry {
+                found: Duration::from_secs(settings.ttl_s),
+                missing: Duration::from_secs(settings.negative_ttl_s),
+            })
+            .build();
+        Self {
+            inner,
+            counters: CacheCounters {
+                hit: metrics::counter!(CACHE_REQUESTS, "result" => "hit"),
+                negative_hit: metrics::counter!(CACHE_REQUESTS, "result" => "negative_hit"),
+                miss: metrics::counter!(CACHE_REQUESTS, "result" => "miss"),
+            },
+            permanent_max_age,
+        }
+    }
+
+    /// The entry for `code`, loading it with `load` on a miss. Concurrent misses for one
+    /// code share a single `load`. Load errors are not cached; every waiter gets the error.
+    pub async fn get_or_load<F, Fut, E>(&self, code: &str, load: F) -> Result<CacheEntry, Arc<E>>
+    where
+        F: FnOnce(ShortCode) -> Fut,
+        Fut: Future<Output = Result<Option<Link>, E>>,
+        E: Send + Sync + 'static,
+    {
+        // Fast path: look up by `&str` (ShortCode: Borrow<str>), so a hit allocates no key.
+        if let Some(entry) = self.inner.get(code).await {
+            match entry {
+                CacheEntry::Found(_) => self.counters.hit.increment(1),
+                CacheEntry::Missing => self.counters.negative_hit.increment(1),
+            }
+            return Ok(entry);
+        }
+        self.counters.miss.increment(1);
+        // The key is allocated only now, on the miss path. A string that cannot be a code
+        // is unknown by definition: answer without caching it (it would only waste space).
+        let Ok(key) = ShortCode::parse(code) else {
+            return Ok(CacheEntry::Missing);
+        };
+        let max_age = self.permanent_max_age;
+        self.inner
+            .try_get_with(key.clone(), async move {
+                Ok(match load(key).await? {
+                    Some(link) => CacheEntry::Found(Arc::new(CachedLink::new(&link, max_age))),
+                    None => CacheEntry::Missing,
+                })
+            })
+            .await
+    }
+
+    /// Forgets `code` (after a create, so a cached "unknown" does not hide the new link;
+    /// after a delete, so the link stops redirecting at once on this instance).
+    pub async fn invalidate(&self, code: &ShortCode) {
+        self.inner.invalidate(code).await;
+    }
+
+    /// Entries currently held (approximate; moka applies writes lazily).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entry_count()
+    }
+}
+
+/// Approximate bytes an entry costs: key + target + fixed overhead (Arc, headers, moka's
+/// own bookkeeping). Approximate is enough: the goal is a budget that scales with size.
+fn weigh(code: &ShortCode, entry: &CacheEntry) -> u32 {
+    const OVERHEAD: usize = 160;
+    let target = match entry {
+        // The target is held twice: as text and as a header value.
+        CacheEntry::Found(link) => 2 * link.target.as_str().len(),
+        CacheEntry::Missing => 0,
+    };
+    u32::try_from(OVERHEAD + code.as_str().len() + target).unwrap_or(u32::MAX)
+}
+
+/// Found links live `found`, unknown codes `missing` (shorter), from insertion.
+struct TieredExpiry {
+    found: Duration,
+    missing: Duration,
+}
+
+impl Expiry<ShortCode, CacheEntry> for TieredExpiry {
+    fn expire_after_create(
+        &self,
+        _: &ShortCode,
+        entry: &CacheEntry,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(match entry {
+            CacheEntry::Found(_) => self.found,
+            CacheEntry::Missing => self.missing,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shortener_core::RedirectKind;
+
+    fn link(redirect: RedirectKind, expires_at: Option<OffsetDateTime>) -> Link {
+        Link {
+            code: ShortCode::parse("abc").expect("valid"),
+            target: TargetUrl::parse("https://example.com/x?y=1").expect("valid"),
+            created_at: OffsetDateTime::now_utc(),
+            expires_at,
+            redirect,
+        }
+    }
+
+    #[test]
+    fn cached_links_carry_ready_headers() {
+        let cached = CachedLink::new(&link(RedirectKind::Found, None), Duration::from_secs(60));
+        assert_eq!(cached.status, StatusCode::FOUND);
+        assert_eq!(cached.location, "https://example.com/x?y=1");
+        assert_eq!(
+            cached.cache_control, None,
+            "302 answers carry no cache bound"
+        );
+
+        let permanent = CachedLink::new(
+            &link(RedirectKind::PermanentRedirect, None),
+            Duration::from_secs(60),
+        );
+        assert_eq!(permanent.status, StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(
+            permanent.cache_control.as_ref().expect("set"),
+            "private, max-age=60"
+        );
+
+        let expiring = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let computed_later = CachedLink::new(
+            &link(RedirectKind::MovedPermanently, Some(expiring)),
+            Duration::from_secs(60),
+        );
+        assert_eq!(computed_later.cache_control, None);
+    }
+
+    #[tokio::test]
+    async fn unknown_codes_are_cached_as_missing_and_invalidation_forgets_them() {
+        let settings = CacheSettings {
+            max_capacity_bytes: 1 << 20,
+            ttl_s: 60,
+            negative_ttl_s: 60,
+        };
+        let cache = LinkCache::new(&settings, Duration::from_secs(60));
+        let loads = std::sync::atomic::AtomicUsize::new(0);
+        let load = |_| async {
+            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::io::Error>(None)
+        };
+        assert!(matches!(
+            cache.get_or_load("nope", load).await,
+            Ok(CacheEntry::Missing)
+        ));
+        assert!(matches!(
+            cache.get_or_load("nope", load).await,
+            Ok(CacheEntry::Missing)
+        ));
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        cache
+            .invalidate(&ShortCode::parse("nope").expect("valid"))
+            .await;
+        assert!(matches!(
+            cache.get_or_load("nope", load).await,
+            Ok(CacheEntry::Missing)
+        ));
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn load_errors_are_not_cached() {
+        let settings = CacheSettings {
+            max_capacity_bytes: 1 << 20,
+            ttl_s: 60,
+            negative_ttl_s: 60,
+        };
+        let cache = LinkCache::new(&settings, Duration::from_secs(60));
+        let failing = |_| async { Err::<Option<Link>, _>(std::io::Error::other("down")) };
+        assert!(cache.get_or_load("abc", failing).await.is_err());
+        let working = |_| async { Ok::<_, std::io::Error>(Some(link(RedirectKind::Found, None))) };
+        assert!(matches!(
+            cache.get_or_load("abc", working).await,
+            Ok(CacheEntry::Found(_))
+        ));
+    }
+
+    #[test]
+    fn weight_grows_with_the_target() {
+        let code = ShortCode::parse("abc").expect("valid");
+        let small = weigh(&code, &CacheEntry::Missing);
+        let big = weigh(
+            &code,
+            &CacheEntry::Found(Arc::new(CachedLink::new(
+                &link(RedirectKind::Found, None),
+                Duration::ZERO,
+            ))),
+        );
+        assert!(big > small);
+    }
+}

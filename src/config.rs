@@ -1,0 +1,294 @@
+//! Configuration: one typed tree, loaded in layers and validated before anything starts.
+//!
+//! `config/default.toml` is compiled in and lists every key with its unit and trade-off,
+//! so the binary always has a complete configuration. A file passed with `--config` and
+//! then `APP__SECTION__KEY` environment variables override it. Deserialization refuses
+//! unknown keys and [`Settings::validate`] refuses nonsensical values, so a bad config
+//! stops the process at start with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use shortener_core::{CodeGenerator, GeneratorConfigError};
+
+/// The defaults, compiled in.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be read or a key has the wrong type or is unknown.
+    #[error("invalid configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid {
+        /// The offending key, dotted (`http.max_body_bytes`).
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The whole configuration tree. Field docs live in `config/default.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub admin: AdminSettings,
+    pub links: LinkSettings,
+    pub cache: CacheSettings,
+    pub store: StoreSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+/// `[http]`: the public listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    pub public_base_url: String,
+    pub request_timeout_ms: u64,
+    pub header_read_timeout_ms: u64,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    pub concurrency_limit: usize,
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[admin]`: the metrics listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+/// `[links]`: code generation and redirect behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct LinkSettings {
+    pub code_length: usize,
+    pub code_alphabet: String,
+    pub max_create_attempts: u32,
+    pub forward_query: bool,
+    pub permanent_redirect_max_age_s: u64,
+}
+
+/// `[cache]`: the in-process link cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct CacheSettings {
+    pub max_capacity_bytes: u64,
+    pub ttl_s: u64,
+    pub negative_ttl_s: u64,
+}
+
+/// `[store]`: where links are persisted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct StoreSettings {
+    pub backend: StoreBackend,
+    pub path: PathBuf,
+}
+
+/// Which [`shortener_core::LinkStore`] to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The redb file at `store.path`.
+    Embedded,
+}
+
+/// `[telemetry]`: logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct TelemetrySettings {
+    pub log_filter: String,
+}
+
+impl Settings {
+    /// Defaults, then `file` (if any), then `APP__*` environment variables; validated.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, config::Environment::with_prefix("APP"))
+    }
+
+    /// Like [`Settings::load`] with an explicit environment source (tests inject one).
+    pub fn load_from(file: Option<&Path>, env: config::Environment) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let env = env.prefix_separator("__").separator("__").try_parsing(true);
+        let settings: Self = builder.add_source(env).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Range and consistency checks that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            })
+        };
+        let h = &self.http;
+        if h.request_timeout_ms == 0 {
+            return invalid("http.request_timeout_ms", "must be > 0");
+        }
+        if h.header_read_timeout_ms == 0 {
+            return invalid("http.header_read_timeout_ms", "must be > 0");
+        }
+        if h.max_headers == 0 {
+            return invalid("http.max_headers", "must be > 0");
+        }
+        if h.max_header_bytes < 8192 {
+            return invalid(
+                "http.max_header_bytes",
+                "must be >= 8192 (hyper's minimum buffer)",
+            );
+        }
+        if h.max_body_bytes == 0 {
+            return invalid("http.max_body_bytes", "must be > 0");
+        }
+        if h.concurrency_limit == 0 {
+            return invalid("http.concurrency_limit", "must be > 0");
+        }
+        if !h.public_base_url.is_empty() {
+            let base = url::Url::parse(&h.public_base_url).map_err(|e| ConfigError::Invalid {
+                key: "http.public_base_url",
+                reason: e.to_string(),
+            })?;
+            if !matches!(base.scheme(), "http" | "https") || base.query().is_some() {
+                return invalid(
+                    "http.public_base_url",
+                    "must be an http(s) URL without a query",
+                );
+            }
+        }
+        if self.links.max_create_attempts == 0 {
+            return invalid("links.max_create_attempts", "must be > 0");
+        }
+        self.code_generator().map_err(|e| ConfigError::Invalid {
+            key: "links.code_alphabet/code_length",
+            reason: e.to_string(),
+        })?;
+        if self.cache.max_capacity_bytes == 0 {
+            return invalid("cache.max_capacity_bytes", "must be > 0");
+        }
+        if self.cache.ttl_s == 0 {
+            return invalid("cache.ttl_s", "must be > 0");
+        }
+        Ok(())
+    }
+
+    /// The code generator described by `[links]`.
+    pub fn code_generator(&self) -> Result<CodeGenerator, GeneratorConfigError> {
+        CodeGenerator::new(&self.links.code_alphabet, self.links.code_length)
+    }
+}
+
+impl HttpSettings {
+    /// `request_timeout_ms` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// `header_read_timeout_ms` as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// `shutdown_grace_ms` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> config::Environment {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config::Environment::with_prefix("APP").source(Some(map))
+    }
+
+    #[test]
+    fn the_compiled_in_defaults_are_complete_and_valid() {
+        let settings = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(settings.http.listen.port(), 8080);
+        assert_eq!(settings.store.backend, StoreBackend::Embedded);
+        assert_eq!(settings.links.code_length, 7);
+    }
+
+    #[test]
+    fn environment_variables_override_nested_keys() {
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("APP__HTTP__LISTEN", "0.0.0.0:1234"),
+                ("APP__LINKS__FORWARD_QUERY", "true"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(settings.http.listen.to_string(), "0.0.0.0:1234");
+        assert!(settings.links.forward_query);
+    }
+
+    #[test]
+    fn a_config_file_overrides_defaults_and_env_overrides_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("custom.toml");
+        std::fs::write(&path, "[cache]\nttl_s = 42\nnegative_ttl_s = 1\n").expect("write");
+        let settings =
+            Settings::load_from(Some(&path), env(&[("APP__CACHE__TTL_S", "7")])).expect("loads");
+        assert_eq!(settings.cache.ttl_s, 7);
+        assert_eq!(settings.cache.negative_ttl_s, 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_fail_with_the_key_named() {
+        let typo = Settings::load_from(None, env(&[("APP__HTTP__LISTN", "x")])).unwrap_err();
+        assert!(typo.to_string().contains("listn"), "{typo}");
+
+        let bad_addr =
+            Settings::load_from(None, env(&[("APP__HTTP__LISTEN", "nope")])).unwrap_err();
+        assert!(bad_addr.to_string().contains("listen"), "{bad_addr}");
+
+        let zero =
+            Settings::load_from(None, env(&[("APP__HTTP__MAX_BODY_BYTES", "0")])).unwrap_err();
+        assert!(zero.to_string().contains("http.max_body_bytes"), "{zero}");
+
+        let alphabet =
+            Settings::load_from(None, env(&[("APP__LINKS__CODE_ALPHABET", "abc")])).unwrap_err();
+        assert!(alphabet.to_string().contains("code_alphabet"), "{alphabet}");
+
+        let base = Settings::load_from(None, env(&[("APP__HTTP__PUBLIC_BASE_URL", "ftp://x")]))
+            .unwrap_err();
+        assert!(base.to_string().contains("public_base_url"), "{base}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Settings::load_from(Some(Path::new("/nonexistent/app.toml")), env(&[]));
+        assert!(err.is_err());
+    }
+}

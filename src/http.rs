@@ -1,0 +1,16 @@
+//! The HTTP transport: the only module that knows about hyper.
+//!
+//! - [`server`]: the accept loop, connection settings and graceful drain.
+//! - [`middleware`]: the tower stack (metrics, request id, tracing, overload, limits).
+//! - [`app`]: the innermost service, dispatching by [`router::Route`] to the handlers in
+//!   `redirect` (the hot path) and `api` (JSON).
+//! - [`admin`]: the separate listener that serves `/metrics`.
+
+pub mod admin;
+mod api;
+pub mod app;
+pub mod error;
+pub mod middleware;
+mod redirect;
+pub mod router;
+pub mod server;

@@ -1,0 +1,107 @@
+//! The innermost tower service: dispatches a request to its handler by route and method.
+//!
+//! Generic over the request body so benches and unit tests can drive it with an in-memory
+//! body; the server hands it hyper's `Incoming` (wrapped by the body-limit layer).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+
+use super::error::ApiError;
+use super::router::Route;
+use super::{api, redirect};
+use crate::service::LinkService;
+
+/// A boxed error from a request body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What handlers share: the service and the HTTP-level settings.
+pub struct AppState {
+    /// The application service.
+    pub service: Arc<LinkService>,
+    /// `links.forward_query`.
+    pub forward_query: bool,
+    /// `http.public_base_url`, without a trailing slash; `None` = use the Host header.
+    pub public_base_url: Option<Arc<str>>,
+}
+
+/// The router service. Cloning is an `Arc` bump (hyper clones it per request).
+#[derive(Clone)]
+pub struct App {
+    state: Arc<AppState>,
+}
+
+impl App {
+    /// Wraps the shared state.
+    pub fn new(state: AppState) -> Self {
+        Self {
+            state: Arc::new(state),
+        }
+    }
+}
+
+impl<B> tower::Service<Request<B>> for App
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move { Ok(dispatch(&state, req).await) })
+    }
+}
+
+async fn dispatch<B>(state: &AppState, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (route, code) = Route::classify(req.uri().path());
+    let method = req.method();
+    // The redirect is matched first: it is the request this service exists for.
+    let result = match (route, method) {
+        (Route::Redirect, &Method::GET | &Method::HEAD) => {
+            return redirect::redirect(state, code, req.uri().query()).await;
+        }
+        (Route::Redirect, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
+        (Route::Links, &Method::POST) => api::create(state, req).await,
+        (Route::Links, _) => Err(ApiError::method_not_allowed("POST")),
+        (Route::Link, &Method::GET) => api::get(state, req.headers(), code).await,
+        (Route::Link, &Method::DELETE) => api::delete(state, code).await,
+        (Route::Link, _) => Err(ApiError::method_not_allowed("GET, DELETE")),
+        (Route::Healthz, &Method::GET | &Method::HEAD) => Ok(api::healthz()),
+        (Route::Readyz, &Method::GET | &Method::HEAD) => api::readyz(state).await,
+        (Route::Healthz | Route::Readyz, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
+        (Route::Unmatched, _) => Err(ApiError::no_route()),
+    };
+    result.unwrap_or_else(into_logged_response)
+}
+
+/// Turns an error into its response, logging the cause of server errors.
+pub(super) fn into_logged_response(error: ApiError) -> Response<Full<Bytes>> {
+    if error.status.is_server_error() {
+        tracing::error!(status = error.status.as_u16(), code = error.code, cause = ?error.cause, "request failed");
+    }
+    error.into_response()
+}
+
+/// An empty response with a status.
+pub(super) fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}

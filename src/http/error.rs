@@ -1,0 +1,172 @@
+//! API errors: one JSON shape, one status per failure, opaque 5xx.
+//!
+//! Every error answer is `{"error": {"code": "...", "message": "..."}}`. `code` is a
+//! stable machine-readable token clients can switch on; `message` is for humans. For 5xx
+//! answers the message is generic and the real cause travels in [`ApiError::cause`] to
+//! the log line (with the request id), never to the client.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use crate::service::ServiceError;
+
+/// A failed request, ready to become a response.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// Stable error token, e.g. `alias_taken`.
+    pub code: &'static str,
+    /// Human-readable explanation (generic for 5xx).
+    pub message: Cow<'static, str>,
+    /// For 405: the allowed methods.
+    pub allow: Option<&'static str>,
+    /// For 5xx: what actually went wrong, for the log only.
+    pub cause: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    /// A client error with its own message.
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            allow: None,
+            cause: None,
+        }
+    }
+
+    /// 405 with the `Allow` header listing what the route accepts.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("allowed methods: {allow}"),
+            )
+        }
+    }
+
+    /// 404 for paths that match no route.
+    pub fn no_route() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+
+    /// An opaque server error; `cause` is logged, not sent.
+    pub fn internal(status: StatusCode, code: &'static str, cause: impl ToString) -> Self {
+        Self {
+            cause: Some(cause.to_string()),
+            ..Self::new(
+                status,
+                code,
+                "the server could not complete the request; retry later",
+            )
+        }
+    }
+
+    /// The JSON body for this error.
+    pub fn body(&self) -> Bytes {
+        json_error(self.code, &self.message)
+    }
+
+    /// The response: status, JSON body, `Allow`/`Retry-After` where they apply.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body()));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(allow) = self.allow {
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Tell well-behaved clients and load balancers when to come back.
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// Serializes the error envelope.
+pub fn json_error(code: &str, message: &str) -> Bytes {
+    let envelope = Envelope {
+        error: Body { code, message },
+    };
+    serde_json::to_vec(&envelope)
+        .map(Bytes::from)
+        .unwrap_or_default()
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::AliasTaken => {
+                Self::new(StatusCode::CONFLICT, "alias_taken", e.to_string())
+            }
+            ServiceError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            ServiceError::ExpiryInPast => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_expires_at",
+                e.to_string(),
+            ),
+            ServiceError::CodesExhausted(_) => {
+                Self::internal(StatusCode::SERVICE_UNAVAILABLE, "codes_exhausted", e)
+            }
+            ServiceError::Store(_) => {
+                Self::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shortener_core::StoreError;
+
+    #[test]
+    fn server_errors_hide_their_cause() {
+        let error = ApiError::from(ServiceError::from(StoreError::Backend(
+            "disk on fire at /var/x".into(),
+        )));
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!String::from_utf8_lossy(&error.body()).contains("disk"));
+        assert!(
+            error
+                .cause
+                .as_deref()
+                .is_some_and(|c| c.contains("disk on fire"))
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_the_documented_envelope() {
+        let body = ApiError::new(StatusCode::CONFLICT, "alias_taken", "taken").body();
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            value,
+            serde_json::json!({"error": {"code": "alias_taken", "message": "taken"}})
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! The tower middleware stack of the public listener, one module per concern.
+//!
+//! Order, outermost first, and why:
+//!
+//! 1. [`metrics`]: outermost so it times and counts *every* answer, including the 503s
+//!    produced by the overload guards below it.
+//! 2. [`request_id`]: before tracing so the span and every log line carry the id.
+//! 3. [`trace`]: a DEBUG span per request (free when DEBUG is off).
+//! 4. [`overload`]: turns the errors of the guards below (shed, timed out) into JSON 503
+//!    answers, so hyper never sees a service error.
+//! 5. `LoadShed` + `ConcurrencyLimit` (tower): at most `http.concurrency_limit` requests in
+//!    flight; past that, refuse at once instead of queueing.
+//! 6. `Timeout` (tower): bounds a request's time in the handler.
+//! 7. [`body_limit`]: caps the request body before any handler reads it.
+
+pub mod body_limit;
+pub mod metrics;
+pub mod overload;
+pub mod request_id;
+pub mod trace;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use tower::{Service, ServiceBuilder};
+
+use super::app::{App, BoxError};
+use crate::config::HttpSettings;
+
+/// Wraps `app` in the full stack, configured by `[http]`.
+pub fn stack<B>(
+    app: App,
+    settings: &HttpSettings,
+) -> impl Service<
+    Request<B>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ 'static
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    ServiceBuilder::new()
+        .layer(metrics::MetricsLayer::new())
+        .layer(request_id::RequestIdLayer::new())
+        .layer(trace::TraceLayer)
+        .layer(overload::OverloadLayer::new())
+        .load_shed()
+        .concurrency_limit(settings.concurrency_limit)
+        .timeout(Duration::from_millis(settings.request_timeout_ms))
+        .layer(body_limit::BodyLimitLayer::new(settings.max_body_bytes))
+        .service(app)
+}

@@ -1,0 +1,141 @@
+//! `GET|HEAD /{code}`: the hot path.
+//!
+//! On a cache hit this does no I/O and allocates only the response itself: the
+//! `Location` and (for permanent redirects) `Cache-Control` values come precomputed from
+//! the cache entry, and 404/410 bodies are static bytes. The two exceptions, both opt-in
+//! per link or per config, build a header per request: query forwarding, and the max-age
+//! of a permanent redirect that expires (capped by the time it has left).
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use time::OffsetDateTime;
+
+use super::app::{AppState, into_logged_response};
+use super::error::ApiError;
+use crate::cache::{CachedLink, cache_control_max_age};
+use crate::service::Resolution;
+
+/// `404` body, built at compile time (see the test that keeps it equal to `ApiError`'s).
+const NOT_FOUND_BODY: &[u8] =
+    br#"{"error":{"code":"not_found","message":"no link with this code"}}"#;
+/// `410` body.
+const GONE_BODY: &[u8] = br#"{"error":{"code":"expired","message":"this link has expired"}}"#;
+
+/// Answers a redirect request for `code`.
+/// `query` is the request's query string (forwarded when `links.forward_query` is on).
+pub async fn redirect(state: &AppState, code: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+    let link = match state.service.resolve(code).await {
+        Ok(Resolution::Redirect(link)) => link,
+        Ok(Resolution::NotFound) => return static_error(StatusCode::NOT_FOUND, NOT_FOUND_BODY),
+        Ok(Resolution::Expired) => return static_error(StatusCode::GONE, GONE_BODY),
+        Err(e) => return into_logged_response(ApiError::from(e)),
+    };
+
+    // The body is empty for GET as well as HEAD: browsers follow `Location` and never
+    // render a redirect body, so bytes there are pure overhead.
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = link.status;
+    let headers = response.headers_mut();
+
+    let location = match query {
+        Some(query) if state.forward_query && !query.is_empty() => {
+            forwarded_location(&link, query).unwrap_or_else(|| link.location.clone())
+        }
+        // A clone of a `HeaderValue` is a reference-count bump on shared bytes.
+        _ => link.location.clone(),
+    };
+    headers.insert(LOCATION, location);
+
+    if let Some(cache_control) = &link.cache_control {
+        headers.insert(CACHE_CONTROL, cache_control.clone());
+    } else if let (true, Some(expires_at)) = (is_permanent(link.status), link.expires_at) {
+        let left = (expires_at - OffsetDateTime::now_utc())
+            .whole_seconds()
+            .max(0)
+            .unsigned_abs();
+        let max_age = state.service.permanent_max_age().as_secs().min(left);
+        headers.insert(CACHE_CONTROL, cache_control_max_age(max_age));
+    }
+    response
+}
+
+fn is_permanent(status: StatusCode) -> bool {
+    status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::PERMANENT_REDIRECT
+}
+
+/// The target with the request's query appended (before any `#fragment`, which must stay
+/// last). `None` if the result is not a valid header value, in which case the plain
+/// target is used: a bad query must not break the redirect.
+fn forwarded_location(link: &CachedLink, query: &str) -> Option<HeaderValue> {
+    let target = link.target.as_str();
+    let (base, fragment) = match target.find('#') {
+        Some(i) => target.split_at(i),
+        None => (target, ""),
+    };
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let mut location = String::with_capacity(target.len() + 1 + query.len());
+    location.push_str(base);
+    location.push(separator);
+    location.push_str(query);
+    location.push_str(fragment);
+    HeaderValue::from_maybe_shared(Bytes::from(location)).ok()
+}
+
+fn static_error(status: StatusCode, body: &'static [u8]) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shortener_core::{Link, RedirectKind, ShortCode, TargetUrl};
+    use std::time::Duration;
+
+    fn cached(target: &str) -> CachedLink {
+        let link = Link {
+            code: ShortCode::parse("abc").expect("valid"),
+            target: TargetUrl::parse(target).expect("valid"),
+            created_at: OffsetDateTime::now_utc(),
+            expires_at: None,
+            redirect: RedirectKind::Found,
+        };
+        CachedLink::new(&link, Duration::from_secs(60))
+    }
+
+    #[test]
+    fn forwarded_queries_are_appended_before_the_fragment() {
+        let cases = [
+            ("https://a.com/x", "utm=1", "https://a.com/x?utm=1"),
+            ("https://a.com/x?b=2", "utm=1", "https://a.com/x?b=2&utm=1"),
+            ("https://a.com/x#top", "utm=1", "https://a.com/x?utm=1#top"),
+            (
+                "https://a.com/x?b=2#top",
+                "utm=1&c=3",
+                "https://a.com/x?b=2&utm=1&c=3#top",
+            ),
+        ];
+        for (target, query, expected) in cases {
+            let location = forwarded_location(&cached(target), query).expect("valid");
+            assert_eq!(location, expected);
+        }
+    }
+
+    #[test]
+    fn static_bodies_match_the_error_envelope() {
+        assert_eq!(
+            NOT_FOUND_BODY,
+            &super::super::error::json_error("not_found", "no link with this code")[..]
+        );
+        assert_eq!(
+            GONE_BODY,
+            &super::super::error::json_error("expired", "this link has expired")[..]
+        );
+    }
+}

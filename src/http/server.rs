@@ -1,0 +1,123 @@
+//! The public listener: a raw hyper accept loop with graceful shutdown.
+//!
+//! Why raw hyper rather than a framework's `serve`: every knob that matters under load is
+//! visible here (header read timeout against slowloris, header limits, `TCP_NODELAY`,
+//! HTTP/1 + HTTP/2 auto-detection), and the tower stack is glued in with
+//! `TowerToHyperService`, which calls `poll_ready` before every request so load shedding
+//! and the concurrency limit work.
+//!
+//! Shutdown: when `shutdown` resolves we stop accepting (the listener is dropped), ask every
+//! connection to finish its in-flight requests and close (HTTP/1 stops keep-alive, HTTP/2
+//! sends GOAWAY), and wait at most `grace` for them.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::Service;
+
+use crate::config::HttpSettings;
+use crate::metrics::HTTP_CONNECTIONS;
+
+/// Pause after a failed `accept` (typically EMFILE: out of file descriptors), so the loop
+/// does not spin while connections close and free descriptors.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// HTTP/2 streams per connection. Bounds the work one client can start at once; the
+/// global concurrency limit still applies across connections.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// The connection builder for `[http]`.
+pub fn connection_builder(settings: &HttpSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout())
+        .max_headers(settings.max_headers)
+        .max_buf_size(settings.max_header_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    builder
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then drains for at most
+/// `grace`.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    settings: &HttpSettings,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = connection_builder(settings);
+    let graceful = GracefulShutdown::new();
+    let connections = metrics::gauge!(HTTP_CONNECTIONS);
+    tokio::pin!(shutdown);
+
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; backing off");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small responses must leave now, not wait for Nagle's algorithm to coalesce them.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+        let connection = builder
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service.clone()),
+            )
+            .into_owned();
+        let connection = graceful.watch(connection);
+        let connections = connections.clone();
+        tokio::spawn(async move {
+            connections.increment(1.0);
+            if let Err(error) = connection.await {
+                // Client resets and timeouts are routine on the public internet.
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            connections.decrement(1.0);
+        });
+    }
+
+    drop(listener);
+    tracing::info!(
+        connections = graceful.count(),
+        "stopped accepting; draining connections"
+    );
+    let grace = settings.shutdown_grace();
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections drained"),
+        Err(_) => tracing::warn!(
+            ?grace,
+            "grace period expired; dropping remaining connections"
+        ),
+    }
+}

@@ -1,0 +1,118 @@
+//! Metric names, descriptions and the Prometheus recorder: the metrics *interface*.
+//!
+//! Every metric the service emits is named here and nowhere else, following
+//! `shortener_<subsystem>_<name>_<unit>[_total]`. Labels are low-cardinality by rule: a
+//! route *template* (`/{code}`), a status code, a cache result, a store operation; never
+//! a code, a URL or a client address, which would make every link its own time series.
+//!
+//! Hot paths do not look metrics up by name per event (a registry lookup hashes the name
+//! and labels on every call); they resolve handles once and keep them (see
+//! `http::middleware::metrics` and `cache`).
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// HTTP requests answered, by `route` template and `status`.
+pub const HTTP_REQUESTS: &str = "shortener_http_requests_total";
+/// HTTP request latency (first byte of headers parsed to response ready), by route and status.
+pub const HTTP_REQUEST_DURATION: &str = "shortener_http_request_duration_seconds";
+/// Requests refused by the overload guards, by `reason` (`concurrency`, `timeout`).
+pub const HTTP_REJECTED: &str = "shortener_http_rejected_total";
+/// Open client connections on the public listener.
+pub const HTTP_CONNECTIONS: &str = "shortener_http_connections";
+/// Redirect cache lookups, by `result`: `hit`, `negative_hit` (known-unknown code), `miss`.
+pub const CACHE_REQUESTS: &str = "shortener_cache_requests_total";
+/// Store operation latency, by `op` (`get`, `insert`, `delete`, `ping`).
+pub const STORE_OPERATION_DURATION: &str = "shortener_store_operation_duration_seconds";
+/// Store operations that failed, by `op`.
+pub const STORE_ERRORS: &str = "shortener_store_errors_total";
+/// Links created.
+pub const LINKS_CREATED: &str = "shortener_links_created_total";
+/// Generated codes that were already taken and had to be redrawn.
+pub const CODE_COLLISIONS: &str = "shortener_code_collisions_total";
+
+/// Latency buckets in seconds: fine-grained below 1 ms where cached redirects live, then
+/// coarse up to the request timeout. Chosen so the p99 SLO (2 ms) is a bucket boundary.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// How often histogram samples are folded into buckets. Without upkeep the exporter keeps
+/// raw samples until the next scrape, so an unscraped process would grow without bound.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Installs the global Prometheus recorder once per process and returns its handle.
+/// Later calls return the same handle (tests start many servers in one process).
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    // A mutex, not a `OnceLock`, because installing can fail and must happen once even
+    // when two servers start concurrently.
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut slot = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = slot.as_ref() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)?;
+    describe();
+    *slot = Some(handle.clone());
+    Ok(handle)
+}
+
+/// Runs the exporter's upkeep forever; spawn it once next to the admin listener.
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        Unit::Count,
+        "HTTP requests answered, by route template and status."
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP request latency, by route template and status."
+    );
+    describe_counter!(
+        HTTP_REJECTED,
+        Unit::Count,
+        "Requests refused by overload guards, by reason."
+    );
+    describe_gauge!(
+        HTTP_CONNECTIONS,
+        Unit::Count,
+        "Open connections on the public listener."
+    );
+    describe_counter!(
+        CACHE_REQUESTS,
+        Unit::Count,
+        "Redirect cache lookups, by result (hit, negative_hit, miss)."
+    );
+    describe_histogram!(
+        STORE_OPERATION_DURATION,
+        Unit::Seconds,
+        "Link store operation latency, by op."
+    );
+    describe_counter!(
+        STORE_ERRORS,
+        Unit::Count,
+        "Link store operations that failed, by op."
+    );
+    describe_counter!(LINKS_CREATED, Unit::Count, "Links created.");
+    describe_counter!(
+        CODE_COLLISIONS,
+        Unit::Count,
+        "Generated codes that collided and were redrawn."
+    );
+}

@@ -1,0 +1,221 @@
+//! The application service: what the shortener *does*, independent of HTTP.
+//!
+//! Handlers in `http` translate requests into calls here; this module talks only to the
+//! narrow [`LinkStore`] trait and the [`LinkCache`]. It owns the rules: a create is
+//! acknowledged only once the store made it durable; a colliding generated code is
+//! redrawn; a taken alias is a conflict; expired links are gone; and the redirect path
+//! ([`LinkService::resolve`]) is answered from memory whenever possible.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::Counter;
+use shortener_core::{
+    Alias, CodeGenerator, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, StoreError,
+    TargetUrl,
+};
+use time::OffsetDateTime;
+
+use crate::cache::{CacheEntry, CachedLink, LinkCache};
+use crate::config::Settings;
+use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED};
+use crate::store_metrics::MeteredStore;
+
+/// A validated request to create a link. Every field is already a domain type, so the
+/// service never sees unparsed input.
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    /// Where the link points.
+    pub target: TargetUrl,
+    /// A custom code, or `None` to generate one.
+    pub alias: Option<Alias>,
+    /// When the link stops working.
+    pub expires_at: Option<OffsetDateTime>,
+    /// The redirect status it answers with.
+    pub redirect: RedirectKind,
+}
+
+/// What a redirect request resolves to.
+#[derive(Debug)]
+pub enum Resolution {
+    /// Redirect with this prepared link.
+    Redirect(Arc<CachedLink>),
+    /// No such code.
+    NotFound,
+    /// The link existed but has expired.
+    Expired,
+}
+
+/// Why a service call failed. The HTTP layer maps each variant to one status.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The requested alias is already in use.
+    #[error("alias is already taken")]
+    AliasTaken,
+    /// No link with this code.
+    #[error("no link with this code")]
+    NotFound,
+    /// `expires_at` is not in the future.
+    #[error("expires_at must be in the future")]
+    ExpiryInPast,
+    /// Every generated code collided (the code space is nearly full, or too small).
+    #[error("could not find a free code after {0} attempts")]
+    CodesExhausted(u32),
+    /// The store failed. Shared (`Arc`) because one failed load answers every waiter.
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(Arc::new(e))
+    }
+}
+
+/// The link service. One per process, shared behind an `Arc`.
+pub struct LinkService {
+    store: Arc<dyn LinkStore>,
+    cache: LinkCache,
+    generator: CodeGenerator,
+    /// See `links.max_create_attempts`.
+    max_create_attempts: u32,
+    /// See `links.permanent_redirect_max_age_s`.
+    permanent_max_age: Duration,
+    links_created: Counter,
+    collisions: Counter,
+}
+
+impl LinkService {
+    /// Builds the service over `store` (wrapped with store metrics) as `settings` say.
+    pub fn new(
+        settings: &Settings,
+        store: Arc<dyn LinkStore>,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let generator =
+            settings
+                .code_generator()
+                .map_err(|e| crate::config::ConfigError::Invalid {
+                    key: "links.code_alphabet/code_length",
+                    reason: e.to_string(),
+                })?;
+        let permanent_max_age = Duration::from_secs(settings.links.permanent_redirect_max_age_s);
+        Ok(Self {
+            store: Arc::new(MeteredStore::new(store)),
+            cache: LinkCache::new(&settings.cache, permanent_max_age),
+            generator,
+            max_create_attempts: settings.links.max_create_attempts,
+            permanent_max_age,
+            links_created: metrics::counter!(LINKS_CREATED),
+            collisions: metrics::counter!(CODE_COLLISIONS),
+        })
+    }
+
+    /// The configured max-age for permanent redirects.
+    pub fn permanent_max_age(&self) -> Duration {
+        self.permanent_max_age
+    }
+
+    /// Creates a link; returns it once it is durable.
+    pub async fn create(&self, new: NewLink) -> Result<Link, ServiceError> {
+        let now = now_millis();
+        if new.expires_at.is_some_and(|at| at <= now) {
+            return Err(ServiceError::ExpiryInPast);
+        }
+        let mut link = Link {
+            code: match &new.alias {
+                Some(alias) => alias.clone().into_code(),
+                None => self.generator.generate(),
+            },
+            target: new.target,
+            created_at: now,
+            expires_at: new.expires_at,
+            redirect: new.redirect,
+        };
+        let mut attempts = 1;
+        while self.store.insert_if_absent(&link).await? == InsertOutcome::AlreadyExists {
+            if new.alias.is_some() {
+                return Err(ServiceError::AliasTaken);
+            }
+            self.collisions.increment(1);
+            if attempts == self.max_create_attempts {
+                return Err(ServiceError::CodesExhausted(attempts));
+            }
+            attempts += 1;
+            link.code = self.generator.generate();
+        }
+        // Someone may have asked for this code before it existed: forget the cached
+        // "unknown" so the new link redirects at once (bound: see ARCHITECTURE.md).
+        self.cache.invalidate(&link.code).await;
+        self.links_created.increment(1);
+        Ok(link)
+    }
+
+    /// The link behind `code` from the store (authoritative, not cached). Expired links
+    /// are returned: their owner may still want to see them.
+    pub async fn get(&self, code: &str) -> Result<Link, ServiceError> {
+        let code = ShortCode::parse(code).map_err(|_| ServiceError::NotFound)?;
+        self.store.get(&code).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// Deletes the link; it stops redirecting on this instance immediately.
+    pub async fn delete(&self, code: &str) -> Result<(), ServiceError> {
+        let code = ShortCode::parse(code).map_err(|_| ServiceError::NotFound)?;
+        let existed = self.store.delete(&code).await?;
+        self.cache.invalidate(&code).await;
+        if existed {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound)
+        }
+    }
+
+    /// The redirect hot path: answers from the cache, loading (once per code, however many
+    /// callers) from the store on a miss.
+    pub async fn resolve(&self, code: &str) -> Result<Resolution, ServiceError> {
+        // Junk paths (`/favicon.ico`, `/../x`) are not codes: answer without touching the
+        // cache, so they can neither evict real entries nor reach the store.
+        if !ShortCode::is_valid(code) {
+            return Ok(Resolution::NotFound);
+        }
+        let store = &self.store;
+        let entry = self
+            .cache
+            .get_or_load(code, |code| async move { store.get(&code).await })
+            .await
+            .map_err(ServiceError::Store)?;
+        Ok(match entry {
+            CacheEntry::Found(link) => {
+                // Only links with an expiry pay for reading the clock.
+                if link.expires_at.is_some() && link.is_expired_at(OffsetDateTime::now_utc()) {
+                    Resolution::Expired
+                } else {
+                    Resolution::Redirect(link)
+                }
+            }
+            CacheEntry::Missing => Resolution::NotFound,
+        })
+    }
+
+    /// Whether the store can serve (for `/readyz`).
+    pub async fn ready(&self) -> Result<(), ServiceError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Closes the store; call after the server has drained.
+    pub async fn close(&self) -> Result<(), ServiceError> {
+        Ok(self.store.close().await?)
+    }
+
+    /// Cached entries (for tests and diagnostics).
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
+
+/// Now, truncated to milliseconds: what the store keeps, so that the answer to a create
+/// equals what a later read returns.
+fn now_millis() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .expect("a truncated nanosecond is in range")
+}

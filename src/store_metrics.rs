@@ -1,0 +1,93 @@
+//! A [`LinkStore`] decorator that times every operation and counts failures.
+//!
+//! Decorating (rather than timing inside each backend or inside the service) keeps the
+//! backends free of metrics and gives every backend, present and future, the same
+//! `shortener_store_*` series. Tests use the same seam to count store reads.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use metrics::{Counter, Histogram};
+use shortener_core::{InsertOutcome, Link, LinkStore, ShortCode, StoreError};
+
+use crate::metrics::{STORE_ERRORS, STORE_OPERATION_DURATION};
+
+/// Handles for one operation, resolved once at construction.
+struct OpMetrics {
+    duration: Histogram,
+    errors: Counter,
+}
+
+impl OpMetrics {
+    fn new(op: &'static str) -> Self {
+        Self {
+            duration: metrics::histogram!(STORE_OPERATION_DURATION, "op" => op),
+            errors: metrics::counter!(STORE_ERRORS, "op" => op),
+        }
+    }
+
+    fn record<T>(&self, started: Instant, result: &Result<T, StoreError>) {
+        self.duration.record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.errors.increment(1);
+        }
+    }
+}
+
+/// Wraps any store with latency and error metrics.
+pub struct MeteredStore {
+    inner: Arc<dyn LinkStore>,
+    get: OpMetrics,
+    insert: OpMetrics,
+    delete: OpMetrics,
+    ping: OpMetrics,
+}
+
+impl MeteredStore {
+    /// Decorates `inner`.
+    pub fn new(inner: Arc<dyn LinkStore>) -> Self {
+        Self {
+            inner,
+            get: OpMetrics::new("get"),
+            insert: OpMetrics::new("insert"),
+            delete: OpMetrics::new("delete"),
+            ping: OpMetrics::new("ping"),
+        }
+    }
+}
+
+#[async_trait]
+impl LinkStore for MeteredStore {
+    async fn insert_if_absent(&self, link: &Link) -> Result<InsertOutcome, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.insert_if_absent(link).await;
+        self.insert.record(started, &result);
+        result
+    }
+
+    async fn get(&self, code: &ShortCode) -> Result<Option<Link>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.get(code).await;
+        self.get.record(started, &result);
+        result
+    }
+
+    async fn delete(&self, code: &ShortCode) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.delete(code).await;
+        self.delete.record(started, &result);
+        result
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.inner.ping().await;
+        self.ping.record(started, &result);
+        result
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
+}
