@@ -122,6 +122,15 @@ impl Settings {
         Self::load_from(file, config::Environment::with_prefix("APP"))
     }
 
+    /// The compiled-in defaults alone (no file, no environment): for tests and benches.
+    pub fn from_defaults() -> Result<Self, ConfigError> {
+        let empty = std::collections::HashMap::new();
+        Self::load_from(
+            None,
+            config::Environment::with_prefix("APP").source(Some(empty)),
+        )
+    }
+
     /// Like [`Settings::load`] with an explicit environment source (tests inject one).
     pub fn load_from(file: Option<&Path>, env: config::Environment) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder().add_source(config::File::from_str(

@@ -96,10 +96,10 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // An infallible service cannot fail readiness, so a readiness error is kept and
         // answered by the next `call` (without calling the unready inner service).
-        if self.not_ready.is_none() {
-            if let Err(error) = ready!(self.inner.poll_ready(cx)) {
-                self.not_ready = Some(error);
-            }
+        if self.not_ready.is_none()
+            && let Err(error) = ready!(self.inner.poll_ready(cx))
+        {
+            self.not_ready = Some(error);
         }
         Poll::Ready(Ok(()))
     }

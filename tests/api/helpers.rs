@@ -1,0 +1,224 @@
+//! The test harness: a real server on 127.0.0.1:0 over a real (temporary) redb store,
+//! wrapped in a store that counts reads and can be slowed down or broken on demand.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use shortener::config::Settings;
+use shortener::service::LinkService;
+use shortener::startup::Application;
+use shortener_core::store::redb::RedbStore;
+use shortener_core::{InsertOutcome, Link, LinkStore, ShortCode, StoreError};
+use tokio::sync::oneshot;
+
+/// A real store with knobs: counts `get`s, optionally sleeps in `get`, optionally fails.
+pub struct ProbeStore {
+    inner: RedbStore,
+    pub gets: AtomicUsize,
+    pub get_delay_ms: AtomicU64,
+    pub failing: AtomicBool,
+}
+
+impl ProbeStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("injected failure".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LinkStore for ProbeStore {
+    async fn insert_if_absent(&self, link: &Link) -> Result<InsertOutcome, StoreError> {
+        self.check()?;
+        self.inner.insert_if_absent(link).await
+    }
+
+    async fn get(&self, code: &ShortCode) -> Result<Option<Link>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        let delay = self.get_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.check()?;
+        self.inner.get(code).await
+    }
+
+    async fn delete(&self, code: &ShortCode) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete(code).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Arc<ProbeStore>,
+    pub service: Arc<LinkService>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a server on the default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server after `configure` adjusted the settings.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        shortener::telemetry::init("debug");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings::from_defaults().expect("defaults");
+    settings.http.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.store.path = dir.path().join("links.redb");
+    configure(&mut settings);
+    settings.validate().expect("test settings are valid");
+
+    let store = Arc::new(ProbeStore {
+        inner: RedbStore::open(&settings.store.path).expect("open store"),
+        gets: AtomicUsize::new(0),
+        get_delay_ms: AtomicU64::new(0),
+        failing: AtomicBool::new(false),
+    });
+    let app = Application::build_with_store(settings, store.clone())
+        .await
+        .expect("build");
+    let (addr, admin_addr, service) = (app.public_addr(), app.admin_addr(), app.service());
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    TestApp {
+        addr,
+        admin_addr,
+        client,
+        store,
+        service,
+        shutdown: Some(tx),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `POST /api/v1/links` with a JSON body.
+    pub async fn create(&self, body: Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/links"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a link and returns its code, asserting 201.
+    pub async fn create_ok(&self, body: Value) -> String {
+        let response = self.create(body).await;
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        let body: Value = response.json().await.expect("json");
+        body["code"].as_str().expect("code").to_owned()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The Prometheus text from the admin listener.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.admin_addr);
+        self.client
+            .get(url)
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    pub fn store_gets(&self) -> usize {
+        self.store.gets.load(Ordering::SeqCst)
+    }
+
+    /// Stops the server and waits for the drain to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Asserts the JSON error envelope and returns its `code`.
+pub async fn error_code(response: reqwest::Response) -> String {
+    let ct = response.headers().get("content-type").cloned();
+    assert_eq!(
+        ct.as_ref().and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    let body: Value = response.json().await.expect("json error body");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned()
+}
+
+/// A JSON body for a simple create.
+pub fn link(url: &str) -> Value {
+    json!({ "url": url })
+}

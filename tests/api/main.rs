@@ -1,0 +1,9 @@
+//! API tests: each starts the real server on 127.0.0.1:0 and speaks HTTP to it.
+//! Set `TEST_LOG=1` to see the server's logs.
+
+mod cache;
+mod create;
+mod errors;
+mod helpers;
+mod ops;
+mod redirect;
