@@ -1,2 +1,103 @@
-//! placeholder
-fn main() {}
+//! The redirect handler on a cache hit, in process (no socket): the cost of our code on
+//! the hot path, without the kernel and hyper's connection handling.
+//!
+//! - `redirect/resolve`: the service call alone (validation, cache hit, expiry check).
+//! - `redirect/app`: the router and handler alone (cache lookup, response building).
+//! - `redirect/stack`: the full tower stack around it (metrics, request id, tracing,
+//!   overload guards, timeout, body limit), i.e. what every real request goes through.
+//! - `redirect/stack_404`: an unknown code answered from the negative cache.
+//!
+//! Request construction is excluded (`iter_batched`); dropping the response is included.
+//!
+//! Run: `cargo bench --bench redirect`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::Request;
+use http_body_util::Empty;
+use shortener::config::Settings;
+use shortener::http::app::{App, AppState};
+use shortener::http::middleware;
+use shortener::service::{LinkService, NewLink};
+use shortener_core::store::redb::RedbStore;
+use shortener_core::{Alias, RedirectKind, TargetUrl};
+use tower::ServiceExt;
+
+fn redirect(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = Settings::from_defaults().expect("defaults");
+    settings.store.path = dir.path().join("links.redb");
+    shortener::metrics::install().expect("metrics recorder");
+
+    let (service, app, stack) = runtime.block_on(async {
+        let store = Arc::new(RedbStore::open(&settings.store.path).expect("store"));
+        let service = Arc::new(LinkService::new(&settings, store).expect("service"));
+        service
+            .create(NewLink {
+                target: TargetUrl::parse("https://example.com/landing?campaign=bench")
+                    .expect("url"),
+                alias: Some(Alias::parse("bench01").expect("alias")),
+                expires_at: None,
+                redirect: RedirectKind::Found,
+            })
+            .await
+            .expect("create");
+        let app = App::new(AppState {
+            service: service.clone(),
+            forward_query: false,
+            public_base_url: None,
+        });
+        let stack = middleware::stack::<Empty<Bytes>>(app.clone(), &settings.http);
+        // Warm the cache (and the negative entry) so the loop measures hits only.
+        for path in ["/bench01", "/unknown"] {
+            let response = stack
+                .clone()
+                .oneshot(request(path))
+                .await
+                .expect("infallible");
+            assert!(response.status().is_redirection() || response.status() == 404);
+        }
+        (service, app, stack)
+    });
+
+    c.bench_function("redirect/resolve", |b| {
+        b.to_async(&runtime).iter(|| service.resolve("bench01"))
+    });
+    c.bench_function("redirect/app", |b| {
+        b.to_async(&runtime).iter_batched(
+            || request("/bench01"),
+            |req| app.clone().oneshot(req),
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("redirect/stack", |b| {
+        b.to_async(&runtime).iter_batched(
+            || request("/bench01"),
+            |req| stack.clone().oneshot(req),
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("redirect/stack_404", |b| {
+        b.to_async(&runtime).iter_batched(
+            || request("/unknown"),
+            |req| stack.clone().oneshot(req),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn request(path: &str) -> Request<Empty<Bytes>> {
+    Request::get(path)
+        .header("host", "sho.rt")
+        .body(Empty::new())
+        .expect("request")
+}
+
+criterion_group!(benches, redirect);
+criterion_main!(benches);

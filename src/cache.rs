@@ -138,6 +138,18 @@ impl LinkCache {
             return Ok(entry);
         }
         self.counters.miss.increment(1);
+        // Boxed: moka's single-flight machinery makes this future ~1.7 KB. Inline, every
+        // hit would carry (and copy) that space; boxed, only misses pay an allocation.
+        Box::pin(self.load(code, load)).await
+    }
+
+    /// The miss path of [`LinkCache::get_or_load`].
+    async fn load<F, Fut, E>(&self, code: &str, load: F) -> Result<CacheEntry, Arc<E>>
+    where
+        F: FnOnce(ShortCode) -> Fut,
+        Fut: Future<Output = Result<Option<Link>, E>>,
+        E: Send + Sync + 'static,
+    {
         // The key is allocated only now, on the miss path. A string that cannot be a code
         // is unknown by definition: answer without caching it (it would only waste space).
         let Ok(key) = ShortCode::parse(code) else {

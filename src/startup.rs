@@ -118,10 +118,9 @@ impl Application {
         } = self;
         let (stop_admin, admin_stopped) = watch::channel(());
         let mut admin_stopped_rx = admin_stopped.clone();
-        let admin_task = tokio::spawn(admin::serve(admin, metrics.clone(), async move {
+        let admin_task = tokio::spawn(admin::serve(admin, metrics, async move {
             let _ = admin_stopped_rx.changed().await;
         }));
-        let upkeep = tokio::spawn(crate::metrics::upkeep(metrics));
 
         let app = App::new(AppState {
             service: service.clone(),
@@ -134,7 +133,6 @@ impl Application {
         // The admin listener outlives the drain so the drain itself can be observed.
         let _ = stop_admin.send(());
         let _ = admin_task.await;
-        upkeep.abort();
         service
             .close()
             .await

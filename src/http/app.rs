@@ -61,22 +61,28 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let state = self.state.clone();
-        Box::pin(async move { Ok(dispatch(&state, req).await) })
+        // Routed here, before boxing, so each route boxes only its own future. A single
+        // `async` block for all routes would be as large as the largest (create, with
+        // its body collection), and every redirect would allocate and copy that much.
+        let (route, _) = Route::classify(req.uri().path());
+        match (route, req.method()) {
+            (Route::Redirect, &Method::GET | &Method::HEAD) => Box::pin(async move {
+                let (_, code) = Route::classify(req.uri().path());
+                Ok(redirect::redirect(&state, code, req.uri().query()).await)
+            }),
+            _ => Box::pin(async move { Ok(dispatch(&state, req).await) }),
+        }
     }
 }
 
+/// Every route but the redirect (which [`App::call`] dispatches itself).
 async fn dispatch<B>(state: &AppState, req: Request<B>) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (route, code) = Route::classify(req.uri().path());
-    let method = req.method();
-    // The redirect is matched first: it is the request this service exists for.
-    let result = match (route, method) {
-        (Route::Redirect, &Method::GET | &Method::HEAD) => {
-            return redirect::redirect(state, code, req.uri().query()).await;
-        }
+    let result = match (route, req.method()) {
         (Route::Redirect, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
         (Route::Links, &Method::POST) => api::create(state, req).await,
         (Route::Links, _) => Err(ApiError::method_not_allowed("POST")),

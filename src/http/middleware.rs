@@ -6,14 +6,15 @@
 //!    produced by the overload guards below it.
 //! 2. [`request_id`]: before tracing so the span and every log line carry the id.
 //! 3. [`trace`]: a DEBUG span per request (free when DEBUG is off).
-//! 4. [`overload`]: turns the errors of the guards below (shed, timed out) into JSON 503
-//!    answers, so hyper never sees a service error.
-//! 5. `LoadShed` + `ConcurrencyLimit` (tower): at most `http.concurrency_limit` requests in
-//!    flight; past that, refuse at once instead of queueing.
+//! 4. [`load_shed`]: at most `http.concurrency_limit` requests in flight; past that, a
+//!    503 at once instead of a queue. Outside the timeout so shed requests cost no timer.
+//! 5. [`overload`]: turns the timeout's error into a JSON 503, so hyper never sees a
+//!    service error.
 //! 6. `Timeout` (tower): bounds a request's time in the handler.
 //! 7. [`body_limit`]: caps the request body before any handler reads it.
 
 pub mod body_limit;
+pub mod load_shed;
 pub mod metrics;
 pub mod overload;
 pub mod request_id;
@@ -51,9 +52,8 @@ where
         .layer(metrics::MetricsLayer::new())
         .layer(request_id::RequestIdLayer::new())
         .layer(trace::TraceLayer)
+        .layer(load_shed::LoadShedLayer::new(settings.concurrency_limit))
         .layer(overload::OverloadLayer::new())
-        .load_shed()
-        .concurrency_limit(settings.concurrency_limit)
         .timeout(Duration::from_millis(settings.request_timeout_ms))
         .layer(body_limit::BodyLimitLayer::new(settings.max_body_bytes))
         .service(app)

@@ -1,13 +1,15 @@
-//! Turns the overload guards' errors into answers: shed and timed-out requests get a JSON
-//! 503 with `Retry-After`, and are counted by reason.
+//! Turns the errors of the layers below into answers: a timed-out request gets a JSON 503
+//! with `Retry-After` and is counted (`shortener_http_rejected_total{reason="timeout"}`);
+//! anything else becomes an opaque, logged 500.
 //!
-//! tower's `LoadShed` and `Timeout` report by failing the service call; hyper would turn
-//! such an error into a dropped connection. Below this layer errors are `BoxError`; above
-//! it the stack is infallible.
+//! tower's `Timeout` reports by failing the service call; hyper would turn such an error
+//! into a dropped connection. Below this layer errors are `BoxError`; above it the stack
+//! is infallible.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -15,7 +17,6 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use metrics::Counter;
 use pin_project_lite::pin_project;
-use tower::load_shed::error::Overloaded;
 use tower::timeout::error::Elapsed;
 use tower::{Layer, Service};
 
@@ -23,27 +24,25 @@ use crate::http::app::{BoxError, into_logged_response};
 use crate::http::error::ApiError;
 use crate::metrics::HTTP_REJECTED;
 
-/// Counters resolved once.
-#[derive(Clone)]
+/// Counters resolved once; shared behind one `Arc` so cloning the service per request is
+/// one reference-count bump.
 struct Rejections {
-    concurrency: Counter,
     timeout: Counter,
 }
 
 /// Layer that applies [`HandleOverload`].
 #[derive(Clone)]
 pub struct OverloadLayer {
-    rejections: Rejections,
+    rejections: Arc<Rejections>,
 }
 
 impl OverloadLayer {
     /// A layer counting into `shortener_http_rejected_total`.
     pub fn new() -> Self {
         Self {
-            rejections: Rejections {
-                concurrency: metrics::counter!(HTTP_REJECTED, "reason" => "concurrency"),
+            rejections: Arc::new(Rejections {
                 timeout: metrics::counter!(HTTP_REJECTED, "reason" => "timeout"),
-            },
+            }),
         }
     }
 }
@@ -69,7 +68,7 @@ impl<S> Layer<S> for OverloadLayer {
 /// Service mapping guard errors to 503 responses.
 pub struct HandleOverload<S> {
     inner: S,
-    rejections: Rejections,
+    rejections: Arc<Rejections>,
     /// A readiness error waiting to be answered by the next call.
     not_ready: Option<BoxError>,
 }
@@ -123,7 +122,7 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         error: Option<BoxError>,
-        rejections: Rejections,
+        rejections: Arc<Rejections>,
     }
 }
 
@@ -143,15 +142,7 @@ where
             (None, Some(error)) => error,
             (None, None) => "response future polled after completion".into(),
         };
-        let response = if error.is::<Overloaded>() {
-            this.rejections.concurrency.increment(1);
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "too many requests in flight; retry",
-            )
-            .into_response()
-        } else if error.is::<Elapsed>() {
+        let response = if error.is::<Elapsed>() {
             this.rejections.timeout.increment(1);
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Redirect throughput and latency on loopback: the service's cached redirect against a
+# bare hyper server answering a fixed 301 (the physical baseline), measured in the same
+# run, interleaved, so machine noise hits both alike.
+#
+#   scripts/bench-redirect.sh            # 3 rounds of 10 s each, 64 connections
+#   ROUNDS=5 DURATION=20s CONNECTIONS=128 scripts/bench-redirect.sh
+#   EXTRA_ENV="APP__LINKS__FORWARD_QUERY=true" scripts/bench-redirect.sh
+#
+# Servers are pinned to CPU 0 and wrk to CPU 1 (taskset), so they do not fight for a core.
+# Per round it prints req/s, p50, p99, and the server's CPU time per request (from
+# /proc/<pid>/stat: less sensitive than req/s to noise from other tenants of a shared VM).
+# Then medians, and the ratios service/baseline: the median of the per-round throughput
+# ratios (each round's two runs are adjacent in time, so they share the machine's mood)
+# and the ratio of CPU per request.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+BASE_PORT=${BASE_PORT:-18090}
+SVC_PORT=${SVC_PORT:-18080}
+ADMIN_PORT=${ADMIN_PORT:-19090}
+
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+
+cargo build --release --quiet --bin shortener --example baseline-server
+target=target/release
+data=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$data"; }
+trap cleanup EXIT
+
+wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+
+taskset -c "$SERVER_CPU" "$target/examples/baseline-server" "127.0.0.1:$BASE_PORT" & pids+=($!)
+baseline_pid=$!
+env APP__HTTP__LISTEN="127.0.0.1:$SVC_PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \
+    APP__STORE__PATH="$data/links.redb" RUST_LOG=warn ${EXTRA_ENV:-} \
+    taskset -c "$SERVER_CPU" "$target/shortener" serve & pids+=($!)
+service_pid=$!
+wait_http "http://127.0.0.1:$BASE_PORT/"
+wait_http "http://127.0.0.1:$SVC_PORT/healthz"
+
+curl -sf -o /dev/null -X POST "http://127.0.0.1:$SVC_PORT/api/v1/links" \
+    -H 'content-type: application/json' \
+    -d '{"url":"https://example.com/landing?campaign=bench","alias":"bench01"}'
+curl -s -o /dev/null "http://127.0.0.1:$SVC_PORT/bench01"   # warm the cache
+
+# wrk's latency lines look like "50%  312.00us"; normalise to milliseconds.
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 }; printf "%.3f", v }'; }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime
+TICKS=$(getconf CLK_TCK)
+
+run() { # name url pid -> "rps p50 p99 cpu_us_per_request"
+    local out rps p50 p99 requests before after
+    before=$(cpu_ticks "$3")
+    out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$2")
+    after=$(cpu_ticks "$3")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    if grep -q "Non-2xx or 3xx" <<<"$out"; then echo "$1: errors in run:" >&2; echo "$out" >&2; exit 1; fi
+    echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$requests" 'BEGIN {printf "%.3f", t / hz * 1e6 / n}')"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION --latency; server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU"
+printf "%-6s %-9s %11s %8s %8s %12s\n" round target "req/s" "p50 ms" "p99 ms" "CPU us/req"
+: >"$data/baseline"; : >"$data/service"; : >"$data/ratio"
+for round in $(seq "$ROUNDS"); do
+    read -r b_rps b_p50 b_p99 b_cpu < <(run baseline "http://127.0.0.1:$BASE_PORT/bench01" "$baseline_pid")
+    printf "%-6s %-9s %11s %8s %8s %12s\n" "$round" baseline "$b_rps" "$b_p50" "$b_p99" "$b_cpu"
+    read -r s_rps s_p50 s_p99 s_cpu < <(run service "http://127.0.0.1:$SVC_PORT/bench01" "$service_pid")
+    printf "%-6s %-9s %11s %8s %8s %12s\n" "$round" service "$s_rps" "$s_p50" "$s_p99" "$s_cpu"
+    echo "$b_rps $b_p50 $b_p99 $b_cpu" >>"$data/baseline"; echo "$s_rps $s_p50 $s_p99 $s_cpu" >>"$data/service"
+    awk -v s="$s_rps" -v b="$b_rps" 'BEGIN {printf "%.4f\n", s / b}' >>"$data/ratio"
+done
+
+echo "medians over $ROUNDS rounds:"
+for who in baseline service; do
+    for col in 1 2 3 4; do declare "m$col=$(awk -v c=$col '{print $c}' "$data/$who" | median)"; done
+    printf "  %-8s req/s %9.0f   p50 %6.3f ms   p99 %6.3f ms   CPU %6.3f us/req\n" "$who" "$m1" "$m2" "$m3" "$m4"
+    declare "cpu_$who=$m4"
+done
+printf "  ratio service/baseline, throughput (median of per-round ratios): %.3f\n" "$(median <"$data/ratio")"
+awk -v s="$cpu_service" -v b="$cpu_baseline" 'BEGIN { printf "  ratio baseline/service, CPU per request:                         %.3f\n", b/s }'
