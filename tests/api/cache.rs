@@ -74,11 +74,7 @@ async fn a_stampede_over_http2_does_one_store_read() {
     let code = app.create_ok(link("https://example.com/stampede")).await;
     // Hold the single store read open long enough that every request arrives during it.
     app.store.get_delay_ms.store(300, Ordering::SeqCst);
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let client = app.h2_client();
     let url = app.url(&format!("/{code}"));
     let requests: Vec<_> = (0..1000)
         .map(|_| {

@@ -167,6 +167,15 @@ impl TestApp {
             .expect("request")
     }
 
+    /// A client that speaks HTTP/2 without upgrade (prior knowledge), not following redirects.
+    pub fn h2_client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
     /// The Prometheus text from the admin listener.
     pub async fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.admin_addr);

@@ -175,11 +175,7 @@ async fn query_strings_are_forwarded_only_when_configured() {
 async fn redirects_work_over_http2() {
     let app = spawn_app().await;
     let code = app.create_ok(link("https://example.com/h2")).await;
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let client = app.h2_client();
     let response = client
         .get(app.url(&format!("/{code}")))
         .send()

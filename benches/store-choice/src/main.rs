@@ -52,7 +52,7 @@ impl Engine for Redb {
         txn.commit().expect("commit (Durability::Immediate: fsync)");
     }
     fn get(&mut self, key: &str) -> Option<Vec<u8>> {
-        use redb::{ReadableDatabase, ReadableTable};
+        use redb::ReadableDatabase;
         let txn = self.0.begin_read().expect("txn");
         let table = txn.open_table(TABLE).expect("table");
         table.get(key).expect("get").map(|v| v.value().to_vec())
