@@ -171,11 +171,6 @@ impl LinkCache {
     pub async fn invalidate(&self, code: &ShortCode) {
         self.inner.invalidate(code).await;
     }
-
-    /// Entries currently held (approximate; moka applies writes lazily).
-    pub fn entry_count(&self) -> u64 {
-        self.inner.entry_count()
-    }
 }
 
 /// Approximate bytes an entry costs: key + target + fixed overhead (Arc, headers, moka's
@@ -301,6 +296,42 @@ mod tests {
             cache.get_or_load("abc", working).await,
             Ok(CacheEntry::Found(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_within_its_byte_budget() {
+        let budget = 20_000;
+        let settings = CacheSettings {
+            max_capacity_bytes: budget,
+            ttl_s: 60,
+            negative_ttl_s: 60,
+        };
+        let cache = LinkCache::new(&settings, Duration::from_secs(60));
+        let long_target = format!("https://example.com/{}", "x".repeat(1_000));
+        for i in 0..500 {
+            let target = long_target.clone();
+            let load = |code: ShortCode| async move {
+                Ok::<_, std::io::Error>(Some(Link {
+                    code,
+                    target: TargetUrl::parse(&target).expect("valid"),
+                    created_at: OffsetDateTime::now_utc(),
+                    expires_at: None,
+                    redirect: RedirectKind::Found,
+                }))
+            };
+            cache
+                .get_or_load(&format!("code{i}"), load)
+                .await
+                .expect("load");
+        }
+        cache.inner.run_pending_tasks().await;
+        // 500 entries of ~2.2 KB each would be ~1.1 MB; the budget holds ~9 of them.
+        assert!(
+            cache.inner.weighted_size() <= budget,
+            "{} > {budget}",
+            cache.inner.weighted_size()
+        );
+        assert!(cache.inner.entry_count() < 20);
     }
 
     #[test]

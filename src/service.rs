@@ -205,11 +205,6 @@ impl LinkService {
     pub async fn close(&self) -> Result<(), ServiceError> {
         Ok(self.store.close().await?)
     }
-
-    /// Cached entries (for tests and diagnostics).
-    pub fn cached_entries(&self) -> u64 {
-        self.cache.entry_count()
-    }
 }
 
 /// Now, truncated to milliseconds: what the store keeps, so that the answer to a create

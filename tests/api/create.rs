@@ -100,6 +100,37 @@ async fn short_url_uses_the_configured_public_base() {
 }
 
 #[tokio::test]
+async fn a_colliding_generated_code_is_redrawn() {
+    let app = spawn_app().await;
+    app.store
+        .collide_next
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    let code = app.create_ok(link("https://example.com/retry")).await;
+    assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("shortener_code_collisions_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn running_out_of_free_codes_is_a_503_not_a_hang() {
+    let app = crate::helpers::spawn_app_with(|s| s.links.max_create_attempts = 3).await;
+    app.store
+        .collide_next
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let response = app.create(link("https://example.com/")).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(error_code(response).await, "codes_exhausted");
+    assert_eq!(
+        app.create(link("https://example.com/")).await.status(),
+        201,
+        "the next create works"
+    );
+}
+
+#[tokio::test]
 async fn alias_taken_returns_409() {
     let app = spawn_app().await;
     app.create_ok(json!({"url": "https://first.example/", "alias": "mine"}))

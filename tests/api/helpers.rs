@@ -21,6 +21,8 @@ pub struct ProbeStore {
     pub gets: AtomicUsize,
     pub get_delay_ms: AtomicU64,
     pub failing: AtomicBool,
+    /// The next N inserts report the code as taken, as if a generated code collided.
+    pub collide_next: AtomicUsize,
 }
 
 impl ProbeStore {
@@ -36,6 +38,12 @@ impl ProbeStore {
 impl LinkStore for ProbeStore {
     async fn insert_if_absent(&self, link: &Link) -> Result<InsertOutcome, StoreError> {
         self.check()?;
+        let collide = self
+            .collide_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if collide.is_ok() {
+            return Ok(InsertOutcome::AlreadyExists);
+        }
         self.inner.insert_if_absent(link).await
     }
 
@@ -99,6 +107,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         gets: AtomicUsize::new(0),
         get_delay_ms: AtomicU64::new(0),
         failing: AtomicBool::new(false),
+        collide_next: AtomicUsize::new(0),
     });
     let app = Application::build_with_store(settings, store.clone())
         .await
