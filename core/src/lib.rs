@@ -5,6 +5,8 @@
 //! [`target`], [`link`]) and the storage contract with its embedded backend ([`store`]).
 //! Nothing in this crate knows about HTTP.
 
+pub mod agent;
+pub mod click;
 pub mod code;
 pub mod link;
 pub mod store;

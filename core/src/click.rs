@@ -1,0 +1,216 @@
+//! The click event: the one serialized boundary between the service, which records
+//! clicks, and analytics, which aggregates them (in process today, a separate consumer
+//! behind Kafka later).
+//!
+//! Versioned and changed additively only: a new field must be optional
+//! (`#[serde(default)]`), so consumers of version N read events of version N+1, and the
+//! other way round. Raw client addresses never appear here: the visitor is a keyed hash
+//! (see [`VisitorHasher`]) whose key rotates daily, so events cannot be joined across days
+//! or reversed into an address by anyone without the secret.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Version of [`ClickEvent`] written by this code.
+pub const CLICK_EVENT_VERSION: u8 = 1;
+
+/// Longest referrer or user agent kept, in bytes. Real ones are well under it; longer
+/// ones are junk or attacks, and they cost memory in every batch and every top-N table.
+pub const MAX_TEXT_FIELD_LEN: usize = 512;
+
+/// Milliseconds in a UTC day: the visitor-hash key and daily statistics roll over on it.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// One redirect, as analytics sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClickEvent {
+    /// Format version ([`CLICK_EVENT_VERSION`]).
+    pub v: u8,
+    /// Unique per click (UUIDv7: time-ordered), so a consumer can drop redeliveries.
+    pub id: Uuid,
+    /// The short code that was followed.
+    pub code: String,
+    /// When, in Unix milliseconds (UTC).
+    pub at_ms: i64,
+    /// The `Referer` header, capped ([`cap_text`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    /// The `User-Agent` header, capped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// ISO 3166-1 alpha-2 country from a trusted edge header, if configured and valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Keyed hash of client address + user agent, with a daily key: counts unique
+    /// visitors within a day without storing who they are.
+    pub visitor: u64,
+}
+
+/// Header bytes as safe text: invalid UTF-8 replaced by U+FFFD, then cut to at most
+/// [`MAX_TEXT_FIELD_LEN`] bytes on a character boundary. Markup is kept as data (it is
+/// escaped wherever it is rendered: JSON here); nothing is interpreted.
+pub fn cap_text(raw: &[u8]) -> String {
+    // Decoding only the prefix bounds the work for a 10 KB header; a multi-byte sequence
+    // cut by the prefix becomes one U+FFFD, which the truncation below then handles.
+    let prefix = &raw[..raw.len().min(MAX_TEXT_FIELD_LEN + 4)];
+    let text = String::from_utf8_lossy(prefix);
+    let mut end = text.len().min(MAX_TEXT_FIELD_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// A country header value, if it is exactly two ASCII letters (returned upper-case).
+/// Anything else (a spoofed or garbled header) is ignored rather than counted.
+pub fn parse_country(raw: &[u8]) -> Option<String> {
+    match raw {
+        [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+            Some(String::from_utf8_lossy(&raw.to_ascii_uppercase()).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Hashes (client address, user agent) into a visitor id with a key that changes every
+/// UTC day.
+///
+/// The daily key is derived from a long-lived secret and the day number (BLAKE3
+/// `derive_key`), so nothing needs to be stored or coordinated to rotate it, and every
+/// instance sharing the secret computes the same visitor id on the same day (so uniques
+/// are counted correctly across instances).
+#[derive(Clone)]
+pub struct VisitorHasher {
+    secret: [u8; 32],
+    /// The last day seen and its key: deriving a key costs more than hashing an event.
+    current: Option<(i64, [u8; 32])>,
+}
+
+impl VisitorHasher {
+    /// A hasher keyed by `secret` (any length; hashed into a 32-byte key).
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            secret: blake3::derive_key("shortener visitor secret v1", secret),
+            current: None,
+        }
+    }
+
+    /// The visitor id of `ip` + `user_agent` at `at_ms`.
+    pub fn visitor(&mut self, at_ms: i64, ip: IpAddr, user_agent: &[u8]) -> u64 {
+        let day = at_ms.div_euclid(DAY_MS);
+        let key = match self.current {
+            Some((cached, key)) if cached == day => key,
+            _ => {
+                let mut material = self.secret.to_vec();
+                material.extend_from_slice(&day.to_le_bytes());
+                let key = blake3::derive_key("shortener visitor day key v1", &material);
+                self.current = Some((day, key));
+                key
+            }
+        };
+        let mut hasher = blake3::Hasher::new_keyed(&key);
+        match ip {
+            IpAddr::V4(v4) => hasher.update(&v4.octets()),
+            IpAddr::V6(v6) => hasher.update(&v6.octets()),
+        };
+        hasher.update(&[0]);
+        hasher.update(user_agent);
+        let digest = hasher.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest.as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    }
+}
+
+impl std::fmt::Debug for VisitorHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VisitorHasher(<secret>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_capped_on_a_character_boundary() {
+        let ten_kb = "é".repeat(5_000);
+        let capped = cap_text(ten_kb.as_bytes());
+        assert!(capped.len() <= MAX_TEXT_FIELD_LEN);
+        assert_eq!(
+            capped.len(),
+            MAX_TEXT_FIELD_LEN,
+            "512 is even, 'é' is 2 bytes"
+        );
+        assert!(capped.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_and_markup_kept_as_data() {
+        assert_eq!(cap_text(b"abc\xff\xfedef"), "abc\u{fffd}\u{fffd}def");
+        let html = "<script>alert('x')</script>";
+        assert_eq!(cap_text(html.as_bytes()), html);
+        let mut cut_sequence = vec![b'a'; MAX_TEXT_FIELD_LEN - 1];
+        cut_sequence.extend_from_slice("€".as_bytes());
+        assert!(cap_text(&cut_sequence).len() <= MAX_TEXT_FIELD_LEN);
+    }
+
+    #[test]
+    fn countries_are_two_letters_or_nothing() {
+        assert_eq!(parse_country(b"de"), Some("DE".into()));
+        assert_eq!(parse_country(b"US"), Some("US".into()));
+        for bad in [&b""[..], b"D", b"DEU", b"1A", b"<s", b"\xff\xff"] {
+            assert_eq!(parse_country(bad), None);
+        }
+    }
+
+    #[test]
+    fn visitors_are_stable_within_a_day_and_change_across_days_and_secrets() {
+        let ip: IpAddr = "203.0.113.9".parse().expect("ip");
+        let mut hasher = VisitorHasher::new(b"secret");
+        let morning = 20_000 * DAY_MS + 1_000;
+        let evening = 20_000 * DAY_MS + DAY_MS - 1;
+        let a = hasher.visitor(morning, ip, b"Firefox");
+        assert_eq!(a, hasher.visitor(evening, ip, b"Firefox"));
+        assert_ne!(
+            a,
+            hasher.visitor(evening + 1, ip, b"Firefox"),
+            "new day, new key"
+        );
+        assert_ne!(a, hasher.visitor(morning, ip, b"Chrome"));
+        assert_ne!(
+            a,
+            hasher.visitor(morning, "203.0.113.10".parse().expect("ip"), b"Firefox")
+        );
+        assert_ne!(
+            a,
+            VisitorHasher::new(b"other").visitor(morning, ip, b"Firefox")
+        );
+    }
+
+    #[test]
+    fn events_round_trip_and_tolerate_unknown_fields() {
+        let event = ClickEvent {
+            v: CLICK_EVENT_VERSION,
+            id: Uuid::now_v7(),
+            code: "abc".into(),
+            at_ms: 1_763_790_000_000,
+            referrer: Some("https://news.example/".into()),
+            user_agent: None,
+            country: Some("DE".into()),
+            visitor: 42,
+        };
+        let json = serde_json::to_string(&event).expect("serialize");
+        assert_eq!(
+            serde_json::from_str::<ClickEvent>(&json).expect("parse"),
+            event
+        );
+        let newer = json.replacen('{', r#"{"added_in_v2":true,"#, 1);
+        assert_eq!(
+            serde_json::from_str::<ClickEvent>(&newer).expect("additive change"),
+            event
+        );
+    }
+}
