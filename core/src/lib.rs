@@ -6,11 +6,14 @@
 //! Nothing in this crate knows about HTTP.
 
 pub mod agent;
+pub mod aggregate;
 pub mod click;
 pub mod code;
+pub mod hll;
 pub mod link;
 pub mod store;
 pub mod target;
+pub mod topk;
 
 pub use code::{Alias, CodeError, CodeGenerator, GeneratorConfigError, ShortCode};
 pub use link::{Link, RedirectKind};
