@@ -23,6 +23,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+mod stats;
+
 use super::{InsertOutcome, LinkStore, StoreError};
 use crate::{Link, RedirectKind, ShortCode, TargetUrl};
 
@@ -60,6 +62,7 @@ impl RedbStore {
         let db = Database::create(path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(LINKS).map_err(backend)?;
+        stats::create_tables(&txn)?;
         txn.commit().map_err(backend)?;
         Ok(Self {
             db: RwLock::new(Some(Arc::new(db))),

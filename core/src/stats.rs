@@ -1,0 +1,145 @@
+//! The storage contract for pre-computed click statistics.
+//!
+//! Statistics are written only by applying [`BatchAggregate`]s and read by bounded
+//! queries over a link's hour or day buckets: reading stats never scans raw clicks, so
+//! the cost of a query depends on the range asked for, not on how popular the link is.
+
+use async_trait::async_trait;
+
+use crate::aggregate::{BatchAggregate, Counts, Dimension, HOUR_MS};
+use crate::click::DAY_MS;
+use crate::{ShortCode, StoreError};
+
+/// Most buckets one query may cover: 93 days of hours, or 10 years of days.
+pub const MAX_HOUR_BUCKETS: i64 = 24 * 93;
+/// See [`MAX_HOUR_BUCKETS`].
+pub const MAX_DAY_BUCKETS: i64 = 3_660;
+
+/// Bucket size of a time series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// One bucket per UTC hour.
+    Hour,
+    /// One bucket per UTC day.
+    Day,
+}
+
+impl Granularity {
+    /// Bucket length in milliseconds.
+    pub fn bucket_ms(self) -> i64 {
+        match self {
+            Self::Hour => HOUR_MS,
+            Self::Day => DAY_MS,
+        }
+    }
+
+    /// The most buckets a query may span.
+    pub fn max_buckets(self) -> i64 {
+        match self {
+            Self::Hour => MAX_HOUR_BUCKETS,
+            Self::Day => MAX_DAY_BUCKETS,
+        }
+    }
+}
+
+/// A validated statistics query: `[from_ms, to_ms)` aligned outward to buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsQuery {
+    /// First bucket start (inclusive), Unix ms.
+    pub from_ms: i64,
+    /// End (exclusive), Unix ms, on a bucket boundary.
+    pub to_ms: i64,
+    /// Bucket size.
+    pub granularity: Granularity,
+    /// Entries per top-N list.
+    pub top_n: usize,
+}
+
+/// Why a query was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// `from` is not before `to`.
+    #[error("`from` must be before `to`")]
+    EmptyRange,
+    /// The range spans more buckets than allowed.
+    #[error("range too long: at most {0} buckets at this granularity")]
+    TooLong(i64),
+}
+
+impl StatsQuery {
+    /// Aligns `[from_ms, to_ms)` outward to whole buckets and checks its length.
+    pub fn new(
+        from_ms: i64,
+        to_ms: i64,
+        granularity: Granularity,
+        top_n: usize,
+    ) -> Result<Self, QueryError> {
+        if from_ms >= to_ms {
+            return Err(QueryError::EmptyRange);
+        }
+        let size = granularity.bucket_ms();
+        let from = from_ms.div_euclid(size) * size;
+        let to = (to_ms - 1).div_euclid(size) * size + size;
+        if (to - from) / size > granularity.max_buckets() {
+            return Err(QueryError::TooLong(granularity.max_buckets()));
+        }
+        Ok(Self {
+            from_ms: from,
+            to_ms: to,
+            granularity,
+            top_n,
+        })
+    }
+}
+
+/// A link's statistics over a query range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Sum over the range.
+    pub totals: Counts,
+    /// Distinct human visitors on the UTC days the range touches (HyperLogLog estimate).
+    pub unique_visitors: u64,
+    /// Non-empty buckets, oldest first: (bucket start in Unix ms, counts).
+    pub series: Vec<(i64, Counts)>,
+    /// Top values per dimension over the days the range touches, largest first.
+    pub top: Vec<(Dimension, Vec<(String, u64)>)>,
+}
+
+/// Durable statistics storage.
+#[async_trait]
+pub trait StatsStore: Send + Sync + 'static {
+    /// Applies a batch atomically: after a crash, either all of its increments are there
+    /// or none. Durable when it returns.
+    async fn apply(&self, batch: BatchAggregate) -> Result<(), StoreError>;
+
+    /// All-time click totals of a link (zero if it was never clicked).
+    async fn totals(&self, code: &ShortCode) -> Result<Counts, StoreError>;
+
+    /// Statistics of a link over a range: one bounded read.
+    async fn link_stats(
+        &self,
+        code: &ShortCode,
+        query: StatsQuery,
+    ) -> Result<LinkStats, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_align_outward_to_buckets_and_are_bounded() {
+        let q =
+            StatsQuery::new(HOUR_MS + 5, 3 * HOUR_MS - 1, Granularity::Hour, 10).expect("valid");
+        assert_eq!((q.from_ms, q.to_ms), (HOUR_MS, 3 * HOUR_MS));
+        let q = StatsQuery::new(1, 2, Granularity::Day, 10).expect("valid");
+        assert_eq!((q.from_ms, q.to_ms), (0, DAY_MS));
+        assert_eq!(
+            StatsQuery::new(5, 5, Granularity::Hour, 1),
+            Err(QueryError::EmptyRange)
+        );
+        let too_long = StatsQuery::new(0, (MAX_HOUR_BUCKETS + 1) * HOUR_MS, Granularity::Hour, 1);
+        assert_eq!(too_long, Err(QueryError::TooLong(MAX_HOUR_BUCKETS)));
+        assert!(StatsQuery::new(0, MAX_HOUR_BUCKETS * HOUR_MS, Granularity::Hour, 1).is_ok());
+    }
+}
