@@ -42,7 +42,22 @@ pub struct Settings {
     pub links: LinkSettings,
     pub cache: CacheSettings,
     pub store: StoreSettings,
+    pub clicks: ClickSettings,
     pub telemetry: TelemetrySettings,
+}
+
+/// `[clicks]`: the click pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ClickSettings {
+    pub enabled: bool,
+    pub queue_capacity: usize,
+    pub batch_max: usize,
+    pub flush_interval_ms: u64,
+    pub visitor_secret: String,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub country_header: String,
 }
 
 /// `[http]`: the public listener.
@@ -140,7 +155,12 @@ impl Settings {
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));
         }
-        let env = env.prefix_separator("__").separator("__").try_parsing(true);
+        let env = env
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("clicks.trusted_proxies");
         let settings: Self = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -201,6 +221,21 @@ impl Settings {
         if self.cache.ttl_s == 0 {
             return invalid("cache.ttl_s", "must be > 0");
         }
+        let c = &self.clicks;
+        if c.queue_capacity == 0 {
+            return invalid("clicks.queue_capacity", "must be > 0");
+        }
+        if c.batch_max == 0 {
+            return invalid("clicks.batch_max", "must be > 0");
+        }
+        if c.flush_interval_ms == 0 {
+            return invalid("clicks.flush_interval_ms", "must be > 0");
+        }
+        if !c.country_header.is_empty()
+            && http::HeaderName::try_from(c.country_header.as_str()).is_err()
+        {
+            return invalid("clicks.country_header", "must be a valid header name");
+        }
         Ok(())
     }
 
@@ -246,6 +281,23 @@ mod tests {
         assert_eq!(settings.http.listen.port(), 8080);
         assert_eq!(settings.store.backend, StoreBackend::Embedded);
         assert_eq!(settings.links.code_length, 7);
+        assert!(settings.clicks.enabled);
+        assert!(settings.clicks.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_parse_from_a_comma_separated_variable() {
+        let settings = Settings::load_from(
+            None,
+            env(&[("APP__CLICKS__TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.0/24")]),
+        )
+        .expect("loads");
+        assert_eq!(settings.clicks.trusted_proxies.len(), 2);
+        let bad = Settings::load_from(
+            None,
+            env(&[("APP__CLICKS__TRUSTED_PROXIES", "10.0.0.0/33")]),
+        );
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! 5. `shortener_core::store`: the storage contract and the embedded backend.
 
 pub mod cache;
+pub mod clicks;
 pub mod config;
 pub mod http;
 pub mod metrics;

@@ -34,6 +34,26 @@ pub const LINKS_CREATED: &str = "shortener_links_created_total";
 /// Generated codes that were already taken and had to be redrawn.
 pub const CODE_COLLISIONS: &str = "shortener_code_collisions_total";
 
+/// GET redirects answered: each one is a click to record.
+pub const REDIRECTS: &str = "shortener_redirects_total";
+/// Clicks accepted into the queue.
+pub const CLICKS_RECORDED: &str = "shortener_clicks_recorded_total";
+/// Clicks lost, by `reason`: `queue_full`, `closed` (shutting down), `sink_error`.
+pub const CLICKS_DROPPED: &str = "shortener_clicks_dropped_total";
+/// Clicks applied to statistics.
+pub const CLICKS_AGGREGATED: &str = "shortener_clicks_aggregated_total";
+/// Click batches flushed to the sink.
+pub const CLICK_BATCHES: &str = "shortener_click_batches_total";
+/// Events per flushed batch.
+pub const CLICK_BATCH_SIZE: &str = "shortener_click_batch_size";
+/// Time to deliver one batch to the sink (aggregate + store transaction).
+pub const CLICK_FLUSH_DURATION: &str = "shortener_click_flush_duration_seconds";
+/// Now minus the oldest click not yet flushed, in seconds (0 when none waits).
+pub const CLICK_AGGREGATION_LAG: &str = "shortener_click_aggregation_lag_seconds";
+
+/// Batch-size buckets: from a trickle to a full default batch (`clicks.batch_max`).
+const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+
 /// Latency buckets in seconds: fine-grained below 1 ms where cached redirects live, then
 /// coarse up to the request timeout. Chosen so the p99 SLO (2 ms) is a bucket boundary.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -58,6 +78,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     }
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(CLICK_BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)?;
@@ -85,6 +106,42 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 }
 
 fn describe() {
+    describe_counter!(
+        REDIRECTS,
+        Unit::Count,
+        "GET redirects answered (clicks to record)."
+    );
+    describe_counter!(
+        CLICKS_RECORDED,
+        Unit::Count,
+        "Clicks accepted into the click queue."
+    );
+    describe_counter!(
+        CLICKS_DROPPED,
+        Unit::Count,
+        "Clicks lost, by reason (queue_full, closed, sink_error)."
+    );
+    describe_counter!(
+        CLICKS_AGGREGATED,
+        Unit::Count,
+        "Clicks applied to statistics."
+    );
+    describe_counter!(CLICK_BATCHES, Unit::Count, "Click batches flushed.");
+    describe_histogram!(
+        CLICK_BATCH_SIZE,
+        Unit::Count,
+        "Events per flushed click batch."
+    );
+    describe_histogram!(
+        CLICK_FLUSH_DURATION,
+        Unit::Seconds,
+        "Time to deliver one click batch."
+    );
+    describe_gauge!(
+        CLICK_AGGREGATION_LAG,
+        Unit::Seconds,
+        "Now minus the oldest click not yet flushed."
+    );
     describe_counter!(
         HTTP_REQUESTS,
         Unit::Count,

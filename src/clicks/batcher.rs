@@ -1,0 +1,329 @@
+//! The batcher: turns raw clicks into events and hands them to the sink in batches.
+//!
+//! A batch is flushed when it reaches `clicks.batch_max` events or when
+//! `clicks.flush_interval_ms` has passed since the last flush, whichever comes first:
+//! under load, batches are full and each store transaction carries many clicks; when
+//! quiet, no click waits longer than the interval. On shutdown the queue is closed, then
+//! drained, and everything still held is flushed before the task ends.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use metrics::{Counter, Gauge, Histogram};
+use shortener_core::click::{
+    CLICK_EVENT_VERSION, ClickEvent, VisitorHasher, cap_text, parse_country,
+};
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use uuid::{NoContext, Timestamp, Uuid};
+
+use super::client_ip::client_ip;
+use super::{EventSink, RawClick, now_ms};
+use crate::metrics::{
+    CLICK_AGGREGATION_LAG, CLICK_BATCH_SIZE, CLICK_BATCHES, CLICK_FLUSH_DURATION,
+    CLICKS_AGGREGATED, CLICKS_DROPPED,
+};
+
+/// How the batcher behaves (from `[clicks]`).
+#[derive(Debug, Clone)]
+pub struct BatcherConfig {
+    /// Flush at this many events.
+    pub batch_max: usize,
+    /// Flush at least this often when events are waiting.
+    pub flush_interval: Duration,
+    /// Proxies whose `X-Forwarded-For` entries we trust.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Key material for visitor hashes.
+    pub visitor_secret: Vec<u8>,
+}
+
+struct Meters {
+    aggregated: Counter,
+    dropped_sink: Counter,
+    batches: Counter,
+    batch_size: Histogram,
+    flush_duration: Histogram,
+    lag: Gauge,
+}
+
+/// Runs the batcher until `shutdown` resolves (or every recorder is gone), then drains
+/// and flushes. Spawn it; await its handle during shutdown.
+pub async fn run(
+    mut rx: mpsc::Receiver<RawClick>,
+    sink: Arc<dyn EventSink>,
+    config: BatcherConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut batcher = Batcher {
+        hasher: VisitorHasher::new(&config.visitor_secret),
+        batch: Vec::with_capacity(config.batch_max),
+        meters: Meters {
+            aggregated: metrics::counter!(CLICKS_AGGREGATED),
+            dropped_sink: metrics::counter!(CLICKS_DROPPED, "reason" => "sink_error"),
+            batches: metrics::counter!(CLICK_BATCHES),
+            batch_size: metrics::histogram!(CLICK_BATCH_SIZE),
+            flush_duration: metrics::histogram!(CLICK_FLUSH_DURATION),
+            lag: metrics::gauge!(CLICK_AGGREGATION_LAG),
+        },
+        sink,
+        config,
+    };
+    let mut tick = tokio::time::interval(batcher.config.flush_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            // Shutdown first: under constant load `recv` is always ready.
+            biased;
+            () = &mut shutdown => break,
+            received = rx.recv() => match received {
+                Some(raw) => {
+                    batcher.push(raw);
+                    if batcher.batch.len() >= batcher.config.batch_max {
+                        batcher.flush().await;
+                        tick.reset();
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                batcher.report_lag();
+                batcher.flush().await;
+            }
+        }
+    }
+    // No new clicks from here on; whatever is queued is still flushed.
+    rx.close();
+    while let Some(raw) = rx.recv().await {
+        batcher.push(raw);
+        if batcher.batch.len() >= batcher.config.batch_max {
+            batcher.flush().await;
+        }
+    }
+    batcher.flush().await;
+    tracing::info!("click batcher drained and flushed");
+}
+
+struct Batcher {
+    hasher: VisitorHasher,
+    batch: Vec<ClickEvent>,
+    meters: Meters,
+    sink: Arc<dyn EventSink>,
+    config: BatcherConfig,
+}
+
+impl Batcher {
+    /// Enriches a raw click into a [`ClickEvent`] and queues it for the next flush.
+    fn push(&mut self, raw: RawClick) {
+        let ip: IpAddr = client_ip(
+            raw.peer,
+            as_bytes(&raw.forwarded_for),
+            &self.config.trusted_proxies,
+        );
+        let user_agent_bytes = as_bytes(&raw.user_agent).unwrap_or_default();
+        let at = u64::try_from(raw.at_ms).unwrap_or(0);
+        let event = ClickEvent {
+            v: CLICK_EVENT_VERSION,
+            // v7: time-ordered, so ids double as a rough arrival order in logs and topics.
+            id: Uuid::new_v7(Timestamp::from_unix(
+                NoContext,
+                at / 1_000,
+                (at % 1_000) as u32 * 1_000_000,
+            )),
+            code: raw.code.as_str().to_owned(),
+            at_ms: raw.at_ms,
+            referrer: as_bytes(&raw.referrer).map(cap_text),
+            user_agent: as_bytes(&raw.user_agent).map(cap_text),
+            country: as_bytes(&raw.country).and_then(parse_country),
+            visitor: self.hasher.visitor(raw.at_ms, ip, user_agent_bytes),
+        };
+        self.batch.push(event);
+    }
+
+    /// Now minus the oldest click still waiting (0 when nothing waits).
+    fn report_lag(&self) {
+        let lag_ms = self
+            .batch
+            .first()
+            .map_or(0, |oldest| (now_ms() - oldest.at_ms).max(0));
+        self.meters.lag.set(lag_ms as f64 / 1_000.0);
+    }
+
+    async fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.config.batch_max));
+        let size = batch.len() as u64;
+        let started = Instant::now();
+        let result = self.sink.publish(batch).await;
+        self.meters
+            .flush_duration
+            .record(started.elapsed().as_secs_f64());
+        self.meters.batches.increment(1);
+        self.meters.batch_size.record(size as f64);
+        match result {
+            Ok(()) => self.meters.aggregated.increment(size),
+            Err(error) => {
+                self.meters.dropped_sink.increment(size);
+                tracing::error!(%error, clicks = size, "click batch lost");
+            }
+        }
+        self.meters.lag.set(0.0);
+    }
+}
+
+fn as_bytes(value: &Option<http::HeaderValue>) -> Option<&[u8]> {
+    value.as_ref().map(http::HeaderValue::as_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clicks::SinkError;
+    use async_trait::async_trait;
+    use shortener_core::ShortCode;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct CollectingSink {
+        batches: Mutex<Vec<Vec<ClickEvent>>>,
+    }
+
+    #[async_trait]
+    impl EventSink for CollectingSink {
+        async fn publish(&self, batch: Vec<ClickEvent>) -> Result<(), SinkError> {
+            self.batches.lock().expect("lock").push(batch);
+            Ok(())
+        }
+    }
+
+    impl CollectingSink {
+        fn sizes(&self) -> Vec<usize> {
+            self.batches
+                .lock()
+                .expect("lock")
+                .iter()
+                .map(Vec::len)
+                .collect()
+        }
+    }
+
+    fn raw(code: &str) -> RawClick {
+        RawClick {
+            code: ShortCode::parse(code).expect("code"),
+            at_ms: 1_763_790_000_000,
+            peer: "198.51.100.1".parse().expect("ip"),
+            forwarded_for: None,
+            referrer: Some(http::HeaderValue::from_static("https://ref.example/")),
+            user_agent: Some(http::HeaderValue::from_static("Mozilla/5.0")),
+            country: Some(http::HeaderValue::from_static("fr")),
+        }
+    }
+
+    fn config(batch_max: usize) -> BatcherConfig {
+        BatcherConfig {
+            batch_max,
+            flush_interval: Duration::from_secs(1),
+            trusted_proxies: vec![],
+            visitor_secret: b"test".to_vec(),
+        }
+    }
+
+    /// Lets spawned tasks run until they block (paused clock: no real time passes).
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_batch_is_flushed_when_the_interval_elapses() {
+        let sink = Arc::new(CollectingSink::default());
+        let (tx, rx) = mpsc::channel(100);
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(run(rx, sink.clone(), config(100), async {
+            let _ = stopped.await;
+        }));
+        for _ in 0..3 {
+            tx.send(raw("abc")).await.expect("send");
+        }
+        settle().await;
+        assert!(sink.sizes().is_empty(), "not before the interval");
+        tokio::time::advance(Duration::from_millis(1_001)).await;
+        settle().await;
+        assert_eq!(sink.sizes(), vec![3]);
+        let event = &sink.batches.lock().expect("lock")[0][0];
+        assert_eq!(
+            (event.code.as_str(), event.country.as_deref()),
+            ("abc", Some("FR"))
+        );
+        assert_eq!(event.referrer.as_deref(), Some("https://ref.example/"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_is_flushed_at_once() {
+        let sink = Arc::new(CollectingSink::default());
+        let (tx, rx) = mpsc::channel(100);
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(run(rx, sink.clone(), config(4), async {
+            let _ = stopped.await;
+        }));
+        for _ in 0..9 {
+            tx.send(raw("abc")).await.expect("send");
+        }
+        settle().await;
+        assert_eq!(
+            sink.sizes(),
+            vec![4, 4],
+            "two full batches without any time passing"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_drains_the_queue_and_flushes_everything() {
+        let sink = Arc::new(CollectingSink::default());
+        let (tx, rx) = mpsc::channel(100);
+        for _ in 0..7 {
+            tx.send(raw("abc")).await.expect("send");
+        }
+        // Already stopped: the batcher must still flush what is queued.
+        run(rx, sink.clone(), config(5), async {}).await;
+        assert_eq!(sink.sizes().iter().sum::<usize>(), 7);
+        assert!(
+            tx.try_send(raw("abc")).is_err(),
+            "the queue is closed after shutdown"
+        );
+    }
+
+    #[test]
+    fn uuids_are_time_ordered_v7() {
+        let sink: Arc<dyn EventSink> = Arc::new(CollectingSink::default());
+        let mut batcher = Batcher {
+            hasher: VisitorHasher::new(b"k"),
+            batch: Vec::new(),
+            meters: Meters {
+                aggregated: metrics::counter!("t"),
+                dropped_sink: metrics::counter!("t"),
+                batches: metrics::counter!("t"),
+                batch_size: metrics::histogram!("t"),
+                flush_duration: metrics::histogram!("t"),
+                lag: metrics::gauge!("t"),
+            },
+            sink,
+            config: config(10),
+        };
+        let mut early = raw("abc");
+        early.at_ms -= 1_000;
+        batcher.push(early);
+        batcher.push(raw("abc"));
+        let (a, b) = (&batcher.batch[0], &batcher.batch[1]);
+        assert_eq!(a.id.get_version_num(), 7);
+        assert!(a.id < b.id);
+        assert_eq!(a.visitor, b.visitor, "same visitor on the same day");
+    }
+}
