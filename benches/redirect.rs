@@ -19,7 +19,7 @@ use http::Request;
 use http_body_util::Empty;
 use shortener::config::Settings;
 use shortener::http::app::{App, AppState};
-use shortener::http::middleware;
+use shortener::http::middleware::Stack;
 use shortener::service::{LinkService, NewLink};
 use shortener_core::store::redb::RedbStore;
 use shortener_core::{Alias, RedirectKind, TargetUrl};
@@ -37,7 +37,7 @@ fn redirect(c: &mut Criterion) {
 
     let (service, app, stack) = runtime.block_on(async {
         let store = Arc::new(RedbStore::open(&settings.store.path).expect("store"));
-        let service = Arc::new(LinkService::new(&settings, store).expect("service"));
+        let service = Arc::new(LinkService::new(&settings, store.clone(), store).expect("service"));
         service
             .create(NewLink {
                 target: TargetUrl::parse("https://example.com/landing?campaign=bench")
@@ -52,8 +52,11 @@ fn redirect(c: &mut Criterion) {
             service: service.clone(),
             forward_query: false,
             public_base_url: None,
+            clicks: None,
+            country_header: None,
+            read_forwarded_for: false,
         });
-        let stack = middleware::stack::<Empty<Bytes>>(app.clone(), &settings.http);
+        let stack = Stack::new(&settings.http).service::<Empty<Bytes>>(app.clone());
         // Warm the cache (and the negative entry) so the loop measures hits only.
         for path in ["/bench01", "/unknown"] {
             let response = stack

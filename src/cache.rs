@@ -41,6 +41,8 @@ pub enum CacheEntry {
 /// A link prepared for answering redirects.
 #[derive(Debug)]
 pub struct CachedLink {
+    /// The link's code (an `Arc`: the click recorder clones it per redirect).
+    pub code: ShortCode,
     /// 301, 302, 307 or 308.
     pub status: StatusCode,
     /// The target, pre-validated as a header value.
@@ -61,6 +63,7 @@ impl CachedLink {
     pub fn new(link: &Link, permanent_max_age: Duration) -> Self {
         let permanent = link.redirect.is_permanent();
         Self {
+            code: link.code.clone(),
             status: StatusCode::from_u16(link.redirect.status())
                 .expect("RedirectKind only holds valid 3xx codes"),
             location: HeaderValue::from_str(link.target.as_str())

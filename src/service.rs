@@ -16,6 +16,9 @@ use shortener_core::{
 };
 use time::OffsetDateTime;
 
+use shortener_core::aggregate::Counts;
+use shortener_core::stats::{LinkStats, StatsQuery, StatsStore};
+
 use crate::cache::{CacheEntry, CachedLink, LinkCache};
 use crate::config::Settings;
 use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED};
@@ -75,6 +78,8 @@ impl From<StoreError> for ServiceError {
 /// The link service. One per process, shared behind an `Arc`.
 pub struct LinkService {
     store: Arc<dyn LinkStore>,
+    /// Click statistics (read by the stats API; written by the click pipeline).
+    stats: Arc<dyn StatsStore>,
     cache: LinkCache,
     generator: CodeGenerator,
     /// See `links.max_create_attempts`.
@@ -90,6 +95,7 @@ impl LinkService {
     pub fn new(
         settings: &Settings,
         store: Arc<dyn LinkStore>,
+        stats: Arc<dyn StatsStore>,
     ) -> Result<Self, crate::config::ConfigError> {
         let generator =
             settings
@@ -101,6 +107,7 @@ impl LinkService {
         let permanent_max_age = Duration::from_secs(settings.links.permanent_redirect_max_age_s);
         Ok(Self {
             store: Arc::new(MeteredStore::new(store)),
+            stats,
             cache: LinkCache::new(&settings.cache, permanent_max_age),
             generator,
             max_create_attempts: settings.links.max_create_attempts,
@@ -155,6 +162,34 @@ impl LinkService {
     pub async fn get(&self, code: &str) -> Result<Link, ServiceError> {
         let code = ShortCode::parse(code).map_err(|_| ServiceError::NotFound)?;
         self.store.get(&code).await?.ok_or(ServiceError::NotFound)
+    }
+
+    /// The link behind `code` with its all-time click totals.
+    pub async fn get_with_clicks(&self, code: &str) -> Result<(Link, Counts), ServiceError> {
+        let link = self.get(code).await?;
+        let clicks = self.stats.totals(&link.code).await?;
+        Ok((link, clicks))
+    }
+
+    /// A page of links after `after`, each with its click totals: one store call.
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Link, Counts)>, ServiceError> {
+        // A cursor that cannot be a code starts from the beginning of the impossible:
+        // nothing sorts after it meaningfully, so it is refused by the caller's parsing.
+        let after = after
+            .map(ShortCode::parse)
+            .transpose()
+            .map_err(|_| ServiceError::NotFound)?;
+        Ok(self.store.list(after, limit).await?)
+    }
+
+    /// Statistics of an existing link over `query`.
+    pub async fn stats(&self, code: &str, query: StatsQuery) -> Result<LinkStats, ServiceError> {
+        let link = self.get(code).await?;
+        Ok(self.stats.link_stats(&link.code, query).await?)
     }
 
     /// Deletes the link; it stops redirecting on this instance immediately.

@@ -9,16 +9,23 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
 
 use metrics_exporter_prometheus::{BuildError, PrometheusHandle};
+use shortener_core::stats::StatsStore;
 use shortener_core::store::redb::RedbStore;
 use shortener_core::{LinkStore, StoreError};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::clicks::batcher::{self, BatcherConfig};
+use crate::clicks::{AggregatingSink, ClickRecorder, EventSink, RawClick};
 use crate::config::{ConfigError, Settings, StoreBackend};
 use crate::http::app::{App, AppState};
-use crate::http::{admin, middleware, server};
+use crate::http::middleware::Stack;
+use crate::http::{admin, server};
 use crate::service::LinkService;
 
 /// Why the application could not start.
@@ -50,32 +57,52 @@ pub struct Application {
     admin: TcpListener,
     service: Arc<LinkService>,
     metrics: PrometheusHandle,
+    /// The click pipeline, when `clicks.enabled`: the recorder goes to the handlers, the
+    /// receiver and sink to the batcher task started by `run_until_stopped`.
+    clicks: Option<ClickPipeline>,
+}
+
+struct ClickPipeline {
+    recorder: Arc<ClickRecorder>,
+    queue: mpsc::Receiver<RawClick>,
+    sink: Arc<dyn EventSink>,
 }
 
 impl Application {
-    /// Opens the configured store, then builds as [`Application::build_with_store`].
+    /// Opens the configured store, then builds as [`Application::build_with_stores`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let store: Arc<dyn LinkStore> = match settings.store.backend {
+        match settings.store.backend {
             StoreBackend::Embedded => {
                 let path = settings.store.path.clone();
                 let store = tokio::task::spawn_blocking(move || RedbStore::open(&path))
                     .await
                     .map_err(|e| StoreError::Backend(e.to_string()))??;
                 tracing::info!(path = %settings.store.path.display(), "embedded store opened");
-                Arc::new(store)
+                // One redb file holds links and statistics: the same store, two roles.
+                let store = Arc::new(store);
+                Self::build_with_stores(settings, store.clone(), store).await
             }
-        };
-        Self::build_with_store(settings, store).await
+        }
     }
 
-    /// Builds around an already opened store (tests inject instrumented stores here).
-    pub async fn build_with_store(
+    /// Builds around already opened stores (tests inject instrumented stores here).
+    pub async fn build_with_stores(
         settings: Settings,
-        store: Arc<dyn LinkStore>,
+        links: Arc<dyn LinkStore>,
+        stats: Arc<dyn StatsStore>,
     ) -> Result<Self, StartupError> {
         // Metrics first: every component resolves its metric handles at construction.
         let metrics = crate::metrics::install()?;
-        let service = Arc::new(LinkService::new(&settings, store)?);
+        let service = Arc::new(LinkService::new(&settings, links, stats.clone())?);
+        let clicks = settings.clicks.enabled.then(|| {
+            let (recorder, queue) = ClickRecorder::new(settings.clicks.queue_capacity);
+            let sink: Arc<dyn EventSink> = Arc::new(AggregatingSink::new(stats));
+            ClickPipeline {
+                recorder: Arc::new(recorder),
+                queue,
+                sink,
+            }
+        });
         let public = bind(settings.http.listen).await?;
         let admin = bind(settings.admin.listen).await?;
         tracing::info!(addr = %local_addr(&public), "public listener bound");
@@ -86,6 +113,7 @@ impl Application {
             admin,
             service,
             metrics,
+            clicks,
         })
     }
 
@@ -104,7 +132,8 @@ impl Application {
         self.service.clone()
     }
 
-    /// Serves until `shutdown` resolves; drains in-flight requests, then closes the store.
+    /// Serves until `shutdown` resolves. Then, in order: drain in-flight requests, flush
+    /// every recorded click into statistics, close the store.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()>,
@@ -115,6 +144,7 @@ impl Application {
             admin,
             service,
             metrics,
+            clicks,
         } = self;
         let (stop_admin, admin_stopped) = watch::channel(());
         let mut admin_stopped_rx = admin_stopped.clone();
@@ -122,14 +152,40 @@ impl Application {
             let _ = admin_stopped_rx.changed().await;
         }));
 
+        let (stop_batcher, batcher_stopped) = oneshot::channel::<()>();
+        let (recorder, batcher) = match clicks {
+            Some(ClickPipeline {
+                recorder,
+                queue,
+                sink,
+            }) => {
+                let config = batcher_config(&settings);
+                let task = tokio::spawn(batcher::run(queue, sink, config, async move {
+                    let _ = batcher_stopped.await;
+                }));
+                (Some(recorder), Some(task))
+            }
+            None => (None, None),
+        };
+
         let app = App::new(AppState {
             service: service.clone(),
             forward_query: settings.links.forward_query,
             public_base_url: public_base_url(&settings),
+            clicks: recorder,
+            country_header: country_header(&settings),
+            read_forwarded_for: !settings.clicks.trusted_proxies.is_empty(),
         });
-        let stack = middleware::stack(app, &settings.http);
-        server::serve(public, stack, &settings.http, shutdown).await;
+        let stack = Stack::new(&settings.http);
+        let make_service = move |peer: SocketAddr| stack.clone().service(app.with_peer(peer.ip()));
+        server::serve(public, make_service, &settings.http, shutdown).await;
 
+        // Every request has finished, so every click of an answered redirect is queued:
+        // flush them all before the store closes.
+        let _ = stop_batcher.send(());
+        if let Some(batcher) = batcher {
+            let _ = batcher.await;
+        }
         // The admin listener outlives the drain so the drain itself can be observed.
         let _ = stop_admin.send(());
         let _ = admin_task.await;
@@ -140,6 +196,33 @@ impl Application {
         tracing::info!("store closed; bye");
         Ok(())
     }
+}
+
+fn batcher_config(settings: &Settings) -> BatcherConfig {
+    let c = &settings.clicks;
+    let visitor_secret = if c.visitor_secret.is_empty() {
+        tracing::warn!(
+            "clicks.visitor_secret is empty: using a random one; unique visitors restart with the process"
+        );
+        let mut secret = [0u8; 32];
+        rand::fill(&mut secret);
+        secret.to_vec()
+    } else {
+        c.visitor_secret.as_bytes().to_vec()
+    };
+    BatcherConfig {
+        batch_max: c.batch_max,
+        flush_interval: Duration::from_millis(c.flush_interval_ms),
+        trusted_proxies: c.trusted_proxies.clone(),
+        visitor_secret,
+    }
+}
+
+fn country_header(settings: &Settings) -> Option<HeaderName> {
+    let name = settings.clicks.country_header.as_str();
+    (!name.is_empty())
+        .then(|| HeaderName::try_from(name).ok())
+        .flatten()
 }
 
 fn public_base_url(settings: &Settings) -> Option<Arc<str>> {

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use metrics::{Counter, Histogram};
+use shortener_core::aggregate::Counts;
 use shortener_core::{InsertOutcome, Link, LinkStore, ShortCode, StoreError};
 
 use crate::metrics::{STORE_ERRORS, STORE_OPERATION_DURATION};
@@ -42,6 +43,7 @@ pub struct MeteredStore {
     insert: OpMetrics,
     delete: OpMetrics,
     ping: OpMetrics,
+    list: OpMetrics,
 }
 
 impl MeteredStore {
@@ -53,6 +55,7 @@ impl MeteredStore {
             insert: OpMetrics::new("insert"),
             delete: OpMetrics::new("delete"),
             ping: OpMetrics::new("ping"),
+            list: OpMetrics::new("list"),
         }
     }
 }
@@ -77,6 +80,17 @@ impl LinkStore for MeteredStore {
         let started = Instant::now();
         let result = self.inner.delete(code).await;
         self.delete.record(started, &result);
+        result
+    }
+
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+    ) -> Result<Vec<(Link, Counts)>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.list(after, limit).await;
+        self.list.record(started, &result);
         result
     }
 

@@ -17,6 +17,7 @@ pub mod redb;
 
 use async_trait::async_trait;
 
+use crate::aggregate::Counts;
 use crate::{Link, ShortCode};
 
 /// The result of [`LinkStore::insert_if_absent`].
@@ -58,6 +59,15 @@ pub trait LinkStore: Send + Sync + 'static {
 
     /// Deletes the link; `true` if it existed. Durable when it returns.
     async fn delete(&self, code: &ShortCode) -> Result<bool, StoreError>;
+
+    /// A page of links in code order, after `after` (exclusive), each with its all-time
+    /// click totals. The backend joins links and totals itself, in one round trip: a
+    /// listing must not cost one statistics query per link (the N+1 problem).
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+    ) -> Result<Vec<(Link, Counts)>, StoreError>;
 
     /// Cheap end-to-end check that the store can serve reads (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -11,12 +11,16 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError};
 use serde::{Deserialize, Serialize};
+use shortener_core::aggregate::Counts;
+use shortener_core::stats::{Granularity, StatsQuery};
 use shortener_core::{Alias, Link, RedirectKind, TargetUrl};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use url::form_urlencoded;
 
 use super::app::{AppState, BoxError, empty};
 use super::error::ApiError;
-use crate::service::NewLink;
+use crate::service::{NewLink, ServiceError};
 
 /// `POST /api/v1/links` body. Unknown fields are refused so a typo (`expire_at`) is an
 /// error rather than a silently ignored option.
@@ -35,6 +39,8 @@ struct CreateLinkRequest {
 /// A link as the API shows it.
 #[derive(Serialize)]
 struct LinkResponse<'a> {
+    /// All-time clicks (aggregated so far: up to `clicks.flush_interval_ms` behind).
+    clicks: u64,
     code: &'a str,
     short_url: String,
     url: &'a str,
@@ -93,7 +99,13 @@ where
         },
     };
     let link = state.service.create(new).await?;
-    let mut response = link_response(state, &parts.headers, &link, StatusCode::CREATED);
+    let mut response = link_response(
+        state,
+        &parts.headers,
+        &link,
+        Counts::default(),
+        StatusCode::CREATED,
+    );
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/links/{}", link.code)) {
         response.headers_mut().insert(LOCATION, location);
     }
@@ -106,8 +118,8 @@ pub async fn get(
     headers: &HeaderMap,
     code: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let link = state.service.get(code).await?;
-    Ok(link_response(state, headers, &link, StatusCode::OK))
+    let (link, clicks) = state.service.get_with_clicks(code).await?;
+    Ok(link_response(state, headers, &link, clicks, StatusCode::OK))
 }
 
 /// `DELETE /api/v1/links/{code}`: 204, and the link stops redirecting at once.
@@ -191,17 +203,10 @@ fn link_response(
     state: &AppState,
     headers: &HeaderMap,
     link: &Link,
+    clicks: Counts,
     status: StatusCode,
 ) -> Response<Full<Bytes>> {
-    let body = LinkResponse {
-        code: link.code.as_str(),
-        short_url: short_url(state, headers, link.code.as_str()),
-        url: link.target.as_str(),
-        created_at: link.created_at,
-        expires_at: link.expires_at,
-        redirect: link.redirect.status(),
-    };
-    match serde_json::to_vec(&body) {
+    match serde_json::to_vec(&link_body(state, headers, link, clicks)) {
         Ok(bytes) => json(status, Bytes::from(bytes)),
         Err(e) => super::app::into_logged_response(ApiError::internal(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -209,6 +214,218 @@ fn link_response(
             e,
         )),
     }
+}
+
+fn link_body<'a>(
+    state: &AppState,
+    headers: &HeaderMap,
+    link: &'a Link,
+    clicks: Counts,
+) -> LinkResponse<'a> {
+    LinkResponse {
+        clicks: clicks.total,
+        code: link.code.as_str(),
+        short_url: short_url(state, headers, link.code.as_str()),
+        url: link.target.as_str(),
+        created_at: link.created_at,
+        expires_at: link.expires_at,
+        redirect: link.redirect.status(),
+    }
+}
+
+/// Default and largest page for `GET /api/v1/links`.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1_000;
+
+#[derive(Serialize)]
+struct ListResponse<'a> {
+    links: Vec<LinkResponse<'a>>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<&'a str>,
+}
+
+/// `GET /api/v1/links?limit=&cursor=`: links in code order with their click totals,
+/// fetched in one store call.
+pub async fn list(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let mut limit = DEFAULT_PAGE;
+    let mut cursor = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*key {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        invalid_query(format!("limit must be between 1 and {MAX_PAGE}"))
+                    })?;
+            }
+            "cursor" => cursor = Some(value.into_owned()),
+            _ => return Err(invalid_query(format!("unknown parameter `{key}`"))),
+        }
+    }
+    let page = state
+        .service
+        .list(cursor.as_deref(), limit)
+        .await
+        .map_err(|e| match e {
+            ServiceError::NotFound => invalid_query("cursor is not a valid code".into()),
+            other => other.into(),
+        })?;
+    let next_cursor = (page.len() == limit)
+        .then(|| page.last().map(|(l, _)| l.code.as_str()))
+        .flatten();
+    let body = ListResponse {
+        links: page
+            .iter()
+            .map(|(link, clicks)| link_body(state, headers, link, *clicks))
+            .collect(),
+        next_cursor,
+    };
+    serialize(StatusCode::OK, &body)
+}
+
+#[derive(Serialize)]
+struct StatsResponse<'a> {
+    code: &'a str,
+    granularity: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    from: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    to: OffsetDateTime,
+    totals: Totals,
+    series: Vec<Bucket>,
+    top: std::collections::BTreeMap<&'static str, Vec<TopEntry>>,
+}
+
+#[derive(Serialize)]
+struct Totals {
+    clicks: u64,
+    human: u64,
+    bot: u64,
+    unique_visitors: u64,
+}
+
+#[derive(Serialize)]
+struct Bucket {
+    #[serde(with = "time::serde::rfc3339")]
+    start: OffsetDateTime,
+    clicks: u64,
+    human: u64,
+    bot: u64,
+}
+
+#[derive(Serialize)]
+struct TopEntry {
+    value: String,
+    clicks: u64,
+}
+
+/// Largest top-N list a client may ask for.
+const MAX_TOP: usize = 50;
+
+/// `GET /api/v1/links/{code}/stats?from=&to=&granularity=hour|day&top=`: pre-computed
+/// statistics over a bounded range. Defaults: the last 30 days by day, or the last 24
+/// hours by hour; top 10.
+pub async fn stats(
+    state: &AppState,
+    code: &str,
+    query: Option<&str>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (mut from, mut to, mut granularity, mut top) = (None, None, Granularity::Day, 10);
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let instant = |v: &str| {
+            OffsetDateTime::parse(v, &Rfc3339)
+                .map_err(|_| invalid_query(format!("`{key}` must be an RFC 3339 time")))
+        };
+        match &*key {
+            "from" => from = Some(instant(&value)?),
+            "to" => to = Some(instant(&value)?),
+            "granularity" => {
+                granularity = match &*value {
+                    "hour" => Granularity::Hour,
+                    "day" => Granularity::Day,
+                    _ => return Err(invalid_query("granularity must be `hour` or `day`".into())),
+                }
+            }
+            "top" => {
+                top = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_TOP).contains(n))
+                    .ok_or_else(|| invalid_query(format!("top must be between 1 and {MAX_TOP}")))?;
+            }
+            _ => return Err(invalid_query(format!("unknown parameter `{key}`"))),
+        }
+    }
+    let to = to.unwrap_or_else(OffsetDateTime::now_utc);
+    let from = from.unwrap_or(match granularity {
+        Granularity::Hour => to - time::Duration::hours(24),
+        Granularity::Day => to - time::Duration::days(30),
+    });
+    let query = StatsQuery::new(unix_ms(from), unix_ms(to), granularity, top)
+        .map_err(|e| invalid_query(e.to_string()))?;
+    let stats = state.service.stats(code, query).await?;
+    let body = StatsResponse {
+        code,
+        granularity: match granularity {
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+        },
+        from: from_ms(query.from_ms),
+        to: from_ms(query.to_ms),
+        totals: Totals {
+            clicks: stats.totals.total,
+            human: stats.totals.human,
+            bot: stats.totals.bot,
+            unique_visitors: stats.unique_visitors,
+        },
+        series: stats
+            .series
+            .iter()
+            .map(|&(start, c)| Bucket {
+                start: from_ms(start),
+                clicks: c.total,
+                human: c.human,
+                bot: c.bot,
+            })
+            .collect(),
+        top: stats
+            .top
+            .into_iter()
+            .map(|(dimension, entries)| {
+                let entries = entries
+                    .into_iter()
+                    .map(|(value, clicks)| TopEntry { value, clicks })
+                    .collect();
+                (dimension.as_str(), entries)
+            })
+            .collect(),
+    };
+    serialize(StatusCode::OK, &body)
+}
+
+fn invalid_query(message: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", message)
+}
+
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn serialize(status: StatusCode, body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
+    serde_json::to_vec(body)
+        .map(|bytes| json(status, Bytes::from(bytes)))
+        .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
 }
 
 /// `{public_base_url}/{code}`; without a configured base, derived from the Host header

@@ -4,18 +4,20 @@
 //! body; the server hands it hyper's `Incoming` (wrapped by the body-limit layer).
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderName, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 
 use super::error::ApiError;
 use super::router::Route;
 use super::{api, redirect};
+use crate::clicks::ClickRecorder;
 use crate::service::LinkService;
 
 /// A boxed error from a request body.
@@ -29,19 +31,37 @@ pub struct AppState {
     pub forward_query: bool,
     /// `http.public_base_url`, without a trailing slash; `None` = use the Host header.
     pub public_base_url: Option<Arc<str>>,
+    /// Where redirects record clicks; `None` when `clicks.enabled` is off.
+    pub clicks: Option<Arc<ClickRecorder>>,
+    /// `clicks.country_header`, if configured.
+    pub country_header: Option<HeaderName>,
+    /// Whether `X-Forwarded-For` matters (trusted proxies are configured).
+    pub read_forwarded_for: bool,
 }
 
-/// The router service. Cloning is an `Arc` bump (hyper clones it per request).
+/// The router service, one per connection. Cloning is an `Arc` bump and a copy of the
+/// peer address (hyper clones it per request).
 #[derive(Clone)]
 pub struct App {
     state: Arc<AppState>,
+    /// The TCP peer of this connection (the client, unless behind a proxy).
+    peer: IpAddr,
 }
 
 impl App {
-    /// Wraps the shared state.
+    /// Wraps the shared state; the peer is unspecified until [`App::with_peer`].
     pub fn new(state: AppState) -> Self {
         Self {
             state: Arc::new(state),
+            peer: IpAddr::from([0, 0, 0, 0]),
+        }
+    }
+
+    /// The same application for a connection from `peer`.
+    pub fn with_peer(&self, peer: IpAddr) -> Self {
+        Self {
+            state: self.state.clone(),
+            peer,
         }
     }
 }
@@ -66,10 +86,21 @@ where
         // its body collection), and every redirect would allocate and copy that much.
         let (route, _) = Route::classify(req.uri().path());
         match (route, req.method()) {
-            (Route::Redirect, &Method::GET | &Method::HEAD) => Box::pin(async move {
-                let (_, code) = Route::classify(req.uri().path());
-                Ok(redirect::redirect(&state, code, req.uri().query()).await)
-            }),
+            (Route::Redirect, &Method::GET | &Method::HEAD) => {
+                let peer = self.peer;
+                Box::pin(async move {
+                    let (_, code) = Route::classify(req.uri().path());
+                    let request = redirect::RedirectRequest {
+                        code,
+                        query: req.uri().query(),
+                        headers: req.headers(),
+                        peer,
+                        // HEAD is a link checker or a preview probe, not a visit.
+                        is_click: req.method() == Method::GET,
+                    };
+                    Ok(redirect::redirect(&state, request).await)
+                })
+            }
             _ => Box::pin(async move { Ok(dispatch(&state, req).await) }),
         }
     }
@@ -85,7 +116,10 @@ where
     let result = match (route, req.method()) {
         (Route::Redirect, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
         (Route::Links, &Method::POST) => api::create(state, req).await,
-        (Route::Links, _) => Err(ApiError::method_not_allowed("POST")),
+        (Route::Links, &Method::GET) => api::list(state, req.headers(), req.uri().query()).await,
+        (Route::Links, _) => Err(ApiError::method_not_allowed("GET, POST")),
+        (Route::LinkStats, &Method::GET) => api::stats(state, code, req.uri().query()).await,
+        (Route::LinkStats, _) => Err(ApiError::method_not_allowed("GET")),
         (Route::Link, &Method::GET) => api::get(state, req.headers(), code).await,
         (Route::Link, &Method::DELETE) => api::delete(state, code).await,
         (Route::Link, _) => Err(ApiError::method_not_allowed("GET, DELETE")),

@@ -32,29 +32,56 @@ use tower::{Service, ServiceBuilder};
 use super::app::{App, BoxError};
 use crate::config::HttpSettings;
 
-/// Wraps `app` in the full stack, configured by `[http]`.
-pub fn stack<B>(
-    app: App,
-    settings: &HttpSettings,
-) -> impl Service<
-    Request<B>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = impl Send + 'static,
-> + Clone
-+ Send
-+ 'static
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    ServiceBuilder::new()
-        .layer(metrics::MetricsLayer::new())
-        .layer(request_id::RequestIdLayer::new())
-        .layer(trace::TraceLayer)
-        .layer(load_shed::LoadShedLayer::new(settings.concurrency_limit))
-        .layer(overload::OverloadLayer::new())
-        .timeout(Duration::from_millis(settings.request_timeout_ms))
-        .layer(body_limit::BodyLimitLayer::new(settings.max_body_bytes))
-        .service(app)
+/// The layers of the public stack, built once and shared by every connection (one
+/// load-shedding semaphore, one metrics table, one request-id sequence).
+#[derive(Clone)]
+pub struct Stack {
+    metrics: metrics::MetricsLayer,
+    request_id: request_id::RequestIdLayer,
+    load_shed: load_shed::LoadShedLayer,
+    overload: overload::OverloadLayer,
+    timeout: Duration,
+    max_body_bytes: usize,
+}
+
+impl Stack {
+    /// The layers configured by `[http]`. Install the metrics recorder first.
+    pub fn new(settings: &HttpSettings) -> Self {
+        Self {
+            metrics: metrics::MetricsLayer::new(),
+            request_id: request_id::RequestIdLayer::new(),
+            load_shed: load_shed::LoadShedLayer::new(settings.concurrency_limit),
+            overload: overload::OverloadLayer::new(),
+            timeout: Duration::from_millis(settings.request_timeout_ms),
+            max_body_bytes: settings.max_body_bytes,
+        }
+    }
+
+    /// Wraps `app` (one per connection: it knows the peer) in the stack. By value: a
+    /// `Stack` clone is a handful of `Arc` bumps, paid once per connection.
+    pub fn service<B>(
+        self,
+        app: App,
+    ) -> impl Service<
+        Request<B>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        ServiceBuilder::new()
+            .layer(self.metrics)
+            .layer(self.request_id)
+            .layer(trace::TraceLayer)
+            .layer(self.load_shed)
+            .layer(self.overload)
+            .timeout(self.timeout)
+            .layer(body_limit::BodyLimitLayer::new(self.max_body_bytes))
+            .service(app)
+    }
 }

@@ -7,14 +7,17 @@
 //! of a permanent redirect that expires (capped by the time it has left).
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
-use http::{HeaderValue, Response, StatusCode};
+use std::net::IpAddr;
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, REFERER, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use time::OffsetDateTime;
 
 use super::app::{AppState, into_logged_response};
 use super::error::ApiError;
 use crate::cache::{CachedLink, cache_control_max_age};
+use crate::clicks::{RawClick, now_ms};
 use crate::service::Resolution;
 
 /// `404` body, built at compile time (see the test that keeps it equal to `ApiError`'s).
@@ -23,9 +26,29 @@ const NOT_FOUND_BODY: &[u8] =
 /// `410` body.
 const GONE_BODY: &[u8] = br#"{"error":{"code":"expired","message":"this link has expired"}}"#;
 
-/// Answers a redirect request for `code`.
-/// `query` is the request's query string (forwarded when `links.forward_query` is on).
-pub async fn redirect(state: &AppState, code: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+/// What the redirect needs from the request: borrowed, nothing copied up front.
+pub struct RedirectRequest<'a> {
+    /// The path segment.
+    pub code: &'a str,
+    /// The query string (forwarded when `links.forward_query` is on).
+    pub query: Option<&'a str>,
+    /// Request headers (the click's referrer, user agent, country, forwarded-for).
+    pub headers: &'a HeaderMap,
+    /// The connection's TCP peer.
+    pub peer: IpAddr,
+    /// GET (a click) rather than HEAD.
+    pub is_click: bool,
+}
+
+/// Answers a redirect request.
+pub async fn redirect(state: &AppState, request: RedirectRequest<'_>) -> Response<Full<Bytes>> {
+    let RedirectRequest {
+        code,
+        query,
+        headers: request_headers,
+        peer,
+        is_click,
+    } = request;
     let link = match state.service.resolve(code).await {
         Ok(Resolution::Redirect(link)) => link,
         Ok(Resolution::NotFound) => return static_error(StatusCode::NOT_FOUND, NOT_FOUND_BODY),
@@ -58,8 +81,31 @@ pub async fn redirect(state: &AppState, code: &str, query: Option<&str>) -> Resp
         let max_age = state.service.permanent_max_age().as_secs().min(left);
         headers.insert(CACHE_CONTROL, cache_control_max_age(max_age));
     }
+
+    if let (true, Some(clicks)) = (is_click, &state.clicks) {
+        // Header values are reference-counted: these clones copy no bytes.
+        clicks.record(RawClick {
+            code: link.code.clone(),
+            at_ms: now_ms(),
+            peer,
+            forwarded_for: state
+                .read_forwarded_for
+                .then(|| request_headers.get(&X_FORWARDED_FOR).cloned())
+                .flatten(),
+            referrer: request_headers.get(REFERER).cloned(),
+            user_agent: request_headers.get(USER_AGENT).cloned(),
+            country: state
+                .country_header
+                .as_ref()
+                .and_then(|h| request_headers.get(h))
+                .cloned(),
+        });
+    }
     response
 }
+
+/// Not in `http::header` (it is a de-facto standard, not an RFC 9110 field).
+static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 fn is_permanent(status: StatusCode) -> bool {
     status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::PERMANENT_REDIRECT

@@ -15,6 +15,8 @@ pub enum Route {
     Links,
     /// `GET|DELETE /api/v1/links/{code}`.
     Link,
+    /// `GET /api/v1/links/{code}/stats`.
+    LinkStats,
     /// `GET /healthz`: liveness.
     Healthz,
     /// `GET /readyz`: readiness.
@@ -27,10 +29,11 @@ const LINKS_PREFIX: &str = "/api/v1/links";
 
 impl Route {
     /// Every route, in [`Route::index`] order.
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 7] = [
         Route::Redirect,
         Route::Links,
         Route::Link,
+        Route::LinkStats,
         Route::Healthz,
         Route::Readyz,
         Route::Unmatched,
@@ -51,6 +54,12 @@ impl Route {
             return match tail.strip_prefix('/') {
                 None if tail.is_empty() => (Route::Links, ""),
                 Some(code) if !code.is_empty() && !code.contains('/') => (Route::Link, code),
+                Some(rest) => match rest.strip_suffix("/stats") {
+                    Some(code) if !code.is_empty() && !code.contains('/') => {
+                        (Route::LinkStats, code)
+                    }
+                    _ => (Route::Unmatched, ""),
+                },
                 _ => (Route::Unmatched, ""),
             };
         }
@@ -66,6 +75,7 @@ impl Route {
             Route::Redirect => "/{code}",
             Route::Links => "/api/v1/links",
             Route::Link => "/api/v1/links/{code}",
+            Route::LinkStats => "/api/v1/links/{code}/stats",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Unmatched => "unmatched",
@@ -94,6 +104,9 @@ mod tests {
             ("/api/v1/links/abc", Route::Link, "abc"),
             ("/api/v1/links/", Route::Unmatched, ""),
             ("/api/v1/links/a/b", Route::Unmatched, ""),
+            ("/api/v1/links/abc/stats", Route::LinkStats, "abc"),
+            ("/api/v1/links//stats", Route::Unmatched, ""),
+            ("/api/v1/links/a/b/stats", Route::Unmatched, ""),
             ("/api/v1/linksx", Route::Unmatched, ""),
             ("/", Route::Unmatched, ""),
             ("/a/b", Route::Unmatched, ""),

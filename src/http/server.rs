@@ -12,6 +12,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,14 +55,16 @@ pub fn connection_builder(settings: &HttpSettings) -> auto::Builder<TokioExecuto
     builder
 }
 
-/// Serves `service` on `listener` until `shutdown` resolves, then drains for at most
-/// `grace`.
-pub async fn serve<S>(
+/// Serves on `listener` until `shutdown` resolves, then drains for at most `grace`.
+/// `make_service` builds each connection's service from the peer address (the click
+/// pipeline needs the client address; one call per connection, not per request).
+pub async fn serve<S, M>(
     listener: TcpListener,
-    service: S,
+    make_service: M,
     settings: &HttpSettings,
     shutdown: impl Future<Output = ()>,
 ) where
+    M: Fn(SocketAddr) -> S,
     S: Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible>
         + Clone
         + Send
@@ -74,9 +77,9 @@ pub async fn serve<S>(
     tokio::pin!(shutdown);
 
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!(%error, "accept failed; backing off");
                     tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
@@ -92,7 +95,7 @@ pub async fn serve<S>(
         let connection = builder
             .serve_connection(
                 TokioIo::new(stream),
-                TowerToHyperService::new(service.clone()),
+                TowerToHyperService::new(make_service(peer)),
             )
             .into_owned();
         let connection = graceful.watch(connection);

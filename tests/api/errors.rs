@@ -159,7 +159,16 @@ async fn wrong_method_returns_405_with_allow() {
     let cases = [
         (reqwest::Method::POST, format!("/{code}"), "GET, HEAD"),
         (reqwest::Method::DELETE, format!("/{code}"), "GET, HEAD"),
-        (reqwest::Method::GET, "/api/v1/links".to_owned(), "POST"),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/links".to_owned(),
+            "GET, POST",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/links/{code}/stats"),
+            "GET",
+        ),
         (
             reqwest::Method::PUT,
             format!("/api/v1/links/{code}"),

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use shortener::config::Settings;
 use shortener::service::LinkService;
 use shortener::startup::Application;
+use shortener_core::aggregate::{BatchAggregate, Counts};
+use shortener_core::stats::{LinkStats, StatsQuery, StatsStore};
 use shortener_core::store::redb::RedbStore;
 use shortener_core::{InsertOutcome, Link, LinkStore, ShortCode, StoreError};
 use tokio::sync::oneshot;
@@ -23,6 +25,9 @@ pub struct ProbeStore {
     pub failing: AtomicBool,
     /// The next N inserts report the code as taken, as if a generated code collided.
     pub collide_next: AtomicUsize,
+    /// Calls to `list` and to `totals` (the N+1 test counts them).
+    pub lists: AtomicUsize,
+    pub totals_calls: AtomicUsize,
 }
 
 impl ProbeStore {
@@ -62,6 +67,16 @@ impl LinkStore for ProbeStore {
         self.inner.delete(code).await
     }
 
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+    ) -> Result<Vec<(Link, Counts)>, StoreError> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.list(after, limit).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()?;
         self.inner.ping().await
@@ -69,6 +84,29 @@ impl LinkStore for ProbeStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         self.inner.close().await
+    }
+}
+
+#[async_trait]
+impl StatsStore for ProbeStore {
+    async fn apply(&self, batch: BatchAggregate) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.apply(batch).await
+    }
+
+    async fn totals(&self, code: &ShortCode) -> Result<Counts, StoreError> {
+        self.totals_calls.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.totals(code).await
+    }
+
+    async fn link_stats(
+        &self,
+        code: &ShortCode,
+        query: StatsQuery,
+    ) -> Result<LinkStats, StoreError> {
+        self.check()?;
+        self.inner.link_stats(code, query).await
     }
 }
 
@@ -108,8 +146,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         get_delay_ms: AtomicU64::new(0),
         failing: AtomicBool::new(false),
         collide_next: AtomicUsize::new(0),
+        lists: AtomicUsize::new(0),
+        totals_calls: AtomicUsize::new(0),
     });
-    let app = Application::build_with_store(settings, store.clone())
+    let app = Application::build_with_stores(settings, store.clone(), store.clone())
         .await
         .expect("build");
     let (addr, admin_addr, service) = (app.public_addr(), app.admin_addr(), app.service());

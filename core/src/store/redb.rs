@@ -15,6 +15,7 @@
 //! it is inspectable with `redb` tooling and trivially extended (new optional fields) as
 //! the link model grows; decode cost is paid once per cache miss, not per redirect.
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -26,6 +27,7 @@ use time::OffsetDateTime;
 mod stats;
 
 use super::{InsertOutcome, LinkStore, StoreError};
+use crate::aggregate::Counts;
 use crate::{Link, RedirectKind, ShortCode, TargetUrl};
 
 /// code -> JSON [`Record`].
@@ -142,6 +144,41 @@ impl LinkStore for RedbStore {
         .await
     }
 
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+    ) -> Result<Vec<(Link, Counts)>, StoreError> {
+        self.run(move |db| {
+            // One read transaction: a consistent snapshot of links and their totals.
+            let txn = db.begin_read().map_err(backend)?;
+            let links = txn.open_table(LINKS).map_err(backend)?;
+            let totals = txn.open_table(stats::TOTALS).map_err(backend)?;
+            let range = match &after {
+                Some(code) => {
+                    links.range::<&str>((Bound::Excluded(code.as_str()), Bound::Unbounded))
+                }
+                None => links.range::<&str>(..),
+            }
+            .map_err(backend)?;
+            let mut page = Vec::with_capacity(limit.min(1_000));
+            for row in range.take(limit) {
+                let (key, value) = row.map_err(backend)?;
+                let code = ShortCode::parse(key.value()).map_err(|e| StoreError::Corrupt {
+                    code: key.value().to_owned(),
+                    reason: e.to_string(),
+                })?;
+                let clicks = totals
+                    .get(code.as_str())
+                    .map_err(backend)?
+                    .map(|v| stats::decode_counts(v.value()));
+                page.push((decode(code, value.value())?, clicks.unwrap_or_default()));
+            }
+            Ok(page)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|db| {
             let txn = db.begin_read().map_err(backend)?;
@@ -248,6 +285,31 @@ mod tests {
         assert!(store.delete(&original.code).await.expect("delete"));
         assert_eq!(store.get(&original.code).await.expect("get"), None);
         assert!(!store.delete(&original.code).await.expect("delete again"));
+    }
+
+    #[tokio::test]
+    async fn list_pages_through_links_in_code_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(&dir.path().join("links.redb")).expect("open");
+        for code in ["c", "a", "e", "b", "d"] {
+            store
+                .insert_if_absent(&link(code, "https://example.com/"))
+                .await
+                .expect("insert");
+        }
+        let codes = |page: Vec<(Link, Counts)>| {
+            page.into_iter()
+                .map(|(l, _)| l.code.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(codes(store.list(None, 2).await.expect("page")), ["a", "b"]);
+        let after = Some(ShortCode::parse("b").expect("code"));
+        assert_eq!(
+            codes(store.list(after, 10).await.expect("page")),
+            ["c", "d", "e"]
+        );
+        let end = Some(ShortCode::parse("e").expect("code"));
+        assert!(store.list(end, 10).await.expect("page").is_empty());
     }
 
     #[tokio::test]
