@@ -25,6 +25,8 @@ pub struct ProbeStore {
     pub failing: AtomicBool,
     /// The next N inserts report the code as taken, as if a generated code collided.
     pub collide_next: AtomicUsize,
+    /// Sleeps in `apply`, to hold the click batcher in a flush.
+    pub apply_delay_ms: AtomicU64,
     /// Calls to `list` and to `totals` (the N+1 test counts them).
     pub lists: AtomicUsize,
     pub totals_calls: AtomicUsize,
@@ -90,6 +92,10 @@ impl LinkStore for ProbeStore {
 #[async_trait]
 impl StatsStore for ProbeStore {
     async fn apply(&self, batch: BatchAggregate) -> Result<(), StoreError> {
+        let delay = self.apply_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         self.check()?;
         self.inner.apply(batch).await
     }
@@ -146,6 +152,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         get_delay_ms: AtomicU64::new(0),
         failing: AtomicBool::new(false),
         collide_next: AtomicUsize::new(0),
+        apply_delay_ms: AtomicU64::new(0),
         lists: AtomicUsize::new(0),
         totals_calls: AtomicUsize::new(0),
     });
@@ -238,6 +245,35 @@ impl TestApp {
             .expect("text")
     }
 
+    /// Polls the link's click total until it reaches `expected` (the batcher flushes on
+    /// its interval); panics after 10 s. Returns the last link JSON.
+    pub async fn wait_for_clicks(&self, code: &str, expected: u64) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let link: Value = self
+                .get(&format!("/api/v1/links/{code}"))
+                .await
+                .json()
+                .await
+                .expect("json");
+            if link["clicks"].as_u64() == Some(expected) {
+                return link;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "clicks stuck at {} (want {expected})",
+                link["clicks"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A metric's value from `/metrics` (0 when absent). `series` is the full series
+    /// name with labels, as Prometheus prints it.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series)
+    }
+
     pub fn store_gets(&self) -> usize {
         self.store.gets.load(Ordering::SeqCst)
     }
@@ -259,6 +295,19 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// The value of `series` in a Prometheus text exposition (0 when absent).
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
 
 /// Asserts the JSON error envelope and returns its `code`.

@@ -2,6 +2,7 @@
 //! Set `TEST_LOG=1` to see the server's logs.
 
 mod cache;
+mod clicks;
 mod create;
 mod errors;
 mod helpers;

@@ -1,0 +1,281 @@
+//! The click pipeline end to end: redirects in, statistics out.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{link, spawn_app_with};
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+const SLACK: &str = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)";
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+/// A server whose batcher flushes quickly, trusting loopback as a proxy so each request
+/// can claim its own client address (and so count as its own visitor).
+async fn spawn() -> crate::helpers::TestApp {
+    spawn_app_with(|s| {
+        s.clicks.flush_interval_ms = 25;
+        s.clicks.trusted_proxies = vec!["127.0.0.0/8".parse().expect("cidr")];
+        s.clicks.country_header = "x-country".into();
+        s.clicks.visitor_secret = "test".into();
+    })
+    .await
+}
+
+fn top(stats: &Value, dimension: &str) -> Vec<(String, u64)> {
+    stats["top"][dimension]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| {
+            (
+                e["value"].as_str().expect("value").to_owned(),
+                e["clicks"].as_u64().expect("clicks"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_redirect_is_counted_and_split_into_humans_bots_and_dimensions() {
+    let app = spawn().await;
+    let code = app.create_ok(link("https://example.com/counted")).await;
+    // 300 redirects: 200 from 100 distinct human visitors, 100 from bots.
+    let mut expected_human = 0;
+    for i in 0..300u32 {
+        let (agent, referrer, country) = match i % 6 {
+            0 => (CHROME, Some("https://news.example/a"), "DE"),
+            1 => (IPHONE, Some("https://news.example/b"), "US"),
+            2 => (FIREFOX, None, "DE"),
+            3 => (CHROME, Some("https://mail.example/"), "FR"),
+            4 => (SLACK, None, "US"),
+            _ => (GOOGLEBOT, None, "US"),
+        };
+        if i % 6 < 4 {
+            expected_human += 1;
+        }
+        let mut request = app
+            .client
+            .get(app.url(&format!("/{code}")))
+            .header("user-agent", agent)
+            .header("x-country", country)
+            .header(
+                "x-forwarded-for",
+                format!("203.0.{}.{}", (i % 100) / 50, i % 50),
+            );
+        if let Some(referrer) = referrer {
+            request = request.header("referer", referrer);
+        }
+        assert_eq!(request.send().await.expect("redirect").status(), 302);
+    }
+    // HEAD is not a click.
+    app.client
+        .head(app.url(&format!("/{code}")))
+        .send()
+        .await
+        .expect("head");
+    app.wait_for_clicks(&code, 300).await;
+
+    let stats: Value = app
+        .get(&format!("/api/v1/links/{code}/stats"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(stats["totals"]["clicks"], 300);
+    assert_eq!(stats["totals"]["human"], expected_human);
+    assert_eq!(stats["totals"]["bot"], 300 - expected_human);
+    // 100 distinct client addresses; with Chrome/iPhone/Firefox the (address, agent)
+    // pairs are the visitors: HyperLogLog must land within a few percent of the truth.
+    let unique = stats["totals"]["unique_visitors"].as_u64().expect("unique");
+    let truth = {
+        let mut pairs = std::collections::HashSet::new();
+        for i in 0..300u32 {
+            if i % 6 < 4 {
+                pairs.insert((i % 100, [CHROME, IPHONE, FIREFOX, CHROME][(i % 6) as usize]));
+            }
+        }
+        pairs.len() as f64
+    };
+    assert!(
+        (unique as f64 - truth).abs() / truth < 0.05,
+        "unique {unique}, truth {truth}"
+    );
+    assert_eq!(
+        stats["series"].as_array().expect("series").len(),
+        1,
+        "all today"
+    );
+    assert_eq!(stats["series"][0]["clicks"], 300);
+
+    let referrers = top(&stats, "referrer");
+    assert_eq!(referrers[0], ("(direct)".to_owned(), 150));
+    assert!(referrers.contains(&("news.example".to_owned(), 100)));
+    assert!(referrers.contains(&("mail.example".to_owned(), 50)));
+    assert_eq!(top(&stats, "country")[0], ("US".to_owned(), 150));
+    assert!(top(&stats, "device").contains(&("bot".to_owned(), 100)));
+    assert!(
+        top(&stats, "browser")
+            .iter()
+            .any(|(b, n)| b == "Chrome" && *n == 100)
+    );
+
+    let hourly: Value = app
+        .get(&format!("/api/v1/links/{code}/stats?granularity=hour"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(hourly["totals"]["clicks"], 300);
+    assert_eq!(hourly["granularity"], "hour");
+}
+
+#[tokio::test]
+async fn hostile_referrers_and_user_agents_are_capped_and_stored_safely() {
+    let app = spawn().await;
+    let code = app.create_ok(link("https://example.com/")).await;
+    let ten_kb = "A".repeat(10 * 1024);
+    let hostile: Vec<Vec<u8>> = vec![
+        ten_kb.clone().into_bytes(),
+        b"<script>alert(document.cookie)</script>".to_vec(),
+        b"\"; DROP TABLE links; --".to_vec(),
+        b"caf\xe9 \xff\xfe invalid utf-8".to_vec(),
+        b"tab\there".to_vec(),
+    ];
+    for value in &hostile {
+        let header = reqwest::header::HeaderValue::from_bytes(value).expect("a legal header value");
+        let response = app
+            .client
+            .get(app.url(&format!("/{code}")))
+            .header("user-agent", header.clone())
+            .header("referer", header)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 302);
+    }
+    app.wait_for_clicks(&code, hostile.len() as u64).await;
+    let response = app.get(&format!("/api/v1/links/{code}/stats?top=50")).await;
+    assert_eq!(response.status(), 200);
+    let stats: Value = response
+        .json()
+        .await
+        .expect("valid JSON despite hostile input");
+    assert_eq!(stats["totals"]["clicks"], hostile.len());
+    assert!(
+        top(&stats, "referrer")
+            .iter()
+            .all(|(host, _)| host.len() <= 512)
+    );
+    assert!(
+        top(&stats, "referrer")
+            .iter()
+            .any(|(host, _)| host == "(invalid)")
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_clicks_counts_them_and_redirects_still_answer() {
+    let app = spawn_app_with(|s| {
+        s.clicks.queue_capacity = 2;
+        s.clicks.batch_max = 1;
+        s.clicks.flush_interval_ms = 25;
+    })
+    .await;
+    let code = app.create_ok(link("https://example.com/")).await;
+    // Hold the batcher inside a flush so the queue cannot drain.
+    app.store.apply_delay_ms.store(1_000, Ordering::SeqCst);
+    let dropped_before = app
+        .metric(r#"shortener_clicks_dropped_total{reason="queue_full"}"#)
+        .await;
+    for _ in 0..20 {
+        assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
+    }
+    let dropped = app
+        .metric(r#"shortener_clicks_dropped_total{reason="queue_full"}"#)
+        .await
+        - dropped_before;
+    // At most one click in the stuck flush and two in the queue; the rest are dropped.
+    assert!(dropped >= 17.0, "dropped {dropped}");
+}
+
+#[tokio::test]
+async fn listing_links_with_totals_is_one_store_call_not_n_plus_one() {
+    let app = spawn().await;
+    let mut codes = Vec::new();
+    for i in 0..20 {
+        codes.push(
+            app.create_ok(json!({"url": "https://example.com/", "alias": format!("list-{i:02}")}))
+                .await,
+        );
+    }
+    app.get("/list-03").await;
+    app.get("/list-03").await;
+    app.wait_for_clicks("list-03", 2).await;
+
+    let (lists, totals) = (
+        app.store.lists.load(Ordering::SeqCst),
+        app.store.totals_calls.load(Ordering::SeqCst),
+    );
+    let page: Value = app
+        .get("/api/v1/links?limit=15")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        app.store.lists.load(Ordering::SeqCst) - lists,
+        1,
+        "one store call for the page"
+    );
+    assert_eq!(
+        app.store.totals_calls.load(Ordering::SeqCst) - totals,
+        0,
+        "no per-link totals query"
+    );
+
+    let links = page["links"].as_array().expect("links");
+    assert_eq!(links.len(), 15);
+    assert_eq!(links[3]["code"], "list-03");
+    assert_eq!(links[3]["clicks"], 2);
+    assert_eq!(links[0]["clicks"], 0);
+    let cursor = page["next_cursor"].as_str().expect("more pages");
+    let rest: Value = app
+        .get(&format!("/api/v1/links?limit=15&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(rest["links"].as_array().expect("links").len(), 5);
+    assert_eq!(rest["next_cursor"], Value::Null);
+}
+
+#[tokio::test]
+async fn bad_stats_and_list_parameters_are_422_and_unknown_links_404() {
+    let app = spawn().await;
+    let code = app.create_ok(link("https://example.com/")).await;
+    for query in [
+        "granularity=week",
+        "from=yesterday",
+        "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "from=2000-01-01T00:00:00Z&to=2026-01-01T00:00:00Z&granularity=hour",
+        "top=0",
+        "bogus=1",
+    ] {
+        let response = app
+            .get(&format!("/api/v1/links/{code}/stats?{query}"))
+            .await;
+        assert_eq!(response.status(), 422, "{query}");
+        assert_eq!(crate::helpers::error_code(response).await, "invalid_query");
+    }
+    for query in ["limit=0", "limit=5000", "limit=x", "cursor=a/b", "bogus=1"] {
+        assert_eq!(
+            app.get(&format!("/api/v1/links?{query}")).await.status(),
+            422,
+            "{query}"
+        );
+    }
+    assert_eq!(app.get("/api/v1/links/nope123/stats").await.status(), 404);
+}
