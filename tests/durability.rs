@@ -19,8 +19,14 @@ struct Server {
 
 /// Starts the binary on a free port over `data_dir` and waits for its bound address.
 fn start(data_dir: &Path) -> Server {
+    start_with(data_dir, &[])
+}
+
+/// Like [`start`], with extra `APP__*` variables.
+fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shortener"))
         .arg("serve")
+        .envs(env.iter().copied())
         .env("APP__HTTP__LISTEN", "127.0.0.1:0")
         .env("APP__ADMIN__LISTEN", "127.0.0.1:0")
         .env("APP__STORE__PATH", data_dir.join("links.redb"))
@@ -166,6 +172,72 @@ async fn sigterm_shuts_down_cleanly_and_keeps_data() {
         .await
         .expect("get");
     assert_eq!(response.status(), 302);
+    restarted.child.kill().expect("kill");
+    let _ = restarted.child.wait();
+}
+
+#[tokio::test]
+async fn clicks_queued_at_sigterm_are_in_the_stats_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing flushes on its own for ten minutes: only the shutdown drain can save them.
+    let slow_flush = [
+        ("APP__CLICKS__FLUSH_INTERVAL_MS", "600000"),
+        ("APP__CLICKS__BATCH_MAX", "100000"),
+    ];
+    let mut server = start_with(dir.path(), &slow_flush);
+    let base = format!("http://{}", server.addr);
+    let client = client();
+    let created = client
+        .post(format!("{base}/api/v1/links"))
+        .json(&json!({"url": "https://example.com/", "alias": "counted"}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    for _ in 0..25 {
+        assert_eq!(
+            client
+                .get(format!("{base}/counted"))
+                .send()
+                .await
+                .expect("redirect")
+                .status(),
+            302
+        );
+    }
+    let before: Value = client
+        .get(format!("{base}/api/v1/links/counted"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(before["clicks"], 0, "still queued, not yet aggregated");
+
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    assert!(server.child.wait().expect("exit").success());
+
+    let mut restarted = start(dir.path());
+    let after: Value = client
+        .get(format!("http://{}/api/v1/links/counted", restarted.addr))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        after["clicks"], 25,
+        "every click redirected before SIGTERM was flushed"
+    );
     restarted.child.kill().expect("kill");
     let _ = restarted.child.wait();
 }
