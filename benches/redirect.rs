@@ -45,6 +45,7 @@ fn redirect(c: &mut Criterion) {
                 alias: Some(Alias::parse("bench01").expect("alias")),
                 expires_at: None,
                 redirect: RedirectKind::Found,
+                max_clicks: None,
             })
             .await
             .expect("create");
@@ -70,7 +71,8 @@ fn redirect(c: &mut Criterion) {
     });
 
     c.bench_function("redirect/resolve", |b| {
-        b.to_async(&runtime).iter(|| service.resolve("bench01"))
+        b.to_async(&runtime)
+            .iter(|| service.resolve("bench01", true))
     });
     c.bench_function("redirect/app", |b| {
         b.to_async(&runtime).iter_batched(

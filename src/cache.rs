@@ -17,6 +17,7 @@
 //! the vocabulary of what a redirect *is*); it knows nothing about hyper or sockets.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, StatusCode};
@@ -51,6 +52,9 @@ pub struct CachedLink {
     pub target: TargetUrl,
     /// After this instant the link answers 410.
     pub expires_at: Option<OffsetDateTime>,
+    /// `max_clicks`, and the clicks this process has counted against it (shared by every
+    /// cache generation of the entry: see `LinkService`).
+    pub budget: Option<(u64, Arc<AtomicU64>)>,
     /// For permanent redirects of links that never expire: the precomputed
     /// `Cache-Control: private, max-age=N`. Expiring permanent links compute it per
     /// request, capped by the time left.
@@ -60,7 +64,7 @@ pub struct CachedLink {
 impl CachedLink {
     /// Prepares `link` for redirects; `permanent_max_age` is the configured max-age for
     /// 301/308 answers.
-    pub fn new(link: &Link, permanent_max_age: Duration) -> Self {
+    pub fn new(link: &Link, permanent_max_age: Duration, budget: Option<Arc<AtomicU64>>) -> Self {
         let permanent = link.redirect.is_permanent();
         Self {
             code: link.code.clone(),
@@ -70,6 +74,7 @@ impl CachedLink {
                 .expect("TargetUrl is visible ASCII, hence a valid header value"),
             target: link.target.clone(),
             expires_at: link.expires_at,
+            budget: link.max_clicks.zip(budget),
             cache_control: (permanent && link.expires_at.is_none())
                 .then(|| cache_control_max_age(permanent_max_age.as_secs())),
         }
@@ -99,12 +104,11 @@ struct CacheCounters {
 pub struct LinkCache {
     inner: Cache<ShortCode, CacheEntry>,
     counters: CacheCounters,
-    permanent_max_age: Duration,
 }
 
 impl LinkCache {
-    /// A cache sized and timed by `[cache]`; `permanent_max_age` from `[links]`.
-    pub fn new(settings: &CacheSettings, permanent_max_age: Duration) -> Self {
+    /// A cache sized and timed by `[cache]`.
+    pub fn new(settings: &CacheSettings) -> Self {
         let inner = Cache::builder()
             .max_capacity(settings.max_capacity_bytes)
             .weigher(weigh)
@@ -120,7 +124,6 @@ impl LinkCache {
                 negative_hit: metrics::counter!(CACHE_REQUESTS, "result" => "negative_hit"),
                 miss: metrics::counter!(CACHE_REQUESTS, "result" => "miss"),
             },
-            permanent_max_age,
         }
     }
 
@@ -129,7 +132,7 @@ impl LinkCache {
     pub async fn get_or_load<F, Fut, E>(&self, code: &str, load: F) -> Result<CacheEntry, Arc<E>>
     where
         F: FnOnce(ShortCode) -> Fut,
-        Fut: Future<Output = Result<Option<Link>, E>>,
+        Fut: Future<Output = Result<Option<Arc<CachedLink>>, E>>,
         E: Send + Sync + 'static,
     {
         // Fast path: look up by `&str` (ShortCode: Borrow<str>), so a hit allocates no key.
@@ -150,7 +153,7 @@ impl LinkCache {
     async fn load<F, Fut, E>(&self, code: &str, load: F) -> Result<CacheEntry, Arc<E>>
     where
         F: FnOnce(ShortCode) -> Fut,
-        Fut: Future<Output = Result<Option<Link>, E>>,
+        Fut: Future<Output = Result<Option<Arc<CachedLink>>, E>>,
         E: Send + Sync + 'static,
     {
         // The key is allocated only now, on the miss path. A string that cannot be a code
@@ -158,11 +161,10 @@ impl LinkCache {
         let Ok(key) = ShortCode::parse(code) else {
             return Ok(CacheEntry::Missing);
         };
-        let max_age = self.permanent_max_age;
         self.inner
             .try_get_with(key.clone(), async move {
                 Ok(match load(key).await? {
-                    Some(link) => CacheEntry::Found(Arc::new(CachedLink::new(&link, max_age))),
+                    Some(link) => CacheEntry::Found(link),
                     None => CacheEntry::Missing,
                 })
             })
@@ -212,6 +214,7 @@ impl Expiry<ShortCode, CacheEntry> for TieredExpiry {
 mod tests {
     use super::*;
     use shortener_core::RedirectKind;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn link(redirect: RedirectKind, expires_at: Option<OffsetDateTime>) -> Link {
         Link {
@@ -220,23 +223,37 @@ mod tests {
             created_at: OffsetDateTime::now_utc(),
             expires_at,
             redirect,
+            max_clicks: None,
+        }
+    }
+
+    fn prepared(target: &str) -> Arc<CachedLink> {
+        let mut link = link(RedirectKind::Found, None);
+        link.target = TargetUrl::parse(target).expect("valid");
+        Arc::new(CachedLink::new(&link, Duration::from_secs(60), None))
+    }
+
+    fn settings(max_capacity_bytes: u64) -> CacheSettings {
+        CacheSettings {
+            max_capacity_bytes,
+            ttl_s: 60,
+            negative_ttl_s: 60,
         }
     }
 
     #[test]
     fn cached_links_carry_ready_headers() {
-        let cached = CachedLink::new(&link(RedirectKind::Found, None), Duration::from_secs(60));
+        let minute = Duration::from_secs(60);
+        let cached = CachedLink::new(&link(RedirectKind::Found, None), minute, None);
         assert_eq!(cached.status, StatusCode::FOUND);
         assert_eq!(cached.location, "https://example.com/x?y=1");
         assert_eq!(
             cached.cache_control, None,
             "302 answers carry no cache bound"
         );
+        assert!(cached.budget.is_none());
 
-        let permanent = CachedLink::new(
-            &link(RedirectKind::PermanentRedirect, None),
-            Duration::from_secs(60),
-        );
+        let permanent = CachedLink::new(&link(RedirectKind::PermanentRedirect, None), minute, None);
         assert_eq!(permanent.status, StatusCode::PERMANENT_REDIRECT);
         assert_eq!(
             permanent.cache_control.as_ref().expect("set"),
@@ -244,24 +261,34 @@ mod tests {
         );
 
         let expiring = OffsetDateTime::now_utc() + time::Duration::hours(1);
-        let computed_later = CachedLink::new(
+        let later = CachedLink::new(
             &link(RedirectKind::MovedPermanently, Some(expiring)),
-            Duration::from_secs(60),
+            minute,
+            None,
         );
-        assert_eq!(computed_later.cache_control, None);
+        assert_eq!(
+            later.cache_control, None,
+            "computed per request, capped by the time left"
+        );
+
+        let mut limited = link(RedirectKind::Found, None);
+        limited.max_clicks = Some(5);
+        let budget = Arc::new(AtomicU64::new(2));
+        let cached = CachedLink::new(&limited, minute, Some(budget));
+        assert!(
+            cached
+                .budget
+                .as_ref()
+                .is_some_and(|(max, used)| *max == 5 && used.load(Ordering::SeqCst) == 2)
+        );
     }
 
     #[tokio::test]
     async fn unknown_codes_are_cached_as_missing_and_invalidation_forgets_them() {
-        let settings = CacheSettings {
-            max_capacity_bytes: 1 << 20,
-            ttl_s: 60,
-            negative_ttl_s: 60,
-        };
-        let cache = LinkCache::new(&settings, Duration::from_secs(60));
-        let loads = std::sync::atomic::AtomicUsize::new(0);
+        let cache = LinkCache::new(&settings(1 << 20));
+        let loads = AtomicUsize::new(0);
         let load = |_| async {
-            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            loads.fetch_add(1, Ordering::SeqCst);
             Ok::<_, std::io::Error>(None)
         };
         assert!(matches!(
@@ -272,7 +299,7 @@ mod tests {
             cache.get_or_load("nope", load).await,
             Ok(CacheEntry::Missing)
         ));
-        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
 
         cache
             .invalidate(&ShortCode::parse("nope").expect("valid"))
@@ -281,20 +308,16 @@ mod tests {
             cache.get_or_load("nope", load).await,
             Ok(CacheEntry::Missing)
         ));
-        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
     async fn load_errors_are_not_cached() {
-        let settings = CacheSettings {
-            max_capacity_bytes: 1 << 20,
-            ttl_s: 60,
-            negative_ttl_s: 60,
-        };
-        let cache = LinkCache::new(&settings, Duration::from_secs(60));
-        let failing = |_| async { Err::<Option<Link>, _>(std::io::Error::other("down")) };
+        let cache = LinkCache::new(&settings(1 << 20));
+        let failing =
+            |_| async { Err::<Option<Arc<CachedLink>>, _>(std::io::Error::other("down")) };
         assert!(cache.get_or_load("abc", failing).await.is_err());
-        let working = |_| async { Ok::<_, std::io::Error>(Some(link(RedirectKind::Found, None))) };
+        let working = |_| async { Ok::<_, std::io::Error>(Some(prepared("https://example.com/"))) };
         assert!(matches!(
             cache.get_or_load("abc", working).await,
             Ok(CacheEntry::Found(_))
@@ -304,24 +327,10 @@ mod tests {
     #[tokio::test]
     async fn the_cache_stays_within_its_byte_budget() {
         let budget = 20_000;
-        let settings = CacheSettings {
-            max_capacity_bytes: budget,
-            ttl_s: 60,
-            negative_ttl_s: 60,
-        };
-        let cache = LinkCache::new(&settings, Duration::from_secs(60));
+        let cache = LinkCache::new(&settings(budget));
         let long_target = format!("https://example.com/{}", "x".repeat(1_000));
         for i in 0..500 {
-            let target = long_target.clone();
-            let load = |code: ShortCode| async move {
-                Ok::<_, std::io::Error>(Some(Link {
-                    code,
-                    target: TargetUrl::parse(&target).expect("valid"),
-                    created_at: OffsetDateTime::now_utc(),
-                    expires_at: None,
-                    redirect: RedirectKind::Found,
-                }))
-            };
+            let load = |_| async { Ok::<_, std::io::Error>(Some(prepared(&long_target))) };
             cache
                 .get_or_load(&format!("code{i}"), load)
                 .await
@@ -343,10 +352,7 @@ mod tests {
         let small = weigh(&code, &CacheEntry::Missing);
         let big = weigh(
             &code,
-            &CacheEntry::Found(Arc::new(CachedLink::new(
-                &link(RedirectKind::Found, None),
-                Duration::ZERO,
-            ))),
+            &CacheEntry::Found(prepared("https://example.com/a-longer-target")),
         );
         assert!(big > small);
     }

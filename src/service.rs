@@ -6,7 +6,9 @@
 //! redrawn; a taken alias is a conflict; expired links are gone; and the redirect path
 //! ([`LinkService::resolve`]) is answered from memory whenever possible.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use metrics::Counter;
@@ -36,6 +38,8 @@ pub struct NewLink {
     pub expires_at: Option<OffsetDateTime>,
     /// The redirect status it answers with.
     pub redirect: RedirectKind,
+    /// Clicks after which the link answers 410.
+    pub max_clicks: Option<u64>,
 }
 
 /// What a redirect request resolves to.
@@ -47,6 +51,8 @@ pub enum Resolution {
     NotFound,
     /// The link existed but has expired.
     Expired,
+    /// The link has used up its `max_clicks`.
+    Exhausted,
 }
 
 /// Why a service call failed. The HTTP layer maps each variant to one status.
@@ -58,6 +64,9 @@ pub enum ServiceError {
     /// No link with this code.
     #[error("no link with this code")]
     NotFound,
+    /// `max_clicks` is zero.
+    #[error("max_clicks must be at least 1")]
+    ZeroMaxClicks,
     /// `expires_at` is not in the future.
     #[error("expires_at must be in the future")]
     ExpiryInPast,
@@ -88,6 +97,13 @@ pub struct LinkService {
     permanent_max_age: Duration,
     links_created: Counter,
     collisions: Counter,
+    /// Clicks counted against `max_clicks`, per link, for the life of the process.
+    ///
+    /// Outside the cache on purpose: an evicted and reloaded cache entry must keep
+    /// counting where it was, not restart from statistics that lag by the unflushed
+    /// clicks. Seeded from the stored totals the first time this process loads the link,
+    /// so with one process the limit is exact. Only links with `max_clicks` have an entry.
+    budgets: Mutex<HashMap<ShortCode, Arc<AtomicU64>>>,
 }
 
 impl LinkService {
@@ -108,12 +124,13 @@ impl LinkService {
         Ok(Self {
             store: Arc::new(MeteredStore::new(store)),
             stats,
-            cache: LinkCache::new(&settings.cache, permanent_max_age),
+            cache: LinkCache::new(&settings.cache),
             generator,
             max_create_attempts: settings.links.max_create_attempts,
             permanent_max_age,
             links_created: metrics::counter!(LINKS_CREATED),
             collisions: metrics::counter!(CODE_COLLISIONS),
+            budgets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -128,6 +145,9 @@ impl LinkService {
         if new.expires_at.is_some_and(|at| at <= now) {
             return Err(ServiceError::ExpiryInPast);
         }
+        if new.max_clicks == Some(0) {
+            return Err(ServiceError::ZeroMaxClicks);
+        }
         let mut link = Link {
             code: match &new.alias {
                 Some(alias) => alias.clone().into_code(),
@@ -137,6 +157,7 @@ impl LinkService {
             created_at: now,
             expires_at: new.expires_at,
             redirect: new.redirect,
+            max_clicks: new.max_clicks,
         };
         let mut attempts = 1;
         while self.store.insert_if_absent(&link).await? == InsertOutcome::AlreadyExists {
@@ -197,6 +218,10 @@ impl LinkService {
         let code = ShortCode::parse(code).map_err(|_| ServiceError::NotFound)?;
         let existed = self.store.delete(&code).await?;
         self.cache.invalidate(&code).await;
+        self.budgets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&code);
         if existed {
             Ok(())
         } else {
@@ -205,30 +230,75 @@ impl LinkService {
     }
 
     /// The redirect hot path: answers from the cache, loading (once per code, however many
-    /// callers) from the store on a miss.
-    pub async fn resolve(&self, code: &str) -> Result<Resolution, ServiceError> {
+    /// callers) from the store on a miss. `is_click` (a GET, not a HEAD) consumes one of
+    /// the link's `max_clicks`.
+    pub async fn resolve(&self, code: &str, is_click: bool) -> Result<Resolution, ServiceError> {
         // Junk paths (`/favicon.ico`, `/../x`) are not codes: answer without touching the
         // cache, so they can neither evict real entries nor reach the store.
         if !ShortCode::is_valid(code) {
             return Ok(Resolution::NotFound);
         }
-        let store = &self.store;
         let entry = self
             .cache
-            .get_or_load(code, |code| async move { store.get(&code).await })
+            .get_or_load(code, |code| self.load(code))
             .await
             .map_err(ServiceError::Store)?;
-        Ok(match entry {
-            CacheEntry::Found(link) => {
-                // Only links with an expiry pay for reading the clock.
-                if link.expires_at.is_some() && link.is_expired_at(OffsetDateTime::now_utc()) {
-                    Resolution::Expired
-                } else {
-                    Resolution::Redirect(link)
-                }
+        let link = match entry {
+            CacheEntry::Found(link) => link,
+            CacheEntry::Missing => return Ok(Resolution::NotFound),
+        };
+        // Only links with an expiry pay for reading the clock.
+        if link.expires_at.is_some() && link.is_expired_at(OffsetDateTime::now_utc()) {
+            return Ok(Resolution::Expired);
+        }
+        if let Some((max, used)) = &link.budget {
+            // fetch_add claims a click atomically: of two racing clicks for the last one,
+            // exactly one sees `used < max`.
+            let used = if is_click {
+                used.fetch_add(1, Ordering::Relaxed)
+            } else {
+                used.load(Ordering::Relaxed)
+            };
+            if used >= *max {
+                return Ok(Resolution::Exhausted);
             }
-            CacheEntry::Missing => Resolution::NotFound,
-        })
+        }
+        Ok(Resolution::Redirect(link))
+    }
+
+    /// The cache's miss path: the link, prepared, with its click budget if it has one.
+    async fn load(&self, code: ShortCode) -> Result<Option<Arc<CachedLink>>, StoreError> {
+        let Some(link) = self.store.get(&code).await? else {
+            return Ok(None);
+        };
+        let budget = match link.max_clicks {
+            Some(_) => Some(self.budget(&link.code).await?),
+            None => None,
+        };
+        Ok(Some(Arc::new(CachedLink::new(
+            &link,
+            self.permanent_max_age,
+            budget,
+        ))))
+    }
+
+    /// The click counter of a link with `max_clicks`, seeded from its stored totals.
+    async fn budget(&self, code: &ShortCode) -> Result<Arc<AtomicU64>, StoreError> {
+        if let Some(used) = self
+            .budgets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(code)
+        {
+            return Ok(used.clone());
+        }
+        let seed = self.stats.totals(code).await?.total;
+        let mut budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
+        // A concurrent load may have seeded it meanwhile; the first one wins.
+        Ok(budgets
+            .entry(code.clone())
+            .or_insert_with(|| Arc::new(AtomicU64::new(seed)))
+            .clone())
     }
 
     /// Whether the store can serve (for `/readyz`).

@@ -242,6 +242,74 @@ async fn clicks_queued_at_sigterm_are_in_the_stats_after_restart() {
     let _ = restarted.child.wait();
 }
 
+#[tokio::test]
+async fn max_clicks_budget_carries_over_a_graceful_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = start(dir.path());
+    let client = client();
+    let base = format!("http://{}", server.addr);
+    let created = client
+        .post(format!("{base}/api/v1/links"))
+        .json(&json!({"url": "https://example.com/", "alias": "limited", "max_clicks": 5}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    for _ in 0..3 {
+        assert_eq!(
+            client
+                .get(format!("{base}/limited"))
+                .send()
+                .await
+                .expect("get")
+                .status(),
+            302
+        );
+    }
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    assert!(server.child.wait().expect("exit").success());
+
+    let mut restarted = start(dir.path());
+    let base = format!("http://{}", restarted.addr);
+    let statuses = [
+        client
+            .get(format!("{base}/limited"))
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        client
+            .get(format!("{base}/limited"))
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+        client
+            .get(format!("{base}/limited"))
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16(),
+    ];
+    assert_eq!(
+        statuses,
+        [302, 302, 410],
+        "3 used before the restart, 2 left after it"
+    );
+    restarted.child.kill().expect("kill");
+    let _ = restarted.child.wait();
+}
+
 #[test]
 fn invalid_configuration_fails_at_start_with_the_key_named() {
     let output = Command::new(env!("CARGO_BIN_EXE_shortener"))

@@ -64,6 +64,8 @@ pub struct Link {
     pub expires_at: Option<OffsetDateTime>,
     /// The redirect status it answers with.
     pub redirect: RedirectKind,
+    /// After this many clicks (GET redirects) the link answers 410 Gone.
+    pub max_clicks: Option<u64>,
 }
 
 impl Link {
@@ -100,6 +102,7 @@ mod tests {
             created_at: now,
             expires_at: None,
             redirect: RedirectKind::Found,
+            max_clicks: None,
         };
         assert!(!link.is_expired_at(now));
         link.expires_at = Some(now);

@@ -34,6 +34,8 @@ struct CreateLinkRequest {
     expires_at: Option<OffsetDateTime>,
     #[serde(default)]
     redirect: Option<u16>,
+    #[serde(default)]
+    max_clicks: Option<u64>,
 }
 
 /// A link as the API shows it.
@@ -49,6 +51,7 @@ struct LinkResponse<'a> {
     #[serde(with = "time::serde::rfc3339::option")]
     expires_at: Option<OffsetDateTime>,
     redirect: u16,
+    max_clicks: Option<u64>,
 }
 
 /// `POST /api/v1/links`: 201 with the link, once it is durable.
@@ -97,6 +100,7 @@ where
                 )
             })?,
         },
+        max_clicks: request.max_clicks,
     };
     let link = state.service.create(new).await?;
     let mut response = link_response(
@@ -230,6 +234,7 @@ fn link_body<'a>(
         created_at: link.created_at,
         expires_at: link.expires_at,
         redirect: link.redirect.status(),
+        max_clicks: link.max_clicks,
     }
 }
 

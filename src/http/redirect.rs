@@ -23,8 +23,11 @@ use crate::service::Resolution;
 /// `404` body, built at compile time (see the test that keeps it equal to `ApiError`'s).
 const NOT_FOUND_BODY: &[u8] =
     br#"{"error":{"code":"not_found","message":"no link with this code"}}"#;
-/// `410` body.
+/// `410` body for an expired link.
 const GONE_BODY: &[u8] = br#"{"error":{"code":"expired","message":"this link has expired"}}"#;
+/// `410` body for a link that used up its `max_clicks`.
+const EXHAUSTED_BODY: &[u8] =
+    br#"{"error":{"code":"exhausted","message":"this link has reached its click limit"}}"#;
 
 /// What the redirect needs from the request: borrowed, nothing copied up front.
 pub struct RedirectRequest<'a> {
@@ -49,10 +52,11 @@ pub async fn redirect(state: &AppState, request: RedirectRequest<'_>) -> Respons
         peer,
         is_click,
     } = request;
-    let link = match state.service.resolve(code).await {
+    let link = match state.service.resolve(code, is_click).await {
         Ok(Resolution::Redirect(link)) => link,
         Ok(Resolution::NotFound) => return static_error(StatusCode::NOT_FOUND, NOT_FOUND_BODY),
         Ok(Resolution::Expired) => return static_error(StatusCode::GONE, GONE_BODY),
+        Ok(Resolution::Exhausted) => return static_error(StatusCode::GONE, EXHAUSTED_BODY),
         Err(e) => return into_logged_response(ApiError::from(e)),
     };
 
@@ -151,8 +155,9 @@ mod tests {
             created_at: OffsetDateTime::now_utc(),
             expires_at: None,
             redirect: RedirectKind::Found,
+            max_clicks: None,
         };
-        CachedLink::new(&link, Duration::from_secs(60))
+        CachedLink::new(&link, Duration::from_secs(60), None)
     }
 
     #[test]
@@ -178,6 +183,11 @@ mod tests {
         assert_eq!(
             NOT_FOUND_BODY,
             &super::super::error::json_error("not_found", "no link with this code")[..]
+        );
+        assert_eq!(
+            EXHAUSTED_BODY,
+            &super::super::error::json_error("exhausted", "this link has reached its click limit")
+                [..]
         );
         assert_eq!(
             GONE_BODY,

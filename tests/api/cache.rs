@@ -101,7 +101,7 @@ async fn ten_thousand_concurrent_resolves_do_one_store_read() {
     let tasks: Vec<_> = (0..10_000)
         .map(|_| {
             let (service, code) = (Arc::clone(&service), code.clone());
-            tokio::spawn(async move { service.resolve(&code).await })
+            tokio::spawn(async move { service.resolve(&code, true).await })
         })
         .collect();
     for task in tasks {

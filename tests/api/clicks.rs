@@ -279,3 +279,87 @@ async fn bad_stats_and_list_parameters_are_422_and_unknown_links_404() {
     }
     assert_eq!(app.get("/api/v1/links/nope123/stats").await.status(), 404);
 }
+
+#[tokio::test]
+async fn max_clicks_is_exact_under_concurrency_and_head_does_not_count() {
+    let app = spawn().await;
+    let code = app
+        .create_ok(json!({"url": "https://example.com/", "max_clicks": 10}))
+        .await;
+    for _ in 0..5 {
+        let head = app
+            .client
+            .head(app.url(&format!("/{code}")))
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.status(), 302, "HEAD is not a click");
+    }
+    let url = app.url(&format!("/{code}"));
+    let requests: Vec<_> = (0..50)
+        .map(|_| tokio::spawn(app.client.get(&url).send()))
+        .collect();
+    let mut statuses = Vec::new();
+    for request in requests {
+        statuses.push(
+            request
+                .await
+                .expect("task")
+                .expect("request")
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 302).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|&&s| s == 410).count(), 40);
+    let gone = app.get(&format!("/{code}")).await;
+    assert_eq!(gone.status(), 410);
+    assert_eq!(crate::helpers::error_code(gone).await, "exhausted");
+    let link = app.wait_for_clicks(&code, 10).await;
+    assert_eq!(link["max_clicks"], 10);
+}
+
+#[tokio::test]
+async fn max_clicks_must_be_positive() {
+    let app = spawn().await;
+    let response = app
+        .create(json!({"url": "https://example.com/", "max_clicks": 0}))
+        .await;
+    assert_eq!(response.status(), 422);
+    assert_eq!(
+        crate::helpers::error_code(response).await,
+        "invalid_max_clicks"
+    );
+    assert_eq!(
+        app.create(json!({"url": "https://example.com/", "max_clicks": -1}))
+            .await
+            .status(),
+        422
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_link_resets_its_statistics_for_a_reused_alias() {
+    let app = spawn().await;
+    app.create_ok(json!({"url": "https://example.com/", "alias": "reused", "max_clicks": 2}))
+        .await;
+    app.get("/reused").await;
+    app.get("/reused").await;
+    assert_eq!(app.get("/reused").await.status(), 410);
+    app.wait_for_clicks("reused", 2).await;
+    assert_eq!(app.delete("/api/v1/links/reused").await.status(), 204);
+    app.create_ok(json!({"url": "https://example.com/", "alias": "reused", "max_clicks": 2}))
+        .await;
+    let link: Value = app
+        .get("/api/v1/links/reused")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(link["clicks"], 0);
+    assert_eq!(app.get("/reused").await.status(), 302, "a fresh budget");
+}

@@ -18,6 +18,7 @@ async fn seed(
         created_at: OffsetDateTime::now_utc() - time::Duration::days(2),
         expires_at,
         redirect,
+        max_clicks: None,
     };
     app.store.insert_if_absent(&link).await.expect("seed");
 }

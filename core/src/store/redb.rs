@@ -45,6 +45,9 @@ struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_ms: Option<i64>,
     redirect: u16,
+    /// Added after v1 shipped: optional, so older records still decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_clicks: Option<u64>,
 }
 
 /// A [`LinkStore`] in one redb file.
@@ -138,6 +141,9 @@ impl LinkStore for RedbStore {
                 let mut table = txn.open_table(LINKS).map_err(backend)?;
                 table.remove(code.as_str()).map_err(backend)?.is_some()
             };
+            // A deleted link's statistics go with it, in the same transaction: a later
+            // link that reuses the alias starts from zero (and with a full click budget).
+            stats::purge(&txn, code.as_str())?;
             txn.commit().map_err(backend)?;
             Ok(existed)
         })
@@ -218,6 +224,7 @@ fn encode(link: &Link) -> Result<Vec<u8>, StoreError> {
         created_ms: unix_ms(link.created_at),
         expires_ms: link.expires_at.map(unix_ms),
         redirect: link.redirect.status(),
+        max_clicks: link.max_clicks,
     };
     serde_json::to_vec(&record).map_err(backend)
 }
@@ -246,6 +253,7 @@ fn decode(code: ShortCode, bytes: &[u8]) -> Result<Link, StoreError> {
         code,
         target,
         redirect,
+        max_clicks: record.max_clicks,
     })
 }
 
@@ -265,6 +273,7 @@ mod tests {
             created_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid time"),
             expires_at: Some(OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid")),
             redirect: RedirectKind::PermanentRedirect,
+            max_clicks: Some(3),
         }
     }
 

@@ -74,6 +74,32 @@ pub(super) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreErr
     Ok(())
 }
 
+/// Removes every statistics row of `code` (inside the caller's transaction).
+pub(super) fn purge(txn: &redb::WriteTransaction, code: &str) -> Result<(), StoreError> {
+    txn.open_table(TOTALS)
+        .map_err(backend)?
+        .remove(code)
+        .map_err(backend)?;
+    let all = (code, i64::MIN)..=(code, i64::MAX);
+    txn.open_table(HOURLY)
+        .map_err(backend)?
+        .retain_in(all.clone(), |_, _| false)
+        .map_err(backend)?;
+    txn.open_table(DAILY)
+        .map_err(backend)?
+        .retain_in(all.clone(), |_, _| false)
+        .map_err(backend)?;
+    txn.open_table(VISITORS)
+        .map_err(backend)?
+        .retain_in(all.clone(), |_, _| false)
+        .map_err(backend)?;
+    txn.open_table(TOP)
+        .map_err(backend)?
+        .retain_in(all, |_, _| false)
+        .map_err(backend)?;
+    Ok(())
+}
+
 #[async_trait]
 impl StatsStore for RedbStore {
     async fn apply(&self, batch: BatchAggregate) -> Result<(), StoreError> {
@@ -367,6 +393,18 @@ mod tests {
         );
 
         let other = ShortCode::parse("other").expect("code");
+        store
+            .apply(aggregator.aggregate(&[click("other", day0, 1, CHROME)]))
+            .await
+            .expect("apply");
+        crate::LinkStore::delete(&store, &other)
+            .await
+            .expect("delete purges stats");
+        assert_eq!(
+            store.totals(&code).await.expect("totals").total,
+            17,
+            "other links keep theirs"
+        );
         assert_eq!(
             store.totals(&other).await.expect("totals"),
             Counts::default()
