@@ -36,7 +36,7 @@ pub const CODE_COLLISIONS: &str = "shortener_code_collisions_total";
 
 /// GET redirects answered: each one is a click to record.
 pub const REDIRECTS: &str = "shortener_redirects_total";
-/// Clicks accepted into the queue.
+/// Clicks taken off the queue by the batcher.
 pub const CLICKS_RECORDED: &str = "shortener_clicks_recorded_total";
 /// Clicks lost, by `reason`: `queue_full`, `closed` (shutting down), `sink_error`.
 pub const CLICKS_DROPPED: &str = "shortener_clicks_dropped_total";
@@ -114,7 +114,7 @@ fn describe() {
     describe_counter!(
         CLICKS_RECORDED,
         Unit::Count,
-        "Clicks accepted into the click queue."
+        "Clicks taken off the click queue by the batcher."
     );
     describe_counter!(
         CLICKS_DROPPED,
