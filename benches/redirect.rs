@@ -6,6 +6,9 @@
 //! - `redirect/stack`: the full tower stack around it (metrics, request id, tracing,
 //!   overload guards, timeout, body limit), i.e. what every real request goes through.
 //! - `redirect/stack_404`: an unknown code answered from the negative cache.
+//! - `redirect/stack_with_click`: the full stack with click recording on (the hot-path
+//!   share of the click pipeline: building the `RawClick` and `try_send`; the queue is
+//!   drained outside the timed section).
 //!
 //! Request construction is excluded (`iter_batched`); dropping the response is included.
 //!
@@ -17,6 +20,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::Request;
 use http_body_util::Empty;
+use shortener::clicks::ClickRecorder;
 use shortener::config::Settings;
 use shortener::http::app::{App, AppState};
 use shortener::http::middleware::Stack;
@@ -85,6 +89,31 @@ fn redirect(c: &mut Criterion) {
         b.to_async(&runtime).iter_batched(
             || request("/bench01"),
             |req| stack.clone().oneshot(req),
+            BatchSize::SmallInput,
+        )
+    });
+    let (recorder, queue) = ClickRecorder::new(1 << 20);
+    let queue = std::sync::Mutex::new(queue);
+    let clicking = runtime.block_on(async {
+        let app = App::new(AppState {
+            service: service.clone(),
+            forward_query: false,
+            public_base_url: None,
+            clicks: Some(Arc::new(recorder)),
+            country_header: None,
+            read_forwarded_for: false,
+        });
+        Stack::new(&settings.http).service::<Empty<Bytes>>(app)
+    });
+    c.bench_function("redirect/stack_with_click", |b| {
+        b.to_async(&runtime).iter_batched(
+            || {
+                // Untimed: empty the queue so every timed send finds room.
+                let mut queue = queue.lock().expect("lock");
+                while queue.try_recv().is_ok() {}
+                request("/bench01")
+            },
+            |req| clicking.clone().oneshot(req),
             BatchSize::SmallInput,
         )
     });
