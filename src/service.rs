@@ -1,10 +1,12 @@
 //! The application service: what the shortener *does*, independent of HTTP.
 //!
 //! Handlers in `http` translate requests into calls here; this module talks only to the
-//! narrow [`LinkStore`] trait and the [`LinkCache`]. It owns the rules: a create is
-//! acknowledged only once the store made it durable; a colliding generated code is
-//! redrawn; a taken alias is a conflict; expired links are gone; and the redirect path
-//! ([`LinkService::resolve`]) is answered from memory whenever possible.
+//! narrow [`LinkStore`] and [`StatsStore`] traits and the [`LinkCache`]. It owns the
+//! rules: a create is acknowledged only once the store made it durable; a colliding
+//! generated code is redrawn; a taken alias is a conflict; expired and exhausted
+//! (`max_clicks`) links are gone; and the redirect path ([`LinkService::resolve`]) is
+//! answered from memory whenever possible. Recording clicks is not its business: the
+//! HTTP layer hands them to `crate::clicks` after answering.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +66,9 @@ pub enum ServiceError {
     /// No link with this code.
     #[error("no link with this code")]
     NotFound,
+    /// A list cursor that is not a code.
+    #[error("cursor is not a valid code")]
+    InvalidCursor,
     /// `max_clicks` is zero.
     #[error("max_clicks must be at least 1")]
     ZeroMaxClicks,
@@ -198,12 +203,12 @@ impl LinkService {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(Link, Counts)>, ServiceError> {
-        // A cursor that cannot be a code starts from the beginning of the impossible:
-        // nothing sorts after it meaningfully, so it is refused by the caller's parsing.
+        // A cursor is the last code of the previous page: one that cannot be a code was
+        // not issued by us.
         let after = after
             .map(ShortCode::parse)
             .transpose()
-            .map_err(|_| ServiceError::NotFound)?;
+            .map_err(|_| ServiceError::InvalidCursor)?;
         Ok(self.store.list(after, limit).await?)
     }
 

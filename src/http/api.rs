@@ -20,7 +20,7 @@ use url::form_urlencoded;
 
 use super::app::{AppState, BoxError, empty};
 use super::error::ApiError;
-use crate::service::{NewLink, ServiceError};
+use crate::service::NewLink;
 
 /// `POST /api/v1/links` body. Unknown fields are refused so a typo (`expire_at`) is an
 /// error rather than a silently ignored option.
@@ -273,14 +273,7 @@ pub async fn list(
             _ => return Err(invalid_query(format!("unknown parameter `{key}`"))),
         }
     }
-    let page = state
-        .service
-        .list(cursor.as_deref(), limit)
-        .await
-        .map_err(|e| match e {
-            ServiceError::NotFound => invalid_query("cursor is not a valid code".into()),
-            other => other.into(),
-        })?;
+    let page = state.service.list(cursor.as_deref(), limit).await?;
     let next_cursor = (page.len() == limit)
         .then(|| page.last().map(|(l, _)| l.code.as_str()))
         .flatten();

@@ -125,6 +125,11 @@ impl From<ServiceError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "alias_taken", e.to_string())
             }
             ServiceError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            ServiceError::InvalidCursor => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_query",
+                e.to_string(),
+            ),
             ServiceError::ZeroMaxClicks => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_max_clicks",

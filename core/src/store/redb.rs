@@ -11,7 +11,7 @@
 //! redb's API is blocking, so every operation runs on tokio's blocking pool. Reads only
 //! happen on a cache miss, so that hop is off the hot path.
 //!
-//! Record format: the value is a small versioned JSON document ([`Record`]). JSON because
+//! Record format: the value is a small versioned JSON document (`Record`). JSON because
 //! it is inspectable with `redb` tooling and trivially extended (new optional fields) as
 //! the link model grows; decode cost is paid once per cache miss, not per redirect.
 
