@@ -57,6 +57,20 @@ fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
     Server { child, addr, logs }
 }
 
+impl Server {
+    /// Sends SIGTERM (what orchestrators send) and asserts a clean, zero exit.
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        let status = self.child.wait().expect("exit");
+        assert!(status.success(), "exit status {status}");
+    }
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -150,14 +164,7 @@ async fn sigterm_shuts_down_cleanly_and_keeps_data() {
         .expect("create");
     assert_eq!(created.status(), 201);
 
-    let pid = server.child.id().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(sent.success());
-    let status = server.child.wait().expect("exit");
-    assert!(status.success(), "exit status {status}");
+    server.terminate();
     let logs: Vec<String> = server.logs.try_iter().collect();
     assert!(
         logs.iter().any(|l| l.contains("SIGTERM received")),
@@ -215,15 +222,7 @@ async fn clicks_queued_at_sigterm_are_in_the_stats_after_restart() {
         .expect("json");
     assert_eq!(before["clicks"], 0, "still queued, not yet aggregated");
 
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    assert!(server.child.wait().expect("exit").success());
+    server.terminate();
 
     let mut restarted = start(dir.path());
     let after: Value = client
@@ -266,41 +265,19 @@ async fn max_clicks_budget_carries_over_a_graceful_restart() {
             302
         );
     }
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    assert!(server.child.wait().expect("exit").success());
+    server.terminate();
 
     let mut restarted = start(dir.path());
     let base = format!("http://{}", restarted.addr);
-    let statuses = [
-        client
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = client
             .get(format!("{base}/limited"))
             .send()
             .await
-            .expect("get")
-            .status()
-            .as_u16(),
-        client
-            .get(format!("{base}/limited"))
-            .send()
-            .await
-            .expect("get")
-            .status()
-            .as_u16(),
-        client
-            .get(format!("{base}/limited"))
-            .send()
-            .await
-            .expect("get")
-            .status()
-            .as_u16(),
-    ];
+            .expect("get");
+        statuses.push(response.status().as_u16());
+    }
     assert_eq!(
         statuses,
         [302, 302, 410],

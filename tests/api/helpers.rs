@@ -17,6 +17,10 @@ use shortener_core::store::redb::RedbStore;
 use shortener_core::{InsertOutcome, Link, LinkStore, ShortCode, StoreError};
 use tokio::sync::oneshot;
 
+#[path = "../support/prometheus.rs"]
+mod prometheus;
+use prometheus::metric_value;
+
 /// A real store with knobs: counts `get`s, optionally sleeps in `get`, optionally fails.
 pub struct ProbeStore {
     inner: RedbStore,
@@ -295,19 +299,6 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
-}
-
-/// The value of `series` in a Prometheus text exposition (0 when absent).
-pub fn metric_value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
 }
 
 /// Asserts the JSON error envelope and returns its `code`.
