@@ -11,6 +11,8 @@
 //! memo is cleared when it reaches [`MEMO_LIMIT`] entries, which bounds its memory.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 /// Distinct user agents remembered before the memo is cleared.
@@ -61,7 +63,8 @@ pub struct Agent {
 pub struct AgentClassifier {
     parser: woothee::parser::Parser,
     bots: isbot::Bots,
-    memo: HashMap<String, Agent>,
+    /// Seeded fast hashing (see `topk`): keys are attacker-chosen user agents.
+    memo: HashMap<String, Agent, RandomState>,
     missing: Agent,
 }
 
@@ -78,7 +81,7 @@ impl AgentClassifier {
         Self {
             parser: woothee::parser::Parser::new(),
             bots: isbot::Bots::default(),
-            memo: HashMap::new(),
+            memo: HashMap::default(),
             missing: Agent {
                 is_bot: true,
                 browser: unknown.clone(),

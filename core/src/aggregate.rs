@@ -13,6 +13,8 @@
 //!   clicks, bots included (the device dimension shows how many were bots).
 
 use std::collections::{BTreeMap, HashMap};
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -131,7 +133,7 @@ pub struct LinkAggregate {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchAggregate {
     /// By short code.
-    pub links: HashMap<String, LinkAggregate>,
+    pub links: HashMap<String, LinkAggregate, RandomState>,
     /// Events aggregated.
     pub events: u64,
 }
@@ -141,7 +143,8 @@ pub struct BatchAggregate {
 #[derive(Default)]
 pub struct Aggregator {
     agents: AgentClassifier,
-    referrer_hosts: HashMap<String, Arc<str>>,
+    /// Seeded fast hashing (see `topk`): keys are attacker-chosen referrers.
+    referrer_hosts: HashMap<String, Arc<str>, RandomState>,
 }
 
 impl Aggregator {

@@ -8,6 +8,7 @@
 //! (see [`VisitorHasher`]) whose key rotates daily, so events cannot be joined across days
 //! or reversed into an address by anyone without the secret.
 
+use std::hash::Hasher;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -80,12 +81,14 @@ pub fn parse_country(raw: &[u8]) -> Option<String> {
 /// The daily key is derived from a long-lived secret and the day number (BLAKE3
 /// `derive_key`), so nothing needs to be stored or coordinated to rotate it, and every
 /// instance sharing the secret computes the same visitor id on the same day (so uniques
-/// are counted correctly across instances).
+/// are counted correctly across instances). Per click, the hash is SipHash-1-3 under the
+/// day's 128-bit key: a keyed PRF, so ids cannot be reversed or linked across days
+/// without the secret, at a fraction of BLAKE3's cost on inputs this short.
 #[derive(Clone)]
 pub struct VisitorHasher {
     secret: [u8; 32],
     /// The last day seen and its key: deriving a key costs more than hashing an event.
-    current: Option<(i64, [u8; 32])>,
+    current: Option<(i64, [u8; 16])>,
 }
 
 impl VisitorHasher {
@@ -105,22 +108,22 @@ impl VisitorHasher {
             _ => {
                 let mut material = self.secret.to_vec();
                 material.extend_from_slice(&day.to_le_bytes());
-                let key = blake3::derive_key("shortener visitor day key v1", &material);
+                let derived = blake3::derive_key("shortener visitor day key v1", &material);
+                let mut key = [0u8; 16];
+                key.copy_from_slice(&derived[..16]);
                 self.current = Some((day, key));
                 key
             }
         };
-        let mut hasher = blake3::Hasher::new_keyed(&key);
+        let mut hasher = siphasher::sip::SipHasher13::new_with_key(&key);
         match ip {
-            IpAddr::V4(v4) => hasher.update(&v4.octets()),
-            IpAddr::V6(v6) => hasher.update(&v6.octets()),
-        };
-        hasher.update(&[0]);
-        hasher.update(user_agent);
-        let digest = hasher.finalize();
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest.as_bytes()[..8]);
-        u64::from_le_bytes(first)
+            IpAddr::V4(v4) => hasher.write(&v4.octets()),
+            IpAddr::V6(v6) => hasher.write(&v6.octets()),
+        }
+        // A separator, so (address, agent) pairs cannot collide by shifting bytes.
+        hasher.write(&[0]);
+        hasher.write(user_agent);
+        hasher.finish()
     }
 }
 
