@@ -130,14 +130,14 @@ async fn a_cached_link_stops_redirecting_when_it_expires() {
     seed(
         &app,
         "shortlived",
-        Some(OffsetDateTime::now_utc() + time::Duration::milliseconds(800)),
+        Some(OffsetDateTime::now_utc() + time::Duration::milliseconds(1_500)),
         RedirectKind::Found,
     )
     .await;
     assert_eq!(app.get("/shortlived").await.status(), 302, "now cached");
     // Wall-clock expiry is the behaviour under test, so this sleeps instead of pausing
     // tokio's clock (which does not move `OffsetDateTime::now_utc`).
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
     assert_eq!(
         app.get("/shortlived").await.status(),
         410,
