@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 /// A running server process and what it logged.
@@ -15,6 +17,7 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     logs: mpsc::Receiver<String>,
+    client: reqwest::Client,
 }
 
 /// Starts the binary on a free port over `data_dir` and waits for its bound address.
@@ -54,20 +57,66 @@ fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
             break addr.parse().expect("socket address");
         }
     };
-    Server { child, addr, logs }
+    Server {
+        child,
+        addr,
+        logs,
+        client: client(),
+    }
 }
 
 impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `POST /api/v1/links`, asserting 201; returns the link JSON.
+    async fn create(&self, body: Value) -> Value {
+        let response = self
+            .client
+            .post(self.url("/api/v1/links"))
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(response.status(), 201);
+        response.json().await.expect("json")
+    }
+
+    /// The status of `GET path`.
+    async fn status(&self, path: &str) -> u16 {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    /// `GET /api/v1/links/{code}` as JSON.
+    async fn link(&self, code: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(&format!("/api/v1/links/{code}")))
+            .send()
+            .await
+            .expect("get");
+        response.json().await.expect("json")
+    }
+
     /// Sends SIGTERM (what orchestrators send) and asserts a clean, zero exit.
     fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(sent.success());
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"));
+        kill(pid, Signal::SIGTERM).expect("send SIGTERM");
         let status = self.child.wait().expect("exit");
         assert!(status.success(), "exit status {status}");
+    }
+
+    /// SIGKILL, then reap: no shutdown code runs.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
     }
 }
 
@@ -82,22 +131,17 @@ fn client() -> reqwest::Client {
 async fn every_acknowledged_link_survives_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = start(dir.path());
-    let base = format!("http://{}", server.addr);
 
     // Eight writers create links as fast as the store acknowledges them; the process is
     // killed mid-stream, so some creates are in flight at the moment of death.
     let writers: Vec<_> = (0..8)
         .map(|writer| {
-            let (client, base) = (client(), base.clone());
+            let (client, create) = (client(), server.url("/api/v1/links"));
             tokio::spawn(async move {
                 let mut acknowledged = Vec::new();
                 for i in 0.. {
                     let url = format!("https://example.com/{writer}/{i}");
-                    let sent = client
-                        .post(format!("{base}/api/v1/links"))
-                        .json(&json!({"url": url}))
-                        .send()
-                        .await;
+                    let sent = client.post(&create).json(&json!({"url": url})).send().await;
                     let Ok(response) = sent else { break };
                     if response.status() != 201 {
                         break;
@@ -112,8 +156,7 @@ async fn every_acknowledged_link_survives_sigkill() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.child.kill().expect("SIGKILL");
-    server.child.wait().expect("reaped");
+    server.kill();
 
     let mut acknowledged = Vec::new();
     for writer in writers {
@@ -126,11 +169,10 @@ async fn every_acknowledged_link_survives_sigkill() {
     );
 
     let mut restarted = start(dir.path());
-    let base = format!("http://{}", restarted.addr);
-    let client = client();
     for (code, url) in &acknowledged {
-        let meta = client
-            .get(format!("{base}/api/v1/links/{code}"))
+        let meta = restarted
+            .client
+            .get(restarted.url(&format!("/api/v1/links/{code}")))
             .send()
             .await
             .expect("get");
@@ -139,30 +181,25 @@ async fn every_acknowledged_link_survives_sigkill() {
             meta.json::<Value>().await.expect("json")["url"],
             url.as_str()
         );
-        let redirect = client
-            .get(format!("{base}/{code}"))
+        let redirect = restarted
+            .client
+            .get(restarted.url(&format!("/{code}")))
             .send()
             .await
             .expect("redirect");
         assert_eq!(redirect.status(), 302);
         assert_eq!(redirect.headers()["location"], url.as_str());
     }
-    restarted.child.kill().expect("kill");
-    let _ = restarted.child.wait();
+    restarted.kill();
 }
 
 #[tokio::test]
 async fn sigterm_shuts_down_cleanly_and_keeps_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = start(dir.path());
-    let base = format!("http://{}", server.addr);
-    let created = client()
-        .post(format!("{base}/api/v1/links"))
-        .json(&json!({"url": "https://example.com/", "alias": "survivor"}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status(), 201);
+    server
+        .create(json!({"url": "https://example.com/", "alias": "survivor"}))
+        .await;
 
     server.terminate();
     let logs: Vec<String> = server.logs.try_iter().collect();
@@ -173,14 +210,8 @@ async fn sigterm_shuts_down_cleanly_and_keeps_data() {
     assert!(logs.iter().any(|l| l.contains("store closed")), "{logs:#?}");
 
     let mut restarted = start(dir.path());
-    let response = client()
-        .get(format!("http://{}/survivor", restarted.addr))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(response.status(), 302);
-    restarted.child.kill().expect("kill");
-    let _ = restarted.child.wait();
+    assert_eq!(restarted.status("/survivor").await, 302);
+    restarted.kill();
 }
 
 #[tokio::test]
@@ -192,99 +223,52 @@ async fn clicks_queued_at_sigterm_are_in_the_stats_after_restart() {
         ("APP__CLICKS__BATCH_MAX", "100000"),
     ];
     let mut server = start_with(dir.path(), &slow_flush);
-    let base = format!("http://{}", server.addr);
-    let client = client();
-    let created = client
-        .post(format!("{base}/api/v1/links"))
-        .json(&json!({"url": "https://example.com/", "alias": "counted"}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status(), 201);
+    server
+        .create(json!({"url": "https://example.com/", "alias": "counted"}))
+        .await;
     for _ in 0..25 {
-        assert_eq!(
-            client
-                .get(format!("{base}/counted"))
-                .send()
-                .await
-                .expect("redirect")
-                .status(),
-            302
-        );
+        assert_eq!(server.status("/counted").await, 302);
     }
-    let before: Value = client
-        .get(format!("{base}/api/v1/links/counted"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(before["clicks"], 0, "still queued, not yet aggregated");
+    assert_eq!(
+        server.link("counted").await["clicks"],
+        0,
+        "still queued, not yet aggregated"
+    );
 
     server.terminate();
 
     let mut restarted = start(dir.path());
-    let after: Value = client
-        .get(format!("http://{}/api/v1/links/counted", restarted.addr))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
     assert_eq!(
-        after["clicks"], 25,
+        restarted.link("counted").await["clicks"],
+        25,
         "every click redirected before SIGTERM was flushed"
     );
-    restarted.child.kill().expect("kill");
-    let _ = restarted.child.wait();
+    restarted.kill();
 }
 
 #[tokio::test]
 async fn max_clicks_budget_carries_over_a_graceful_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = start(dir.path());
-    let client = client();
-    let base = format!("http://{}", server.addr);
-    let created = client
-        .post(format!("{base}/api/v1/links"))
-        .json(&json!({"url": "https://example.com/", "alias": "limited", "max_clicks": 5}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status(), 201);
+    server
+        .create(json!({"url": "https://example.com/", "alias": "limited", "max_clicks": 5}))
+        .await;
     for _ in 0..3 {
-        assert_eq!(
-            client
-                .get(format!("{base}/limited"))
-                .send()
-                .await
-                .expect("get")
-                .status(),
-            302
-        );
+        assert_eq!(server.status("/limited").await, 302);
     }
     server.terminate();
 
     let mut restarted = start(dir.path());
-    let base = format!("http://{}", restarted.addr);
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let response = client
-            .get(format!("{base}/limited"))
-            .send()
-            .await
-            .expect("get");
-        statuses.push(response.status().as_u16());
+        statuses.push(restarted.status("/limited").await);
     }
     assert_eq!(
         statuses,
         [302, 302, 410],
         "3 used before the restart, 2 left after it"
     );
-    restarted.child.kill().expect("kill");
-    let _ = restarted.child.wait();
+    restarted.kill();
 }
 
 #[test]

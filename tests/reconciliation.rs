@@ -13,17 +13,9 @@ use serde_json::{Value, json};
 use shortener::config::Settings;
 use shortener::startup::Application;
 
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
+#[path = "support/prometheus.rs"]
+mod prometheus;
+use prometheus::metric_value as metric;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_reconcile_with_recorded_dropped_and_aggregated_clicks() {
