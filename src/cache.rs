@@ -24,7 +24,7 @@ use http::{HeaderValue, StatusCode};
 use metrics::Counter;
 use moka::Expiry;
 use moka::future::Cache;
-use shortener_core::{Link, ShortCode, TargetUrl};
+use shortener_core::{Link, ShortCode};
 use time::OffsetDateTime;
 
 use crate::config::CacheSettings;
@@ -46,10 +46,9 @@ pub struct CachedLink {
     pub code: ShortCode,
     /// 301, 302, 307 or 308.
     pub status: StatusCode,
-    /// The target, pre-validated as a header value.
+    /// The target, pre-validated as a header value (and, being visible ASCII, readable
+    /// back as text when query forwarding needs to append to it).
     pub location: HeaderValue,
-    /// The target as text (query forwarding appends to it).
-    pub target: TargetUrl,
     /// After this instant the link answers 410.
     pub expires_at: Option<OffsetDateTime>,
     /// `max_clicks`, and the clicks this process has counted against it (shared by every
@@ -72,7 +71,6 @@ impl CachedLink {
                 .expect("RedirectKind only holds valid 3xx codes"),
             location: HeaderValue::from_str(link.target.as_str())
                 .expect("TargetUrl is visible ASCII, hence a valid header value"),
-            target: link.target.clone(),
             expires_at: link.expires_at,
             budget: link.max_clicks.zip(budget),
             cache_control: (permanent && link.expires_at.is_none())
@@ -183,8 +181,7 @@ impl LinkCache {
 fn weigh(code: &ShortCode, entry: &CacheEntry) -> u32 {
     const OVERHEAD: usize = 160;
     let target = match entry {
-        // The target is held twice: as text and as a header value.
-        CacheEntry::Found(link) => 2 * link.target.as_str().len(),
+        CacheEntry::Found(link) => link.location.len(),
         CacheEntry::Missing => 0,
     };
     u32::try_from(OVERHEAD + code.as_str().len() + target).unwrap_or(u32::MAX)
@@ -213,7 +210,7 @@ impl Expiry<ShortCode, CacheEntry> for TieredExpiry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shortener_core::RedirectKind;
+    use shortener_core::{RedirectKind, TargetUrl};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn link(redirect: RedirectKind, expires_at: Option<OffsetDateTime>) -> Link {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use shortener_core::{CodeGenerator, GeneratorConfigError};
+use shortener_core::CodeGenerator;
 
 /// The defaults, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -211,10 +211,7 @@ impl Settings {
         if self.links.max_create_attempts == 0 {
             return invalid("links.max_create_attempts", "must be > 0");
         }
-        self.code_generator().map_err(|e| ConfigError::Invalid {
-            key: "links.code_alphabet/code_length",
-            reason: e.to_string(),
-        })?;
+        self.code_generator()?;
         if self.cache.max_capacity_bytes == 0 {
             return invalid("cache.max_capacity_bytes", "must be > 0");
         }
@@ -240,8 +237,13 @@ impl Settings {
     }
 
     /// The code generator described by `[links]`.
-    pub fn code_generator(&self) -> Result<CodeGenerator, GeneratorConfigError> {
-        CodeGenerator::new(&self.links.code_alphabet, self.links.code_length)
+    pub fn code_generator(&self) -> Result<CodeGenerator, ConfigError> {
+        CodeGenerator::new(&self.links.code_alphabet, self.links.code_length).map_err(|e| {
+            ConfigError::Invalid {
+                key: "links.code_alphabet/code_length",
+                reason: e.to_string(),
+            }
+        })
     }
 }
 

@@ -118,13 +118,7 @@ impl LinkService {
         store: Arc<dyn LinkStore>,
         stats: Arc<dyn StatsStore>,
     ) -> Result<Self, crate::config::ConfigError> {
-        let generator =
-            settings
-                .code_generator()
-                .map_err(|e| crate::config::ConfigError::Invalid {
-                    key: "links.code_alphabet/code_length",
-                    reason: e.to_string(),
-                })?;
+        let generator = settings.code_generator()?;
         let permanent_max_age = Duration::from_secs(settings.links.permanent_redirect_max_age_s);
         Ok(Self {
             store: Arc::new(MeteredStore::new(store)),

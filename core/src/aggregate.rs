@@ -162,6 +162,8 @@ impl Aggregator {
         for event in events {
             let agent = self.agents.classify(event.user_agent.as_deref());
             let referrer = self.referrer_host(event.referrer.as_deref());
+            // Look up by `&str` first: `entry` needs an owned key, and cloning the code for
+            // every event (rather than once per link per batch) is wasted allocation.
             let link = match batch.links.get_mut(event.code.as_str()) {
                 Some(link) => link,
                 None => batch.links.entry(event.code.clone()).or_default(),

@@ -74,6 +74,7 @@ pub async fn run(
 ) {
     let mut batcher = Batcher {
         hasher: VisitorHasher::new(&config.visitor_secret),
+        last_flush: Instant::now(),
         batch: Vec::with_capacity(config.batch_max),
         meters: Meters {
             recorded: metrics::counter!(CLICKS_RECORDED),
@@ -89,7 +90,6 @@ pub async fn run(
     };
     let mut drain = tokio::time::interval(DRAIN_EVERY.min(batcher.config.flush_interval));
     drain.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_flush = Instant::now();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -98,39 +98,26 @@ pub async fn run(
             _ = drain.tick() => {}
         }
         // Everything queued right now, without registering a waker.
-        let mut recorders_gone = false;
-        loop {
+        let recorders_gone = loop {
             match rx.try_recv() {
-                Ok(raw) => {
-                    batcher.push(raw);
-                    if batcher.batch.len() >= batcher.config.batch_max {
-                        batcher.flush().await;
-                        last_flush = Instant::now();
-                    }
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    recorders_gone = true;
-                    break;
-                }
+                Ok(raw) => batcher.accept(raw).await,
+                Err(mpsc::error::TryRecvError::Empty) => break false,
+                Err(mpsc::error::TryRecvError::Disconnected) => break true,
             }
-        }
+        };
         if recorders_gone {
             break;
         }
         batcher.report_lag();
-        if last_flush.elapsed() >= batcher.config.flush_interval {
+        if batcher.last_flush.elapsed() >= batcher.config.flush_interval {
             batcher.flush().await;
-            last_flush = Instant::now();
         }
     }
-    // No new clicks from here on; whatever is queued is still flushed.
+    // No new clicks from here on; whatever is queued is still flushed. `recv` (not
+    // `try_recv`) also waits for sends that had already claimed a slot.
     rx.close();
     while let Some(raw) = rx.recv().await {
-        batcher.push(raw);
-        if batcher.batch.len() >= batcher.config.batch_max {
-            batcher.flush().await;
-        }
+        batcher.accept(raw).await;
     }
     batcher.flush().await;
     tracing::info!("click batcher drained and flushed");
@@ -138,6 +125,8 @@ pub async fn run(
 
 struct Batcher {
     hasher: VisitorHasher,
+    /// When the last flush ran (the interval counts from it).
+    last_flush: Instant,
     batch: Vec<ClickEvent>,
     meters: Meters,
     sink: Arc<dyn EventSink>,
@@ -145,6 +134,14 @@ struct Batcher {
 }
 
 impl Batcher {
+    /// Takes one click off the queue; flushes if that fills the batch.
+    async fn accept(&mut self, raw: RawClick) {
+        self.push(raw);
+        if self.batch.len() >= self.config.batch_max {
+            self.flush().await;
+        }
+    }
+
     /// Enriches a raw click into a [`ClickEvent`] and queues it for the next flush.
     fn push(&mut self, raw: RawClick) {
         self.meters.recorded.increment(1);
@@ -181,6 +178,7 @@ impl Batcher {
     }
 
     async fn flush(&mut self) {
+        self.last_flush = Instant::now();
         if self.batch.is_empty() {
             return;
         }
@@ -336,6 +334,7 @@ mod tests {
         let sink: Arc<dyn EventSink> = Arc::new(CollectingSink::default());
         let mut batcher = Batcher {
             hasher: VisitorHasher::new(b"k"),
+            last_flush: Instant::now(),
             batch: Vec::new(),
             meters: Meters {
                 recorded: metrics::counter!("t"),

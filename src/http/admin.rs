@@ -9,7 +9,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -64,10 +64,6 @@ fn answer(handle: &PrometheusHandle, req: &Request<Incoming>) -> Response<Full<B
             response
         }
         (_, "/metrics") => ApiError::method_not_allowed("GET").into_response(),
-        _ => {
-            let mut response = ApiError::no_route().into_response();
-            *response.status_mut() = StatusCode::NOT_FOUND;
-            response
-        }
+        _ => ApiError::no_route().into_response(),
     }
 }

@@ -103,13 +103,8 @@ where
         max_clicks: request.max_clicks,
     };
     let link = state.service.create(new).await?;
-    let mut response = link_response(
-        state,
-        &parts.headers,
-        &link,
-        Counts::default(),
-        StatusCode::CREATED,
-    );
+    let body = link_body(state, &parts.headers, &link, Counts::default());
+    let mut response = serialize(StatusCode::CREATED, &body)?;
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/links/{}", link.code)) {
         response.headers_mut().insert(LOCATION, location);
     }
@@ -123,7 +118,7 @@ pub async fn get(
     code: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (link, clicks) = state.service.get_with_clicks(code).await?;
-    Ok(link_response(state, headers, &link, clicks, StatusCode::OK))
+    serialize(StatusCode::OK, &link_body(state, headers, &link, clicks))
 }
 
 /// `DELETE /api/v1/links/{code}`: 204, and the link stops redirecting at once.
@@ -200,23 +195,6 @@ fn json_error(e: serde_json::Error) -> ApiError {
             "malformed_json",
             format!("malformed JSON: {e}"),
         ),
-    }
-}
-
-fn link_response(
-    state: &AppState,
-    headers: &HeaderMap,
-    link: &Link,
-    clicks: Counts,
-    status: StatusCode,
-) -> Response<Full<Bytes>> {
-    match serde_json::to_vec(&link_body(state, headers, link, clicks)) {
-        Ok(bytes) => json(status, Bytes::from(bytes)),
-        Err(e) => super::app::into_logged_response(ApiError::internal(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e,
-        )),
     }
 }
 

@@ -89,7 +89,8 @@ where
             (Route::Redirect, &Method::GET | &Method::HEAD) => {
                 let peer = self.peer;
                 Box::pin(async move {
-                    let (_, code) = Route::classify(req.uri().path());
+                    // `classify` said the path is `/{code}`: the code is the rest.
+                    let code = req.uri().path().strip_prefix('/').unwrap_or_default();
                     let request = redirect::RedirectRequest {
                         code,
                         query: req.uri().query(),

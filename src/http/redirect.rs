@@ -119,7 +119,7 @@ fn is_permanent(status: StatusCode) -> bool {
 /// last). `None` if the result is not a valid header value, in which case the plain
 /// target is used: a bad query must not break the redirect.
 fn forwarded_location(link: &CachedLink, query: &str) -> Option<HeaderValue> {
-    let target = link.target.as_str();
+    let target = link.location.to_str().ok()?;
     let (base, fragment) = match target.find('#') {
         Some(i) => target.split_at(i),
         None => (target, ""),
