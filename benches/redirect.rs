@@ -4,7 +4,7 @@
 //! - `redirect/resolve`: the service call alone (validation, cache hit, expiry check).
 //! - `redirect/app`: the router and handler alone (cache lookup, response building).
 //! - `redirect/stack`: the full tower stack around it (metrics, request id, tracing,
-//!   overload guards, timeout, body limit), i.e. what every real request goes through.
+//!   load shedding, deadline, body limit), i.e. what every real request goes through.
 //! - `redirect/stack_404`: an unknown code answered from the negative cache.
 //! - `redirect/stack_with_click`: the full stack with click recording on (the hot-path
 //!   share of the click pipeline: building the `RawClick` and `try_send`; the queue is

@@ -1,7 +1,7 @@
 //! The HTTP transport: the only module that knows about hyper.
 //!
 //! - [`server`]: the accept loop, connection settings and graceful drain.
-//! - [`middleware`]: the tower stack (metrics, request id, tracing, overload, limits).
+//! - [`middleware`]: the tower stack (metrics, request id, tracing, load shedding, deadline, body limit).
 //! - [`app`]: the innermost service, dispatching by [`router::Route`] to the handlers in
 //!   `redirect` (the hot path) and `api` (JSON).
 //! - [`admin`]: the separate listener that serves `/metrics`.

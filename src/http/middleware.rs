@@ -3,20 +3,19 @@
 //! Order, outermost first, and why:
 //!
 //! 1. [`metrics`]: outermost so it times and counts *every* answer, including the 503s
-//!    produced by the overload guards below it.
+//!    produced by the guards below it.
 //! 2. [`request_id`]: before tracing so the span and every log line carry the id.
 //! 3. [`trace`]: a DEBUG span per request (free when DEBUG is off).
 //! 4. [`load_shed`]: at most `http.concurrency_limit` requests in flight; past that, a
 //!    503 at once instead of a queue. Outside the timeout so shed requests cost no timer.
-//! 5. [`overload`]: turns the timeout's error into a JSON 503, so hyper never sees a
-//!    service error.
-//! 6. `Timeout` (tower): bounds a request's time in the handler.
-//! 7. [`body_limit`]: caps the request body before any handler reads it.
+//! 5. [`deadline`]: bounds a request's time in the handler and answers a JSON 503 past
+//!    it; the timer is armed only for requests that actually wait.
+//! 6. [`body_limit`]: caps the request body before any handler reads it.
 
 pub mod body_limit;
+pub mod deadline;
 pub mod load_shed;
 pub mod metrics;
-pub mod overload;
 pub mod request_id;
 pub mod trace;
 
@@ -39,8 +38,7 @@ pub struct Stack {
     metrics: metrics::MetricsLayer,
     request_id: request_id::RequestIdLayer,
     load_shed: load_shed::LoadShedLayer,
-    overload: overload::OverloadLayer,
-    timeout: Duration,
+    deadline: deadline::DeadlineLayer,
     max_body_bytes: usize,
 }
 
@@ -51,8 +49,9 @@ impl Stack {
             metrics: metrics::MetricsLayer::new(),
             request_id: request_id::RequestIdLayer::new(),
             load_shed: load_shed::LoadShedLayer::new(settings.concurrency_limit),
-            overload: overload::OverloadLayer::new(),
-            timeout: Duration::from_millis(settings.request_timeout_ms),
+            deadline: deadline::DeadlineLayer::new(Duration::from_millis(
+                settings.request_timeout_ms,
+            )),
             max_body_bytes: settings.max_body_bytes,
         }
     }
@@ -79,8 +78,7 @@ impl Stack {
             .layer(self.request_id)
             .layer(trace::TraceLayer)
             .layer(self.load_shed)
-            .layer(self.overload)
-            .timeout(self.timeout)
+            .layer(self.deadline)
             .layer(body_limit::BodyLimitLayer::new(self.max_body_bytes))
             .service(app)
     }
