@@ -92,13 +92,16 @@ pub fn cache_control_max_age(secs: u64) -> HeaderValue {
 }
 
 /// Counters resolved once: the hot path increments handles, never looks names up.
+#[derive(Clone)]
 struct CacheCounters {
     hit: Counter,
     negative_hit: Counter,
     miss: Counter,
 }
 
-/// The moka-backed link cache. Cheap to share behind an `Arc`.
+/// The moka-backed link cache. Clones are handles to the same cache (the invalidation
+/// listener holds one).
+#[derive(Clone)]
 pub struct LinkCache {
     inner: Cache<ShortCode, CacheEntry>,
     counters: CacheCounters,
@@ -173,6 +176,11 @@ impl LinkCache {
     /// after a delete, so the link stops redirecting at once on this instance).
     pub async fn invalidate(&self, code: &ShortCode) {
         self.inner.invalidate(code).await;
+    }
+
+    /// Forgets every entry (another instance's changes may have been missed).
+    pub fn clear(&self) {
+        self.inner.invalidate_all();
     }
 }
 

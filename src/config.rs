@@ -43,7 +43,38 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub store: StoreSettings,
     pub clicks: ClickSettings,
+    pub redis: RedisSettings,
     pub telemetry: TelemetrySettings,
+}
+
+/// `[redis]`: the shared second-level cache (off when `url` is empty).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RedisSettings {
+    pub url: String,
+    pub pool_size: usize,
+    pub command_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub max_command_buffer: usize,
+    pub ttl_s: u64,
+    pub negative_ttl_s: u64,
+    pub key_prefix: String,
+    pub invalidation_channel: String,
+    pub breaker_failures: u32,
+    pub breaker_open_ms: u64,
+}
+
+impl RedisSettings {
+    /// Whether a Redis URL is configured.
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    /// `command_timeout_ms` as a duration.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
+    }
 }
 
 /// `[clicks]`: the click pipeline.
@@ -232,6 +263,40 @@ impl Settings {
             && http::HeaderName::try_from(c.country_header.as_str()).is_err()
         {
             return invalid("clicks.country_header", "must be a valid header name");
+        }
+        let r = &self.redis;
+        if r.enabled() {
+            let url = url::Url::parse(&r.url).map_err(|e| ConfigError::Invalid {
+                key: "redis.url",
+                reason: e.to_string(),
+            })?;
+            if !matches!(url.scheme(), "redis" | "rediss") {
+                return invalid("redis.url", "must be a redis:// URL");
+            }
+        }
+        if r.pool_size == 0 {
+            return invalid("redis.pool_size", "must be > 0");
+        }
+        if r.command_timeout_ms == 0 {
+            return invalid(
+                "redis.command_timeout_ms",
+                "must be > 0 (fred's 0 means no timeout)",
+            );
+        }
+        if r.max_command_buffer == 0 {
+            return invalid(
+                "redis.max_command_buffer",
+                "must be > 0 (fred's 0 means unbounded)",
+            );
+        }
+        if r.ttl_s == 0 || r.negative_ttl_s == 0 {
+            return invalid("redis.ttl_s/negative_ttl_s", "must be > 0");
+        }
+        if r.invalidation_channel.is_empty() {
+            return invalid("redis.invalidation_channel", "must not be empty");
+        }
+        if r.breaker_failures == 0 || r.breaker_open_ms == 0 {
+            return invalid("redis.breaker_failures/breaker_open_ms", "must be > 0");
         }
         Ok(())
     }

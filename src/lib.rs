@@ -9,10 +9,12 @@
 //! 4. [`cache`]: single-flight, negative caching, ready-to-send entries.
 //! 5. `shortener_core::store`: the storage contract and the embedded backend.
 
+pub mod breaker;
 pub mod cache;
 pub mod clicks;
 pub mod config;
 pub mod http;
+pub mod l2;
 pub mod metrics;
 pub mod service;
 pub mod shutdown;

@@ -51,6 +51,21 @@ pub const CLICK_FLUSH_DURATION: &str = "shortener_click_flush_duration_seconds";
 /// Now minus the oldest click not yet flushed, in seconds (0 when none waits).
 pub const CLICK_AGGREGATION_LAG: &str = "shortener_click_aggregation_lag_seconds";
 
+/// Second-level (Redis) cache lookups, by `result`: `hit`, `negative_hit`, `miss`,
+/// `error`, `timeout`, `skipped` (breaker open: Redis not asked).
+pub const L2_REQUESTS: &str = "shortener_l2_requests_total";
+/// Redis command latency, by `command` (`get`, `set`, `del`, `publish`, `claim`).
+pub const REDIS_COMMAND_DURATION: &str = "shortener_redis_command_duration_seconds";
+/// The Redis circuit breaker: 0 closed, 1 half-open, 2 open.
+pub const REDIS_BREAKER_STATE: &str = "shortener_redis_breaker_state";
+/// Circuit breaker state changes, by `to` (`closed`, `half_open`, `open`).
+pub const REDIS_BREAKER_TRANSITIONS: &str = "shortener_redis_breaker_transitions_total";
+/// Cross-instance invalidations, by `direction`: `sent` (published here), `received`.
+pub const INVALIDATIONS: &str = "shortener_invalidations_total";
+/// Whole-L1 clears, by `reason`: `subscribed` (the invalidation channel was (re)joined:
+/// messages may have been missed), `lagged` (this instance fell behind the channel).
+pub const L1_CLEARS: &str = "shortener_l1_clears_total";
+
 /// Batch-size buckets: from a trickle to a full default batch (`clicks.batch_max`).
 const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
 
@@ -178,6 +193,35 @@ fn describe() {
         "Link store operations that failed, by op."
     );
     describe_counter!(LINKS_CREATED, Unit::Count, "Links created.");
+    describe_counter!(
+        L2_REQUESTS,
+        Unit::Count,
+        "Redis (L2) cache lookups by result: hit, negative_hit, miss, error, timeout, skipped."
+    );
+    describe_histogram!(
+        REDIS_COMMAND_DURATION,
+        Unit::Seconds,
+        "Redis command latency by command."
+    );
+    describe_gauge!(
+        REDIS_BREAKER_STATE,
+        "Redis circuit breaker: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        REDIS_BREAKER_TRANSITIONS,
+        Unit::Count,
+        "Redis circuit breaker state changes by target state."
+    );
+    describe_counter!(
+        INVALIDATIONS,
+        Unit::Count,
+        "Cross-instance cache invalidations, sent and received."
+    );
+    describe_counter!(
+        L1_CLEARS,
+        Unit::Count,
+        "Whole in-process cache clears, by reason (subscribed, lagged)."
+    );
     describe_counter!(
         CODE_COLLISIONS,
         Unit::Count,

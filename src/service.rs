@@ -25,6 +25,7 @@ use shortener_core::stats::{LinkStats, StatsQuery, StatsStore};
 
 use crate::cache::{CacheEntry, CachedLink, LinkCache};
 use crate::config::Settings;
+use crate::l2::{self, L2Cache, Lookup};
 use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED};
 use crate::store_metrics::MeteredStore;
 
@@ -109,6 +110,7 @@ pub struct LinkService {
     /// clicks. Seeded from the stored totals the first time this process loads the link,
     /// so with one process the limit is exact. Only links with `max_clicks` have an entry.
     budgets: Mutex<HashMap<ShortCode, Arc<AtomicU64>>>,
+    l2: Option<L2Cache>,
 }
 
 impl LinkService {
@@ -130,7 +132,24 @@ impl LinkService {
             links_created: metrics::counter!(LINKS_CREATED),
             collisions: metrics::counter!(CODE_COLLISIONS),
             budgets: Mutex::new(HashMap::new()),
+            l2: None,
         })
+    }
+
+    /// Adds the shared Redis tier between the in-process cache and the store.
+    pub fn with_l2(mut self, l2: L2Cache) -> Self {
+        self.l2 = Some(l2);
+        self
+    }
+
+    /// A handle to the in-process cache (for the invalidation listener).
+    pub fn l1(&self) -> LinkCache {
+        self.cache.clone()
+    }
+
+    /// Redis as seen by readiness: `None` when it is not configured.
+    pub fn l2_health(&self) -> Option<l2::Health> {
+        self.l2.as_ref().map(L2Cache::health)
     }
 
     /// The configured max-age for permanent redirects.
@@ -173,6 +192,9 @@ impl LinkService {
         // Someone may have asked for this code before it existed: forget the cached
         // "unknown" so the new link redirects at once (bound: see ARCHITECTURE.md).
         self.cache.invalidate(&link.code).await;
+        if let Some(l2) = &self.l2 {
+            l2.created(&link).await;
+        }
         self.links_created.increment(1);
         Ok(link)
     }
@@ -216,6 +238,10 @@ impl LinkService {
     pub async fn delete(&self, code: &str) -> Result<(), ServiceError> {
         let code = ShortCode::parse(code).map_err(|_| ServiceError::NotFound)?;
         let existed = self.store.delete(&code).await?;
+        // Redis first: once the local entry is gone, a local miss must find the tombstone.
+        if let Some(l2) = &self.l2 {
+            l2.deleted(&code).await;
+        }
         self.cache.invalidate(&code).await;
         self.budgets
             .lock()
@@ -250,24 +276,52 @@ impl LinkService {
         if link.expires_at.is_some() && link.is_expired_at(OffsetDateTime::now_utc()) {
             return Ok(Resolution::Expired);
         }
-        if let Some((max, used)) = &link.budget {
-            // fetch_add claims a click atomically: of two racing clicks for the last one,
-            // exactly one sees `used < max`.
-            let used = if is_click {
-                used.fetch_add(1, Ordering::Relaxed)
-            } else {
-                used.load(Ordering::Relaxed)
-            };
-            if used >= *max {
-                return Ok(Resolution::Exhausted);
-            }
+        // Boxed: the claim may talk to Redis, and its future inline would make every
+        // redirect's future larger; only `max_clicks` links pay for the allocation.
+        if let Some((max, used)) = &link.budget
+            && Box::pin(self.claim(&link.code, used, is_click)).await >= *max
+        {
+            return Ok(Resolution::Exhausted);
         }
         Ok(Resolution::Redirect(link))
     }
 
+    /// How many clicks of a `max_clicks` link were claimed before this one; claims one if
+    /// `is_click`. With Redis, the counter is shared by all instances (exact); without
+    /// it, or while it is unavailable, it is this instance's `local` counter.
+    async fn claim(&self, code: &ShortCode, local: &AtomicU64, is_click: bool) -> u64 {
+        if !is_click {
+            return local.load(Ordering::Relaxed);
+        }
+        if let Some(l2) = &self.l2
+            && let Some(before) = l2.claim_click(code, local.load(Ordering::Relaxed)).await
+        {
+            // Keep the local view current, for HEAD and for the fallback.
+            local.fetch_max(before + 1, Ordering::Relaxed);
+            return before;
+        }
+        // fetch_add claims a click atomically: of two racing clicks for the last one,
+        // exactly one sees `used < max`.
+        local.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// The cache's miss path: the link, prepared, with its click budget if it has one.
+    /// From Redis if it knows the code, else from the store (then Redis is filled for
+    /// the other instances).
     async fn load(&self, code: ShortCode) -> Result<Option<Arc<CachedLink>>, StoreError> {
-        let Some(link) = self.store.get(&code).await? else {
+        let link = match &self.l2 {
+            None => self.store.get(&code).await?,
+            Some(l2) => match l2.get(&code).await {
+                Lookup::Found(link) => Some(link),
+                Lookup::Missing => None,
+                Lookup::Unknown => {
+                    let link = self.store.get(&code).await?;
+                    l2.fill(&code, link.as_ref()).await;
+                    link
+                }
+            },
+        };
+        let Some(link) = link else {
             return Ok(None);
         };
         let budget = match link.max_clicks {
@@ -307,6 +361,9 @@ impl LinkService {
 
     /// Closes the store; call after the server has drained.
     pub async fn close(&self) -> Result<(), ServiceError> {
+        if let Some(l2) = &self.l2 {
+            l2.close().await;
+        }
         Ok(self.store.close().await?)
     }
 }

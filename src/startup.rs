@@ -26,6 +26,7 @@ use crate::config::{ConfigError, Settings, StoreBackend};
 use crate::http::app::{App, AppState};
 use crate::http::middleware::Stack;
 use crate::http::{admin, server};
+use crate::l2::{self, L2Cache, L2Error};
 use crate::service::LinkService;
 
 /// Why the application could not start.
@@ -48,6 +49,10 @@ pub enum StartupError {
     /// The metrics recorder could not be installed.
     #[error("cannot install the metrics recorder: {0}")]
     Metrics(#[from] BuildError),
+    /// The Redis client could not be built (a bad URL; an unreachable Redis is not an
+    /// error: the service starts degraded and keeps reconnecting).
+    #[error(transparent)]
+    Redis(#[from] L2Error),
 }
 
 /// A built, bound, not yet running application.
@@ -60,6 +65,8 @@ pub struct Application {
     /// The click pipeline, when `clicks.enabled`: the recorder goes to the handlers, the
     /// receiver and sink to the batcher task started by `run_until_stopped`.
     clicks: Option<ClickPipeline>,
+    /// The invalidation subscriber, when Redis is configured.
+    subscriber: Option<fred::clients::SubscriberClient>,
 }
 
 struct ClickPipeline {
@@ -93,7 +100,15 @@ impl Application {
     ) -> Result<Self, StartupError> {
         // Metrics first: every component resolves its metric handles at construction.
         let metrics = crate::metrics::install()?;
-        let service = Arc::new(LinkService::new(&settings, links, stats.clone())?);
+        let mut service = LinkService::new(&settings, links, stats.clone())?;
+        let mut subscriber = None;
+        if settings.redis.enabled() {
+            let (l2, listener) = L2Cache::connect(&settings.redis)?;
+            service = service.with_l2(l2);
+            subscriber = Some(listener);
+            tracing::info!("redis second-level cache configured (connecting in the background)");
+        }
+        let service = Arc::new(service);
         let clicks = settings.clicks.enabled.then(|| {
             let (recorder, queue) = ClickRecorder::new(settings.clicks.queue_capacity);
             let sink: Arc<dyn EventSink> = Arc::new(AggregatingSink::new(stats));
@@ -114,6 +129,7 @@ impl Application {
             service,
             metrics,
             clicks,
+            subscriber,
         })
     }
 
@@ -145,7 +161,19 @@ impl Application {
             service,
             metrics,
             clicks,
+            subscriber,
         } = self;
+        let (stop_listener, listener_stopped) = oneshot::channel::<()>();
+        let listener = subscriber.map(|subscriber| {
+            tokio::spawn(l2::invalidation::run(
+                subscriber,
+                settings.redis.invalidation_channel.clone(),
+                service.l1(),
+                async move {
+                    let _ = listener_stopped.await;
+                },
+            ))
+        });
         let (stop_admin, admin_stopped) = watch::channel(());
         let mut admin_stopped_rx = admin_stopped.clone();
         let admin_task = tokio::spawn(admin::serve(admin, metrics, async move {
@@ -185,6 +213,10 @@ impl Application {
         let _ = stop_batcher.send(());
         if let Some(batcher) = batcher {
             let _ = batcher.await;
+        }
+        let _ = stop_listener.send(());
+        if let Some(listener) = listener {
+            let _ = listener.await;
         }
         // The admin listener outlives the drain so the drain itself can be observed.
         let _ = stop_admin.send(());

@@ -11,6 +11,7 @@ pub mod click;
 pub mod code;
 pub mod hll;
 pub mod link;
+pub mod record;
 pub mod stats;
 pub mod store;
 pub mod target;

@@ -20,6 +20,7 @@ use url::form_urlencoded;
 
 use super::app::{AppState, BoxError, empty};
 use super::error::ApiError;
+use crate::l2::Health;
 use crate::service::NewLink;
 
 /// `POST /api/v1/links` body. Unknown fields are refused so a typo (`expire_at`) is an
@@ -135,11 +136,14 @@ pub fn healthz() -> Response<Full<Bytes>> {
 
 /// `GET /readyz`: the store answers, so this instance should receive traffic.
 pub async fn readyz(state: &AppState) -> Result<Response<Full<Bytes>>, ApiError> {
+    // Redis is reported, never required: without it the service serves from the store.
+    let body: &'static [u8] = match state.service.l2_health() {
+        None => br#"{"status":"ready"}"#,
+        Some(Health::Ok) => br#"{"status":"ready","redis":"ok"}"#,
+        Some(Health::Degraded) => br#"{"status":"ready","redis":"degraded"}"#,
+    };
     match state.service.ready().await {
-        Ok(()) => Ok(json(
-            StatusCode::OK,
-            Bytes::from_static(br#"{"status":"ready"}"#),
-        )),
+        Ok(()) => Ok(json(StatusCode::OK, Bytes::from_static(body))),
         Err(e) => Err(ApiError::internal(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",

@@ -11,9 +11,8 @@
 //! redb's API is blocking, so every operation runs on tokio's blocking pool. Reads only
 //! happen on a cache miss, so that hop is off the hot path.
 //!
-//! Record format: the value is a small versioned JSON document (`Record`). JSON because
-//! it is inspectable with `redb` tooling and trivially extended (new optional fields) as
-//! the link model grows; decode cost is paid once per cache miss, not per redirect.
+//! Record format: the value is the shared versioned JSON document of [`crate::record`]
+//! (the same bytes the service keeps in Redis).
 
 use std::ops::Bound;
 use std::path::Path;
@@ -21,34 +20,16 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 mod stats;
 
 use super::{InsertOutcome, LinkStore, StoreError};
 use crate::aggregate::Counts;
-use crate::{Link, RedirectKind, ShortCode, TargetUrl};
+use crate::record;
+use crate::{Link, ShortCode};
 
 /// code -> JSON [`Record`].
 const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links_v1");
-
-/// The on-disk representation of a link. Change it additively only: new fields must be
-/// optional, so that old records keep decoding.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    /// Format version; bumped only for incompatible changes.
-    v: u8,
-    url: String,
-    /// Unix time in milliseconds.
-    created_ms: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires_ms: Option<i64>,
-    redirect: u16,
-    /// Added after v1 shipped: optional, so older records still decode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    max_clicks: Option<u64>,
-}
 
 /// A [`LinkStore`] in one redb file.
 pub struct RedbStore {
@@ -99,7 +80,7 @@ impl RedbStore {
 impl LinkStore for RedbStore {
     async fn insert_if_absent(&self, link: &Link) -> Result<InsertOutcome, StoreError> {
         let code = link.code.clone();
-        let value = encode(link)?;
+        let value = encode(link);
         self.run(move |db| {
             // redb has one writer at a time, so check-then-insert inside one write
             // transaction is atomic: no other insert can interleave.
@@ -217,54 +198,22 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn encode(link: &Link) -> Result<Vec<u8>, StoreError> {
-    let record = Record {
-        v: 1,
-        url: link.target.as_str().to_owned(),
-        created_ms: unix_ms(link.created_at),
-        expires_ms: link.expires_at.map(unix_ms),
-        redirect: link.redirect.status(),
-        max_clicks: link.max_clicks,
-    };
-    serde_json::to_vec(&record).map_err(backend)
+fn encode(link: &Link) -> Vec<u8> {
+    record::encode(link)
 }
 
 fn decode(code: ShortCode, bytes: &[u8]) -> Result<Link, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
+    record::decode(&code, bytes).map_err(|e| StoreError::Corrupt {
         code: code.to_string(),
-        reason,
-    };
-    let record: Record = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    if record.v != 1 {
-        return Err(corrupt(format!("unknown record version {}", record.v)));
-    }
-    // Re-validated on the way out: a record written by a buggy or older version must not
-    // become a `Location` header unchecked.
-    let target = TargetUrl::parse(&record.url).map_err(|e| corrupt(e.to_string()))?;
-    let redirect = RedirectKind::from_status(record.redirect)
-        .ok_or_else(|| corrupt(format!("bad redirect status {}", record.redirect)))?;
-    let from_ms = |ms: i64| {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-            .map_err(|e| corrupt(e.to_string()))
-    };
-    Ok(Link {
-        created_at: from_ms(record.created_ms)?,
-        expires_at: record.expires_ms.map(from_ms).transpose()?,
-        code,
-        target,
-        redirect,
-        max_clicks: record.max_clicks,
+        reason: e.to_string(),
     })
-}
-
-fn unix_ms(at: OffsetDateTime) -> i64 {
-    // i128 -> i64 cannot overflow for any year representable by `time` (±9999).
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{RedirectKind, TargetUrl};
+    use time::OffsetDateTime;
 
     fn link(code: &str, url: &str) -> Link {
         Link {
