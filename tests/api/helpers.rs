@@ -19,6 +19,8 @@ use tokio::sync::oneshot;
 
 #[path = "../support/prometheus.rs"]
 mod prometheus;
+#[path = "../support/redis.rs"]
+pub mod redis;
 use prometheus::metric_value;
 
 /// A real store with knobs: counts `get`s, optionally sleeps in `get`, optionally fails.
@@ -129,7 +131,7 @@ pub struct TestApp {
     pub service: Arc<LinkService>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    _dir: Arc<tempfile::TempDir>,
 }
 
 /// Starts a server on the default test settings.
@@ -142,14 +144,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         shortener::telemetry::init("debug");
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut settings = Settings::from_defaults().expect("defaults");
-    settings.http.listen = "127.0.0.1:0".parse().expect("addr");
-    settings.admin.listen = "127.0.0.1:0".parse().expect("addr");
-    settings.store.path = dir.path().join("links.redb");
-    configure(&mut settings);
-    settings.validate().expect("test settings are valid");
-
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let settings = test_settings(&dir, configure);
     let store = Arc::new(ProbeStore {
         inner: RedbStore::open(&settings.store.path).expect("open store"),
         gets: AtomicUsize::new(0),
@@ -160,6 +156,28 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         lists: AtomicUsize::new(0),
         totals_calls: AtomicUsize::new(0),
     });
+    start(settings, store, dir).await
+}
+
+/// Two instances sharing one store, as behind a load balancer (each has its own L1).
+pub async fn spawn_pair_with(configure: impl Fn(&mut Settings)) -> (TestApp, TestApp) {
+    let a = spawn_app_with(&configure).await;
+    let settings = test_settings(&a._dir, &configure);
+    let b = start(settings, a.store.clone(), a._dir.clone()).await;
+    (a, b)
+}
+
+fn test_settings(dir: &tempfile::TempDir, configure: impl FnOnce(&mut Settings)) -> Settings {
+    let mut settings = Settings::from_defaults().expect("defaults");
+    settings.http.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.store.path = dir.path().join("links.redb");
+    configure(&mut settings);
+    settings.validate().expect("test settings are valid");
+    settings
+}
+
+async fn start(settings: Settings, store: Arc<ProbeStore>, dir: Arc<tempfile::TempDir>) -> TestApp {
     let app = Application::build_with_stores(settings, store.clone(), store.clone())
         .await
         .expect("build");

@@ -6,5 +6,6 @@ mod clicks;
 mod create;
 mod errors;
 mod helpers;
+mod l2;
 mod ops;
 mod redirect;
