@@ -420,7 +420,7 @@ async fn max_clicks_is_exact_across_instances() {
 }
 
 #[tokio::test]
-async fn readiness_reports_redis_as_degraded_not_failed() {
+async fn readiness_reports_redis_as_degraded_not_failed_and_recovers() {
     // Nothing listens on port 1: the service starts anyway and serves from the store.
     let app = spawn_app_with(|s| s.redis.url = "redis://127.0.0.1:1".into()).await;
     let ready = app.get("/readyz").await;
@@ -433,10 +433,14 @@ async fn readiness_reports_redis_as_degraded_not_failed() {
     app.service.l1().clear();
     assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
 
-    let Some(redis) = RedisServer::start("l2 readiness") else {
+    // Redis coming up after the service: it connects and is used from then on.
+    let Some(mut redis) = RedisServer::reserve("l2 readiness") else {
         return;
     };
     let live = spawn_app_with(with_redis(&redis)).await;
+    let ready = live.get("/readyz").await.text().await.expect("text");
+    assert_eq!(ready, r#"{"status":"ready","redis":"degraded"}"#);
+    redis.restart();
     wait_until_redis_ok(&live).await;
     // Keys the service wrote are under its prefix.
     let admin = redis.admin().await;

@@ -26,6 +26,13 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server, or `None` (after saying so) when the binary is missing locally.
     pub fn start(test: &str) -> Option<Self> {
+        let mut server = Self::reserve(test)?;
+        server.spawn();
+        Some(server)
+    }
+
+    /// Picks the port but does not start the server yet ([`RedisServer::restart`] does).
+    pub fn reserve(test: &str) -> Option<Self> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -40,9 +47,7 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let mut server = Self { port, child: None };
-        server.spawn();
-        Some(server)
+        Some(Self { port, child: None })
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -58,7 +63,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port (empty: persistence is off).
+    /// Starts the server (again) on its port; empty, since persistence is off.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
