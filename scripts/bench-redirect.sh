@@ -26,6 +26,7 @@ SVC_PORT=${SVC_PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-19090}
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+source scripts/lib/wrk.sh
 
 cargo build --release --quiet --bin shortener --example baseline-server
 target=target/release
@@ -33,8 +34,6 @@ data=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$data"; }
 trap cleanup EXIT
-
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 
 taskset -c "$SERVER_CPU" "$target/examples/baseline-server" "127.0.0.1:$BASE_PORT" & pids+=($!)
 baseline_pid=$!
@@ -49,27 +48,6 @@ curl -sf -o /dev/null -X POST "http://127.0.0.1:$SVC_PORT/api/v1/links" \
     -H 'content-type: application/json' \
     -d '{"url":"https://example.com/landing?campaign=bench","alias":"bench01"}'
 curl -s -o /dev/null "http://127.0.0.1:$SVC_PORT/bench01"   # warm the cache
-
-# wrk's latency lines look like "50%  312.00us"; normalise to milliseconds.
-to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 }; printf "%.3f", v }'; }
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime
-TICKS=$(getconf CLK_TCK)
-
-run() { # name url pid -> "rps p50 p99 cpu_us_per_request"
-    local out rps p50 p99 requests before after
-    before=$(cpu_ticks "$3")
-    out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$2")
-    after=$(cpu_ticks "$3")
-    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
-    p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
-    requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    if grep -q "Non-2xx or 3xx" <<<"$out"; then echo "$1: errors in run:" >&2; echo "$out" >&2; exit 1; fi
-    echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$requests" 'BEGIN {printf "%.3f", t / hz * 1e6 / n}')"
-}
-
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION --latency; server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU"
 printf "%-6s %-9s %11s %8s %8s %12s\n" round target "req/s" "p50 ms" "p99 ms" "CPU us/req"

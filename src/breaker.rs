@@ -16,8 +16,9 @@
 //! up in the client's buffers.
 //!
 //! Callers ask [`Breaker::try_acquire`] for a [`Permit`] and report the outcome on it. A
-//! permit dropped without a report (its request was cancelled) counts as a failure, so a
-//! half-open breaker can never wait forever for a probe that will not report.
+//! permit dropped without a report belongs to a cancelled request (a client hung up): that
+//! says nothing about Redis, so it is not a failure; but if it was the half-open probe,
+//! the probe slot is freed so the next call can probe instead of waiting forever.
 //!
 //! The breaker is consulted only on cache misses, never on the L1-hit path, so a mutex is
 //! cheap enough and keeps the state machine obvious.
@@ -151,6 +152,14 @@ impl Breaker {
         self.transition(&mut state, next);
     }
 
+    /// A call ended without an outcome: free the probe slot if it held it.
+    fn cancelled(&self) {
+        let mut state = self.lock();
+        if let State::HalfOpen { probing: true } = *state {
+            *state = State::HalfOpen { probing: false };
+        }
+    }
+
     fn transition(&self, state: &mut State, next: State) {
         let (from, to) = (state.public(), next.public());
         *state = next;
@@ -175,9 +184,9 @@ impl Breaker {
     }
 }
 
-/// Leave to make one call; report how it went. Dropped unreported = failed.
+/// Leave to make one call; report how it went. Dropped unreported = cancelled.
 #[derive(Debug)]
-#[must_use = "report the call's outcome, or it counts as a failure"]
+#[must_use = "report the call's outcome"]
 pub struct Permit<'a> {
     breaker: &'a Breaker,
     reported: bool,
@@ -200,7 +209,7 @@ impl Permit<'_> {
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.reported {
-            self.breaker.report_at(false, Instant::now());
+            self.breaker.cancelled();
         }
     }
 }
@@ -271,10 +280,27 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_permit_counts_as_a_failure() {
-        let breaker = Breaker::new(1, Duration::from_secs(3600));
-        drop(breaker.try_acquire().expect("closed"));
-        assert_eq!(breaker.state(), BreakerState::Open);
+    fn cancelled_calls_are_not_failures() {
+        let breaker = Breaker::new(1, OPEN_FOR);
+        for _ in 0..10 {
+            drop(breaker.try_acquire().expect("closed"));
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_cancelled_probe_lets_the_next_call_probe() {
+        let breaker = Breaker::new(1, OPEN_FOR);
+        let now = Instant::now();
+        fail(&breaker, now);
+        let later = now + OPEN_FOR;
+        drop(breaker.try_acquire_at(later).expect("probe"));
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        breaker
+            .try_acquire_at(later)
+            .expect("a new probe")
+            .succeeded();
+        assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[test]

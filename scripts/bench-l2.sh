@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The Redis second level under load, on loopback: four service instances, measured in
+# turn within each round so machine noise hits them alike.
+#
+#   hit-local   L1 hit, no Redis configured          (one hot link)
+#   hit-redis   L1 hit, Redis configured             (one hot link: Redis must not matter)
+#   miss-redis  L1 miss served by Redis              (CODES links, an L1 of ~30 entries)
+#   miss-store  L1 miss served by the embedded store (same, no Redis)
+#
+#   scripts/bench-l2.sh                       # 3 rounds of 10 s, 64 connections
+#   ROUNDS=5 CODES=20000 scripts/bench-l2.sh
+#
+# Services on CPU 0 (one loaded at a time), wrk and redis-server on CPU 1. Reports req/s,
+# p50, p99 and the service's CPU per request, medians, and ratios to hit-local; and the
+# L1/L2 counters of the miss instances, so the miss share is measured, not assumed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+CODES=${CODES:-10000}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+REDIS_PORT=${REDIS_PORT:-16379}
+TINY_L1=8192   # bytes: about 30 entries
+
+for tool in wrk redis-server; do
+    command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install -y $tool" >&2; exit 1; }
+done
+source scripts/lib/wrk.sh
+
+cargo build --release --quiet --bin shortener
+data=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$data"; }
+trap cleanup EXIT
+
+taskset -c "$CLIENT_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    >/dev/null & pids+=($!)
+redis_url="redis://127.0.0.1:$REDIS_PORT"
+
+names=(hit-local hit-redis miss-redis miss-store)
+declare -A port admin pid env
+port=([hit-local]=18181 [hit-redis]=18182 [miss-redis]=18183 [miss-store]=18184)
+env=(
+    [hit-local]=""
+    [hit-redis]="APP__REDIS__URL=$redis_url APP__REDIS__KEY_PREFIX=hit:"
+    [miss-redis]="APP__REDIS__URL=$redis_url APP__REDIS__KEY_PREFIX=miss: APP__CACHE__MAX_CAPACITY_BYTES=$TINY_L1"
+    [miss-store]="APP__CACHE__MAX_CAPACITY_BYTES=$TINY_L1"
+)
+for name in "${names[@]}"; do
+    admin[$name]=$((port[$name] + 1000))
+    # shellcheck disable=SC2086 # env[...] is a list of assignments
+    env APP__HTTP__LISTEN="127.0.0.1:${port[$name]}" APP__ADMIN__LISTEN="127.0.0.1:${admin[$name]}" \
+        APP__STORE__PATH="$data/$name.redb" RUST_LOG=error ${env[$name]} \
+        taskset -c "$SERVER_CPU" target/release/shortener serve & pids+=($!)
+    pid[$name]=$!
+done
+for name in "${names[@]}"; do wait_http "http://127.0.0.1:${port[$name]}/healthz"; done
+
+create() { # port alias
+    curl -sf -o /dev/null -X POST "http://127.0.0.1:$1/api/v1/links" -H 'content-type: application/json' \
+        -d "{\"url\":\"https://example.com/landing?campaign=bench&n=$2\",\"alias\":\"$2\"}"
+}
+for name in hit-local hit-redis; do create "${port[$name]}" bench01; curl -s -o /dev/null "http://127.0.0.1:${port[$name]}/bench01"; done
+echo "creating $CODES links on each miss instance..."
+export -f create
+for name in miss-redis miss-store; do
+    seq 0 $((CODES - 1)) | xargs -P 16 -I{} bash -c "create ${port[$name]} bench-{}"
+done
+
+url() { case $1 in hit-*) echo "http://127.0.0.1:${port[$1]}/bench01" ;; *) echo "http://127.0.0.1:${port[$1]}/" ;; esac; }
+script() { case $1 in miss-*) echo scripts/random-codes.lua ;; *) echo "" ;; esac; }
+export CODES CODE_PREFIX=bench-
+
+echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION --latency; services CPU $SERVER_CPU, wrk + redis CPU $CLIENT_CPU; $CODES codes"
+printf "%-6s %-11s %11s %8s %8s %12s\n" round target "req/s" "p50 ms" "p99 ms" "CPU us/req"
+for name in "${names[@]}"; do : >"$data/$name"; done
+for round in $(seq "$ROUNDS"); do
+    for name in "${names[@]}"; do
+        read -r rps p50 p99 cpu < <(run "$name" "$(url "$name")" "${pid[$name]}" "$(script "$name")")
+        printf "%-6s %-11s %11s %8s %8s %12s\n" "$round" "$name" "$rps" "$p50" "$p99" "$cpu"
+        echo "$rps $p50 $p99 $cpu" >>"$data/$name"
+    done
+done
+
+echo "medians over $ROUNDS rounds (ratio: throughput / hit-local's):"
+base=$(awk '{print $1}' "$data/hit-local" | median)
+for name in "${names[@]}"; do
+    for col in 1 2 3 4; do declare "m$col=$(awk -v c=$col '{print $c}' "$data/$name" | median)"; done
+    printf "  %-11s req/s %9.0f   p50 %6.3f ms   p99 %6.3f ms   CPU %6.3f us/req   ratio %.3f\n" \
+        "$name" "$m1" "$m2" "$m3" "$m4" "$(awk -v a="$m1" -v b="$base" 'BEGIN {print a / b}')"
+done
+
+echo "cache counters of the miss instances (whole run):"
+for name in miss-redis miss-store; do
+    curl -s "http://127.0.0.1:${admin[$name]}/metrics" |
+        grep -E '^shortener_(cache_requests_total|l2_requests_total|redis_breaker_state)' |
+        grep -v ' 0$' | sed "s/^/  $name: /"
+done

@@ -1,0 +1,26 @@
+# Shared by the load scripts in scripts/: run wrk pinned to a CPU and turn its output
+# into numbers. Source it after setting CONNECTIONS, DURATION and CLIENT_CPU.
+
+wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+
+# wrk's latency lines look like "50%  312.00us"; normalise to milliseconds.
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 }; printf "%.3f", v }'; }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime
+TICKS=$(getconf CLK_TCK)
+
+run() { # name url pid [wrk lua script] -> "rps p50 p99 cpu_us_per_request"
+    local out rps p50 p99 requests before after
+    before=$(cpu_ticks "$3")
+    out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency ${4:+-s "$4"} "$2")
+    after=$(cpu_ticks "$3")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    if grep -q "Non-2xx or 3xx" <<<"$out"; then echo "$1: errors in run:" >&2; echo "$out" >&2; exit 1; fi
+    echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$requests" 'BEGIN {printf "%.3f", t / hz * 1e6 / n}')"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
