@@ -22,6 +22,24 @@ fn with_redis(redis: &RedisServer) -> impl Fn(&mut Settings) + use<> {
     move |s: &mut Settings| s.redis.url = url.clone()
 }
 
+/// A Redis server and two instances using it (each also configured by `configure`),
+/// both connected; `None` when the test is skipped for lack of `redis-server`.
+async fn redis_pair(
+    test: &str,
+    configure: impl Fn(&mut Settings),
+) -> Option<(RedisServer, TestApp, TestApp)> {
+    let redis = RedisServer::start(test)?;
+    let use_redis = with_redis(&redis);
+    let (a, b) = spawn_pair_with(|s| {
+        use_redis(s);
+        configure(s);
+    })
+    .await;
+    wait_until_redis_ok(&a).await;
+    wait_until_redis_ok(&b).await;
+    Some((redis, a, b))
+}
+
 /// Waits until the instance reports Redis as usable (connected, breaker closed).
 async fn wait_until_redis_ok(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -85,12 +103,9 @@ async fn uncached_link(app: &TestApp, code: &str) {
 
 #[tokio::test]
 async fn a_link_loaded_by_one_instance_is_served_from_redis_by_another() {
-    let Some(redis) = RedisServer::start("l2 sharing") else {
+    let Some((_redis, a, b)) = redis_pair("l2 sharing", |_| {}).await else {
         return;
     };
-    let (a, b) = spawn_pair_with(with_redis(&redis)).await;
-    wait_until_redis_ok(&a).await;
-    wait_until_redis_ok(&b).await;
     uncached_link(&a, "shared1").await;
 
     assert_eq!(a.get("/shared1").await.status(), 302);
@@ -114,12 +129,9 @@ async fn a_link_loaded_by_one_instance_is_served_from_redis_by_another() {
 
 #[tokio::test]
 async fn a_create_replaces_unknown_entries_in_every_tier_and_instance() {
-    let Some(redis) = RedisServer::start("l2 negative entries") else {
+    let Some((_redis, a, b)) = redis_pair("l2 negative entries", |_| {}).await else {
         return;
     };
-    let (a, b) = spawn_pair_with(with_redis(&redis)).await;
-    wait_until_redis_ok(&a).await;
-    wait_until_redis_ok(&b).await;
     // B learns "unknown" (L1 and Redis), then A creates the alias.
     assert_eq!(b.get("/later").await.status(), 404);
     assert_eq!(b.get("/later").await.status(), 404);
@@ -142,12 +154,9 @@ async fn a_create_replaces_unknown_entries_in_every_tier_and_instance() {
 
 #[tokio::test]
 async fn deletes_stop_redirects_on_other_instances_within_a_second() {
-    let Some(redis) = RedisServer::start("l2 delete propagation") else {
+    let Some((_redis, a, b)) = redis_pair("l2 delete propagation", |_| {}).await else {
         return;
     };
-    let (a, b) = spawn_pair_with(with_redis(&redis)).await;
-    wait_until_redis_ok(&a).await;
-    wait_until_redis_ok(&b).await;
     let mut samples = Vec::with_capacity(100);
     for _ in 0..100 {
         let code = a.create_ok(link("https://example.com/gone")).await;
@@ -183,18 +192,10 @@ async fn deletes_stop_redirects_on_other_instances_within_a_second() {
 
 #[tokio::test]
 async fn a_cut_subscription_still_stops_a_deleted_link_within_the_l1_ttl() {
-    let Some(redis) = RedisServer::start("l2 pubsub killed") else {
+    let l1_ttl = Duration::from_secs(2);
+    let Some((redis, a, b)) = redis_pair("l2 pubsub killed", |s| s.cache.ttl_s = 2).await else {
         return;
     };
-    let l1_ttl = Duration::from_secs(2);
-    let url = redis.url();
-    let (a, b) = spawn_pair_with(move |s| {
-        s.redis.url = url.clone();
-        s.cache.ttl_s = 2;
-    })
-    .await;
-    wait_until_redis_ok(&a).await;
-    wait_until_redis_ok(&b).await;
     let admin = redis.admin().await;
     for round in 0..3 {
         wait_for_subscribers(&admin, 2).await;
@@ -361,12 +362,9 @@ async fn a_hung_redis_costs_a_request_at_most_the_command_timeout() {
 
 #[tokio::test]
 async fn a_stampede_reads_redis_and_the_store_at_most_once_per_instance() {
-    let Some(redis) = RedisServer::start("l2 stampede") else {
+    let Some((redis, a, b)) = redis_pair("l2 stampede", |_| {}).await else {
         return;
     };
-    let (a, b) = spawn_pair_with(with_redis(&redis)).await;
-    wait_until_redis_ok(&a).await;
-    wait_until_redis_ok(&b).await;
     uncached_link(&a, "stampede").await;
     let admin = redis.admin().await;
     let gets_before = command_calls(&admin, "get").await;
@@ -395,12 +393,9 @@ async fn a_stampede_reads_redis_and_the_store_at_most_once_per_instance() {
 
 #[tokio::test]
 async fn max_clicks_is_exact_across_instances() {
-    let Some(redis) = RedisServer::start("l2 max_clicks") else {
+    let Some((_redis, a, b)) = redis_pair("l2 max_clicks", |_| {}).await else {
         return;
     };
-    let (a, b) = spawn_pair_with(with_redis(&redis)).await;
-    wait_until_redis_ok(&a).await;
-    wait_until_redis_ok(&b).await;
     let code = a
         .create_ok(json!({"url": "https://example.com/", "max_clicks": 10}))
         .await;

@@ -334,17 +334,12 @@ mod tests {
 
     #[test]
     fn corrupt_records_are_reported_not_trusted() {
+        // Which bytes are corrupt is `record`'s business (tested there); the store's is
+        // to report them as `Corrupt` rather than trust them.
         let code = ShortCode::parse("bad").expect("valid");
-        for bytes in [
-            &b"not json"[..],
-            br#"{"v":2,"url":"https://a.com/","created_ms":0,"redirect":302}"#,
-            br#"{"v":1,"url":"javascript:alert(1)","created_ms":0,"redirect":302}"#,
-            br#"{"v":1,"url":"https://a.com/","created_ms":0,"redirect":200}"#,
-        ] {
-            assert!(matches!(
-                decode(code.clone(), bytes),
-                Err(StoreError::Corrupt { .. })
-            ));
-        }
+        assert!(matches!(
+            decode(code, b"not json"),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }
