@@ -55,6 +55,7 @@ pub struct RedisSettings {
     pub url: String,
     pub pool_size: usize,
     pub command_timeout_ms: u64,
+    pub write_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub max_command_buffer: usize,
     pub ttl_s: u64,
@@ -74,6 +75,11 @@ impl RedisSettings {
     /// `command_timeout_ms` as a duration.
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
+    }
+
+    /// `write_timeout_ms` as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
     }
 }
 
@@ -280,6 +286,12 @@ impl Settings {
         if r.command_timeout_ms == 0 {
             return invalid(
                 "redis.command_timeout_ms",
+                "must be > 0 (fred's 0 means no timeout)",
+            );
+        }
+        if r.write_timeout_ms == 0 {
+            return invalid(
+                "redis.write_timeout_ms",
                 "must be > 0 (fred's 0 means no timeout)",
             );
         }

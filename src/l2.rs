@@ -29,10 +29,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fred::clients::{Pool, SubscriberClient};
+use fred::clients::{Client, Pool, SubscriberClient, WithOptions};
 use fred::error::{Error as RedisError, ErrorKind};
 use fred::interfaces::{ClientLike, KeysInterface, LuaInterface, PubsubInterface};
-use fred::types::config::{Config, ReconnectPolicy, UnresponsiveConfig};
+use fred::types::config::{Config, Options, ReconnectPolicy, UnresponsiveConfig};
 use fred::types::{Builder, Expiration, SetOptions};
 use metrics::{Counter, Histogram};
 use quanta::Instant;
@@ -137,7 +137,20 @@ pub struct L2Cache {
     channel: String,
     ttl: Duration,
     negative_ttl: Duration,
+    /// Per-command options of the write path (its longer timeout).
+    writes: Options,
     meters: Meters,
+}
+
+/// How a link entry is written.
+#[derive(Clone, Copy)]
+enum Write {
+    /// A cache fill on the redirect path: `SET NX` (an existing entry, e.g. a delete's
+    /// tombstone, wins) with the short request-path timeout.
+    Fill,
+    /// A create or delete: a plain `SET` with the write-path timeout, since losing it
+    /// leaves every instance stale until a TTL runs out.
+    Replace,
 }
 
 impl L2Cache {
@@ -160,6 +173,10 @@ impl L2Cache {
                 channel: settings.invalidation_channel.clone(),
                 ttl: Duration::from_secs(settings.ttl_s),
                 negative_ttl: Duration::from_secs(settings.negative_ttl_s),
+                writes: Options {
+                    timeout: Some(settings.write_timeout()),
+                    ..Options::default()
+                },
                 meters: Meters::new(),
             },
             subscriber,
@@ -207,7 +224,7 @@ impl L2Cache {
             None => (Bytes::from_static(MISSING), Some(self.negative_ttl)),
         };
         if let Some(ttl) = ttl {
-            self.set(code, value, ttl, Some(SetOptions::NX)).await;
+            self.set(code, value, ttl, Write::Fill).await;
         }
     }
 
@@ -215,8 +232,13 @@ impl L2Cache {
     /// instances, whose L1 may remember the code as unknown.
     pub async fn created(&self, link: &Link) {
         if let Some(ttl) = self.link_ttl(link) {
-            self.set(&link.code, Bytes::from(record::encode(link)), ttl, None)
-                .await;
+            self.set(
+                &link.code,
+                Bytes::from(record::encode(link)),
+                ttl,
+                Write::Replace,
+            )
+            .await;
         }
         self.publish(&link.code).await;
     }
@@ -224,11 +246,18 @@ impl L2Cache {
     /// A link was deleted: leave a tombstone (so no instance re-caches it from a stale
     /// read) and tell the other instances to evict it.
     pub async fn deleted(&self, code: &ShortCode) {
-        self.set(code, Bytes::from_static(MISSING), self.negative_ttl, None)
-            .await;
+        self.set(
+            code,
+            Bytes::from_static(MISSING),
+            self.negative_ttl,
+            Write::Replace,
+        )
+        .await;
         let key = self.clicks_key(code);
-        self.call(Command::Set, || self.pool.del::<i64, _>(key))
-            .await;
+        self.call(Command::Set, || async {
+            self.writer().del::<i64, _>(key).await
+        })
+        .await;
         self.publish(code).await;
     }
 
@@ -260,29 +289,41 @@ impl L2Cache {
         let _ = self.pool.quit().await;
     }
 
-    async fn set(
-        &self,
-        code: &ShortCode,
-        value: Bytes,
-        ttl: Duration,
-        options: Option<SetOptions>,
-    ) {
+    /// A pooled client with the write path's options.
+    fn writer(&self) -> WithOptions<Client> {
+        self.pool.next().with_options(&self.writes)
+    }
+
+    async fn set(&self, code: &ShortCode, value: Bytes, ttl: Duration, write: Write) {
         let key = self.link_key(code);
-        let expire = Expiration::PX(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
-        self.call(Command::Set, || {
-            self.pool
-                .set::<(), _, _>(key, value, Some(expire), options, false)
+        let expire = Some(Expiration::PX(
+            i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+        ));
+        self.call(Command::Set, || async {
+            match write {
+                Write::Fill => {
+                    let options = Some(SetOptions::NX);
+                    self.pool
+                        .set::<(), _, _>(key, value, expire, options, false)
+                        .await
+                }
+                Write::Replace => {
+                    self.writer()
+                        .set::<(), _, _>(key, value, expire, None, false)
+                        .await
+                }
+            }
         })
         .await;
     }
 
     async fn publish(&self, code: &ShortCode) {
         let sent = self
-            .call(Command::Publish, || {
+            .call(Command::Publish, || async {
                 // Pub/sub commands are per connection, not pooled: any one will do.
-                self.pool
-                    .next()
+                self.writer()
                     .publish::<i64, _, _>(self.channel.as_str(), code.as_str())
+                    .await
             })
             .await;
         if sent.is_some() {
