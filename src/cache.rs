@@ -8,6 +8,9 @@
 //!   short TTL, so scanners hammering random codes hit memory, not the store.
 //! - **Bounded by weight**, not entry count: entries are weighed by their key and target
 //!   length, so a flood of 2 KB targets cannot blow the memory budget.
+//! - **Answers without waiting.** [`LinkCache::get_now`] polls moka's lookup once, in
+//!   place: a hit is answered synchronously, so the redirect handler needs no future of
+//!   its own (see `http::app`). Anything that would wait falls back to the async path.
 //! - **Ready-to-send entries.** A hit hands back an `Arc<CachedLink>` whose `Location`
 //!   (and, for permanent redirects, `Cache-Control`) header values were built once, when
 //!   the entry was loaded. Cloning a `HeaderValue` is a reference-count bump, so a hit
@@ -16,8 +19,10 @@
 //! This module uses `http`'s `HeaderValue`/`StatusCode` as plain data types (they are
 //! the vocabulary of what a redirect *is*); it knows nothing about hyper or sockets.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, StatusCode};
@@ -138,16 +143,37 @@ impl LinkCache {
     {
         // Fast path: look up by `&str` (ShortCode: Borrow<str>), so a hit allocates no key.
         if let Some(entry) = self.inner.get(code).await {
-            match entry {
-                CacheEntry::Found(_) => self.counters.hit.increment(1),
-                CacheEntry::Missing => self.counters.negative_hit.increment(1),
-            }
+            self.count_hit(&entry);
             return Ok(entry);
         }
         self.counters.miss.increment(1);
         // Boxed: moka's single-flight machinery makes this future ~1.7 KB. Inline, every
         // hit would carry (and copy) that space; boxed, only misses pay an allocation.
         Box::pin(self.load(code, load)).await
+    }
+
+    /// The entry for `code` if the cache holds it *and* can say so without waiting;
+    /// `None` otherwise (not cached, or moka would have to wait, e.g. for its own
+    /// housekeeping). Not counted: the caller counts with [`LinkCache::count_hit`] once
+    /// it uses the entry, or falls back to [`LinkCache::get_or_load`], which counts.
+    ///
+    /// moka's lookup is an `async fn` that almost never waits; this polls it once with a
+    /// no-op waker and drops it if it is pending (moka's futures are cancel-safe: an
+    /// interrupted operation is retried by the next one).
+    pub fn get_now(&self, code: &str) -> Option<CacheEntry> {
+        let lookup = pin!(self.inner.get(code));
+        match lookup.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(entry) => entry,
+            Poll::Pending => None,
+        }
+    }
+
+    /// Counts a hit for `entry` (positive or negative).
+    pub fn count_hit(&self, entry: &CacheEntry) {
+        match entry {
+            CacheEntry::Found(_) => self.counters.hit.increment(1),
+            CacheEntry::Missing => self.counters.negative_hit.increment(1),
+        }
     }
 
     /// The miss path of [`LinkCache::get_or_load`].
@@ -360,5 +386,34 @@ mod tests {
             &CacheEntry::Found(prepared("https://example.com/a-longer-target")),
         );
         assert!(big > small);
+    }
+
+    #[tokio::test]
+    async fn get_now_answers_cached_entries_without_waiting_and_nothing_else() {
+        let cache = LinkCache::new(&settings(1 << 20));
+        assert!(
+            cache.get_now("abc").is_none(),
+            "not cached: the async path loads it"
+        );
+        let loaded = cache
+            .get_or_load("abc", |_| async {
+                Ok::<_, std::io::Error>(Some(prepared("https://example.com/")))
+            })
+            .await
+            .expect("loaded");
+        assert!(matches!(loaded, CacheEntry::Found(_)));
+        match cache.get_now("abc") {
+            Some(CacheEntry::Found(link)) => assert_eq!(link.location, "https://example.com/"),
+            other => panic!("expected the cached link, got {other:?}"),
+        }
+        cache
+            .get_or_load("nope", |_| async { Ok::<_, std::io::Error>(None) })
+            .await
+            .expect("loaded");
+        assert!(matches!(cache.get_now("nope"), Some(CacheEntry::Missing)));
+        cache
+            .invalidate(&ShortCode::parse("abc").expect("valid"))
+            .await;
+        assert!(cache.get_now("abc").is_none(), "invalidated");
     }
 }

@@ -1,11 +1,13 @@
 //! The HTTP transport: the only module that knows about hyper.
 //!
 //! - [`server`]: the accept loop, connection settings and graceful drain.
+//! - [`adapter`]: the tower stack as a hyper service, called as soon as a request is parsed.
 //! - [`middleware`]: the tower stack (metrics, request id, tracing, load shedding, deadline, body limit).
 //! - [`app`]: the innermost service, dispatching by [`router::Route`] to the handlers in
 //!   `redirect` (the hot path) and `api` (JSON).
 //! - [`admin`]: the separate listener that serves `/metrics`.
 
+pub mod adapter;
 pub mod admin;
 mod api;
 pub mod app;

@@ -254,6 +254,37 @@ impl LinkService {
         }
     }
 
+    /// The redirect hot path's synchronous half: the answer if the in-process cache can
+    /// give it without waiting, else `None` and the caller awaits [`LinkService::resolve`].
+    /// `None` for codes not in L1, and for `max_clicks` links when Redis holds their
+    /// shared counter. Same semantics as `resolve` otherwise.
+    pub fn resolve_now(&self, code: &str, is_click: bool) -> Option<Resolution> {
+        if !ShortCode::is_valid(code) {
+            return Some(Resolution::NotFound);
+        }
+        let entry = self.cache.get_now(code)?;
+        if let CacheEntry::Found(link) = &entry
+            && link.budget.is_some()
+            && self.l2.is_some()
+        {
+            return None;
+        }
+        self.cache.count_hit(&entry);
+        let link = match entry {
+            CacheEntry::Found(link) => link,
+            CacheEntry::Missing => return Some(Resolution::NotFound),
+        };
+        if is_expired(&link) {
+            return Some(Resolution::Expired);
+        }
+        if let Some((max, used)) = &link.budget
+            && claim_local(used, is_click) >= *max
+        {
+            return Some(Resolution::Exhausted);
+        }
+        Some(Resolution::Redirect(link))
+    }
+
     /// The redirect hot path: answers from the cache, loading (once per code, however many
     /// callers) from the store on a miss. `is_click` (a GET, not a HEAD) consumes one of
     /// the link's `max_clicks`.
@@ -272,8 +303,7 @@ impl LinkService {
             CacheEntry::Found(link) => link,
             CacheEntry::Missing => return Ok(Resolution::NotFound),
         };
-        // Only links with an expiry pay for reading the clock.
-        if link.expires_at.is_some() && link.is_expired_at(OffsetDateTime::now_utc()) {
+        if is_expired(&link) {
             return Ok(Resolution::Expired);
         }
         // Boxed: the claim may talk to Redis, and its future inline would make every
@@ -291,7 +321,7 @@ impl LinkService {
     /// it, or while it is unavailable, it is this instance's `local` counter.
     async fn claim(&self, code: &ShortCode, local: &AtomicU64, is_click: bool) -> u64 {
         if !is_click {
-            return local.load(Ordering::Relaxed);
+            return claim_local(local, false);
         }
         if let Some(l2) = &self.l2
             && let Some(before) = l2.claim_click(code, local.load(Ordering::Relaxed)).await
@@ -300,9 +330,7 @@ impl LinkService {
             local.fetch_max(before + 1, Ordering::Relaxed);
             return before;
         }
-        // fetch_add claims a click atomically: of two racing clicks for the last one,
-        // exactly one sees `used < max`.
-        local.fetch_add(1, Ordering::Relaxed)
+        claim_local(local, is_click)
     }
 
     /// The cache's miss path: the link, prepared, with its click budget if it has one.
@@ -374,4 +402,20 @@ fn now_millis() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
         .expect("a truncated nanosecond is in range")
+}
+
+/// Whether `link` has expired. Only links with an expiry pay for reading the clock.
+fn is_expired(link: &CachedLink) -> bool {
+    link.expires_at.is_some() && link.is_expired_at(OffsetDateTime::now_utc())
+}
+
+/// How many clicks of a `max_clicks` link this process had counted before this one;
+/// claims one if `is_click`. `fetch_add` claims atomically: of two racing clicks for the
+/// last one, exactly one sees `used < max`.
+fn claim_local(local: &AtomicU64, is_click: bool) -> u64 {
+    if is_click {
+        local.fetch_add(1, Ordering::Relaxed)
+    } else {
+        local.load(Ordering::Relaxed)
+    }
 }

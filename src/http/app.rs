@@ -73,7 +73,7 @@ where
 {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -87,22 +87,59 @@ where
         let (route, _) = Route::classify(req.uri().path());
         match (route, req.method()) {
             (Route::Redirect, &Method::GET | &Method::HEAD) => {
+                // A cached link is answered here and now: no future to allocate, and the
+                // request (whose bytes are hyper's read buffer) is released before hyper
+                // reads the next one, so the buffer is reused rather than reallocated.
+                if let Some(response) =
+                    redirect::redirect_now(&state, &redirect_request(&req, self.peer))
+                {
+                    return ResponseFuture::Ready(Some(response));
+                }
                 let peer = self.peer;
-                Box::pin(async move {
-                    // `classify` said the path is `/{code}`: the code is the rest.
-                    let code = req.uri().path().strip_prefix('/').unwrap_or_default();
-                    let request = redirect::RedirectRequest {
-                        code,
-                        query: req.uri().query(),
-                        headers: req.headers(),
-                        peer,
-                        // HEAD is a link checker or a preview probe, not a visit.
-                        is_click: req.method() == Method::GET,
-                    };
-                    Ok(redirect::redirect(&state, request).await)
-                })
+                ResponseFuture::Boxed(Box::pin(async move {
+                    Ok(redirect::redirect(&state, redirect_request(&req, peer)).await)
+                }))
             }
-            _ => Box::pin(async move { Ok(dispatch(&state, req).await) }),
+            _ => ResponseFuture::Boxed(Box::pin(async move { Ok(dispatch(&state, req).await) })),
+        }
+    }
+}
+
+/// The redirect's view of a request that [`Route::classify`] found to be `/{code}`.
+fn redirect_request<B>(req: &Request<B>, peer: IpAddr) -> redirect::RedirectRequest<'_> {
+    redirect::RedirectRequest {
+        code: req.uri().path().strip_prefix('/').unwrap_or_default(),
+        query: req.uri().query(),
+        headers: req.headers(),
+        peer,
+        // HEAD is a link checker or a preview probe, not a visit.
+        is_click: req.method() == Method::GET,
+    }
+}
+
+/// A handler's future, boxed (each route's future has its own size).
+pub type BoxedHandler =
+    Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
+
+/// The future of [`App`]: the response itself when the handler could answer at once,
+/// else the handler's boxed future.
+pub enum ResponseFuture {
+    /// Answered synchronously (taken on the first poll).
+    Ready(Option<Response<Full<Bytes>>>),
+    /// A handler that has to wait (cache miss, store, JSON API).
+    Boxed(BoxedHandler),
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Full<Bytes>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Ready(response) => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => panic!("ResponseFuture polled after completion"),
+            },
+            Self::Boxed(future) => future.as_mut().poll(cx),
         }
     }
 }

@@ -18,7 +18,7 @@ use super::app::{AppState, into_logged_response};
 use super::error::ApiError;
 use crate::cache::{CachedLink, cache_control_max_age};
 use crate::clicks::{RawClick, now_ms};
-use crate::service::Resolution;
+use crate::service::{Resolution, ServiceError};
 
 /// `404` body, built at compile time (see the test that keeps it equal to `ApiError`'s).
 const NOT_FOUND_BODY: &[u8] =
@@ -43,16 +43,36 @@ pub struct RedirectRequest<'a> {
     pub is_click: bool,
 }
 
-/// Answers a redirect request.
+/// Answers a redirect request if the in-process cache can without waiting (the common
+/// case: a hot link); `None` means "await [`redirect`]".
+pub fn redirect_now(
+    state: &AppState,
+    request: &RedirectRequest<'_>,
+) -> Option<Response<Full<Bytes>>> {
+    let resolution = state.service.resolve_now(request.code, request.is_click)?;
+    Some(respond(state, Ok(resolution), request))
+}
+
+/// Answers a redirect request, loading the link if it is not cached.
 pub async fn redirect(state: &AppState, request: RedirectRequest<'_>) -> Response<Full<Bytes>> {
-    let RedirectRequest {
-        code,
+    let resolution = state.service.resolve(request.code, request.is_click).await;
+    respond(state, resolution, &request)
+}
+
+/// The response for a resolved code; records the click if it is one.
+fn respond(
+    state: &AppState,
+    resolution: Result<Resolution, ServiceError>,
+    request: &RedirectRequest<'_>,
+) -> Response<Full<Bytes>> {
+    let &RedirectRequest {
+        code: _,
         query,
         headers: request_headers,
         peer,
         is_click,
     } = request;
-    let link = match state.service.resolve(code, is_click).await {
+    let link = match resolution {
         Ok(Resolution::Redirect(link)) => link,
         Ok(Resolution::NotFound) => return static_error(StatusCode::NOT_FOUND, NOT_FOUND_BODY),
         Ok(Resolution::Expired) => return static_error(StatusCode::GONE, GONE_BODY),

@@ -3,8 +3,8 @@
 //! Why raw hyper rather than a framework's `serve`: every knob that matters under load is
 //! visible here (header read timeout against slowloris, header limits, `TCP_NODELAY`,
 //! HTTP/1 + HTTP/2 auto-detection), and the tower stack is glued in with
-//! `TowerToHyperService`, which calls `poll_ready` before every request so load shedding
-//! and the concurrency limit work.
+//! [`TowerService`], which honours `poll_ready` and calls the stack as soon as hyper
+//! parses a request (see `adapter` for why that matters).
 //!
 //! Shutdown: when `shutdown` resolves we stop accepting (the listener is dropped), ask every
 //! connection to finish its in-flight requests and close (HTTP/1 stops keep-alive, HTTP/2
@@ -22,10 +22,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::Service;
 
+use super::adapter::TowerService;
 use crate::config::HttpSettings;
 use crate::metrics::HTTP_CONNECTIONS;
 
@@ -93,10 +93,7 @@ pub async fn serve<S, M>(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
         let connection = builder
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(make_service(peer)),
-            )
+            .serve_connection(TokioIo::new(stream), TowerService::new(make_service(peer)))
             .into_owned();
         let connection = graceful.watch(connection);
         let connections = connections.clone();
