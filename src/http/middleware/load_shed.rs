@@ -9,12 +9,15 @@
 //! Why not tower's `ConcurrencyLimit` + `LoadShed`: that pair is built for backpressure
 //! (a caller waiting in `poll_ready`), and its semaphore handle allocates a boxed future
 //! every time the service is cloned, which hyper does for every request. Shedding needs
-//! only a non-blocking `try_acquire` in `call`: one atomic compare-and-swap when admitted,
-//! and the permit is released when the response future completes or is dropped.
+//! only a counter of requests in flight: one atomic add when a request is admitted, one
+//! subtract when its response future completes or is dropped. (A tokio `Semaphore` did
+//! the same job, but its release takes a mutex on every request, to hand permits to
+//! waiters that shedding never has; callgrind showed it.)
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -22,7 +25,6 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use metrics::Counter;
 use pin_project_lite::pin_project;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
 
 use crate::http::error::ApiError;
@@ -31,15 +33,45 @@ use crate::metrics::HTTP_REJECTED;
 /// Layer that applies [`LoadShed`].
 #[derive(Clone)]
 pub struct LoadShedLayer {
-    permits: Arc<Semaphore>,
+    in_flight: Arc<InFlight>,
     shed: Counter,
+}
+
+/// Requests in flight across all connections, and the most allowed.
+struct InFlight {
+    count: AtomicUsize,
+    limit: usize,
+}
+
+impl InFlight {
+    /// A slot, if one is free; it is given back when the [`Admission`] drops.
+    fn try_admit(self: &Arc<Self>) -> Option<Admission> {
+        if self.count.fetch_add(1, Ordering::Acquire) < self.limit {
+            Some(Admission(self.clone()))
+        } else {
+            self.count.fetch_sub(1, Ordering::Release);
+            None
+        }
+    }
+}
+
+/// One admitted request's slot.
+pub struct Admission(Arc<InFlight>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::Release);
+    }
 }
 
 impl LoadShedLayer {
     /// Admits at most `limit` concurrent requests.
     pub fn new(limit: usize) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(limit)),
+            in_flight: Arc::new(InFlight {
+                count: AtomicUsize::new(0),
+                limit,
+            }),
             shed: metrics::counter!(HTTP_REJECTED, "reason" => "concurrency"),
         }
     }
@@ -51,7 +83,7 @@ impl<S> Layer<S> for LoadShedLayer {
     fn layer(&self, inner: S) -> LoadShed<S> {
         LoadShed {
             inner,
-            permits: self.permits.clone(),
+            in_flight: self.in_flight.clone(),
             shed: self.shed.clone(),
         }
     }
@@ -61,7 +93,7 @@ impl<S> Layer<S> for LoadShedLayer {
 #[derive(Clone)]
 pub struct LoadShed<S> {
     inner: S,
-    permits: Arc<Semaphore>,
+    in_flight: Arc<InFlight>,
     shed: Counter,
 }
 
@@ -78,12 +110,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => ResponseFuture::Admitted {
+        match self.in_flight.try_admit() {
+            Some(admission) => ResponseFuture::Admitted {
                 inner: self.inner.call(req),
-                _permit: permit,
+                _admission: admission,
             },
-            Err(_) => {
+            None => {
                 self.shed.increment(1);
                 ResponseFuture::Shed
             }
@@ -92,12 +124,12 @@ where
 }
 
 pin_project! {
-    /// Either the admitted request (holding its permit) or an immediate 503.
+    /// Either the admitted request (holding its slot) or an immediate 503.
     #[project = ResponseFutureProj]
     #[allow(missing_docs)] // variant fields are the inner future and its guard
     pub enum ResponseFuture<F> {
-        /// Admitted: the permit is released when this future is dropped.
-        Admitted { #[pin] inner: F, _permit: OwnedSemaphorePermit },
+        /// Admitted: the slot is freed when this future is dropped.
+        Admitted { #[pin] inner: F, _admission: Admission },
         /// Shed.
         Shed,
     }
@@ -119,5 +151,30 @@ where
             )
             .into_response())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_up_to_the_limit_and_frees_slots_on_drop() {
+        let in_flight = Arc::new(InFlight {
+            count: AtomicUsize::new(0),
+            limit: 2,
+        });
+        let first = in_flight.try_admit().expect("slot 1");
+        let second = in_flight.try_admit().expect("slot 2");
+        assert!(in_flight.try_admit().is_none(), "over the limit");
+        assert_eq!(
+            in_flight.count.load(Ordering::SeqCst),
+            2,
+            "a refusal holds nothing"
+        );
+        drop(first);
+        let third = in_flight.try_admit().expect("a freed slot is reused");
+        drop((second, third));
+        assert_eq!(in_flight.count.load(Ordering::SeqCst), 0);
     }
 }
