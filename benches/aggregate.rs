@@ -9,6 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use shortener_core::ShortCode;
 use shortener_core::aggregate::Aggregator;
 use shortener_core::click::{CLICK_EVENT_VERSION, ClickEvent};
 use uuid::Uuid;
@@ -33,7 +34,7 @@ fn events(n: usize) -> Vec<ClickEvent> {
         .map(|i| ClickEvent {
             v: CLICK_EVENT_VERSION,
             id: Uuid::now_v7(),
-            code: format!("link{:03}", i % 100),
+            code: ShortCode::parse(&format!("link{:03}", i % 100)).expect("valid code"),
             at_ms: 1_763_790_000_000 + i as i64 * 997,
             referrer: (i % 4 != 0)
                 .then(|| format!("https://site{}.example/page/{}", i % 50, i % 7)),

@@ -166,7 +166,10 @@ impl Aggregator {
             // every event (rather than once per link per batch) is wasted allocation.
             let link = match batch.links.get_mut(event.code.as_str()) {
                 Some(link) => link,
-                None => batch.links.entry(event.code.clone()).or_default(),
+                None => batch
+                    .links
+                    .entry(event.code.as_str().to_owned())
+                    .or_default(),
             };
             link.total.count(agent.is_bot);
             let hour = event.at_ms.div_euclid(HOUR_MS) * HOUR_MS;
@@ -238,7 +241,7 @@ mod tests {
         ClickEvent {
             v: CLICK_EVENT_VERSION,
             id: Uuid::now_v7(),
-            code: code.into(),
+            code: crate::ShortCode::parse(code).expect("valid code"),
             at_ms,
             referrer: referrer.map(Into::into),
             user_agent: ua.map(Into::into),

@@ -14,6 +14,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::ShortCode;
+
 /// Version of [`ClickEvent`] written by this code.
 pub const CLICK_EVENT_VERSION: u8 = 1;
 
@@ -31,8 +33,8 @@ pub struct ClickEvent {
     pub v: u8,
     /// Unique per click (UUIDv7: time-ordered), so a consumer can drop redeliveries.
     pub id: Uuid,
-    /// The short code that was followed.
-    pub code: String,
+    /// The short code that was followed (a shared `Arc`: no copy per event).
+    pub code: ShortCode,
     /// When, in Unix milliseconds (UTC).
     pub at_ms: i64,
     /// The `Referer` header, capped ([`cap_text`]).
@@ -198,7 +200,7 @@ mod tests {
         let event = ClickEvent {
             v: CLICK_EVENT_VERSION,
             id: Uuid::now_v7(),
-            code: "abc".into(),
+            code: ShortCode::parse("abc").expect("valid code"),
             at_ms: 1_763_790_000_000,
             referrer: Some("https://news.example/".into()),
             user_agent: None,

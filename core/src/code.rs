@@ -84,6 +84,21 @@ impl Borrow<str> for ShortCode {
     }
 }
 
+// Serialized as the plain string (it travels in click events); deserializing validates,
+// so a malformed event cannot smuggle a non-code into statistics.
+impl serde::Serialize for ShortCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ShortCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::parse(&code).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for ShortCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -318,5 +333,16 @@ mod tests {
         assert!(!ShortCode::is_valid(""));
         assert!(!ShortCode::is_valid("favicon.ico"));
         assert!(!ShortCode::is_valid(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn short_codes_travel_as_plain_strings_and_are_validated_on_the_way_in() {
+        let code = ShortCode::parse("abc_12").expect("valid");
+        assert_eq!(serde_json::to_string(&code).expect("json"), r#""abc_12""#);
+        let back: ShortCode = serde_json::from_str(r#""abc_12""#).expect("valid");
+        assert_eq!(back, code);
+        for junk in [r#""""#, r#""a/b""#, r#""<script>""#, "42"] {
+            assert!(serde_json::from_str::<ShortCode>(junk).is_err(), "{junk}");
+        }
     }
 }

@@ -158,7 +158,7 @@ impl Batcher {
             // Random bits from the thread-local CSPRNG: `Uuid::now_v7` would make a
             // getrandom system call per click (it showed up in the profile).
             id: Builder::from_unix_timestamp_millis(at, &rand::rng().random()).into_uuid(),
-            code: raw.code.as_str().to_owned(),
+            code: raw.code,
             at_ms: raw.at_ms,
             referrer: as_bytes(&raw.referrer).map(cap_text),
             user_agent: as_bytes(&raw.user_agent).map(cap_text),

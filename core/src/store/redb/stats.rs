@@ -272,7 +272,7 @@ mod tests {
         ClickEvent {
             v: CLICK_EVENT_VERSION,
             id: uuid::Uuid::now_v7(),
-            code: code.into(),
+            code: ShortCode::parse(code).expect("valid code"),
             at_ms,
             referrer: Some("https://ref.example/".into()),
             user_agent: Some(ua.into()),
