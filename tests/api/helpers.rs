@@ -229,6 +229,18 @@ impl TestApp {
         body["code"].as_str().expect("code").to_owned()
     }
 
+    /// Creates `n` links to distinct targets and returns their codes.
+    pub async fn create_links(&self, n: usize) -> Vec<String> {
+        let mut codes = Vec::with_capacity(n);
+        for i in 0..n {
+            codes.push(
+                self.create_ok(link(&format!("https://example.com/{i}")))
+                    .await,
+            );
+        }
+        codes
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

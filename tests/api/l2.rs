@@ -254,13 +254,7 @@ async fn killing_redis_under_load_causes_no_errors_and_it_recovers() {
     };
     let app = Arc::new(spawn_app_with(with_redis(&redis)).await);
     wait_until_redis_ok(&app).await;
-    let mut codes = Vec::new();
-    for i in 0..20 {
-        codes.push(
-            app.create_ok(link(&format!("https://example.com/{i}")))
-                .await,
-        );
-    }
+    let codes = app.create_links(20).await;
     let codes = Arc::new(codes);
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, bad) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -345,13 +339,7 @@ async fn a_hung_redis_costs_a_request_at_most_the_command_timeout() {
     };
     let app = spawn_app_with(with_redis(&redis)).await;
     wait_until_redis_ok(&app).await;
-    let mut codes = Vec::new();
-    for i in 0..20 {
-        codes.push(
-            app.create_ok(link(&format!("https://example.com/{i}")))
-                .await,
-        );
-    }
+    let codes = app.create_links(20).await;
     app.service.l1().clear();
     let admin = redis.admin().await;
     admin
