@@ -20,7 +20,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::Request;
 use http_body_util::Empty;
-use shortener::clicks::ClickRecorder;
+use shortener::clicks::{Capture, ClickRecorder};
 use shortener::config::Settings;
 use shortener::http::app::{App, AppState};
 use shortener::http::middleware::Stack;
@@ -58,8 +58,6 @@ fn redirect(c: &mut Criterion) {
             forward_query: false,
             public_base_url: None,
             clicks: None,
-            country_header: None,
-            read_forwarded_for: false,
         });
         let stack = Stack::new(&settings.http).service::<Empty<Bytes>>(app.clone());
         // Warm the cache (and the negative entry) so the loop measures hits only.
@@ -92,7 +90,7 @@ fn redirect(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    let (recorder, queue) = ClickRecorder::new(1 << 20);
+    let (recorder, queue) = ClickRecorder::new(1 << 20, Capture::default());
     let queue = std::sync::Mutex::new(queue);
     let clicking = runtime.block_on(async {
         let app = App::new(AppState {
@@ -100,8 +98,6 @@ fn redirect(c: &mut Criterion) {
             forward_query: false,
             public_base_url: None,
             clicks: Some(Arc::new(recorder)),
-            country_header: None,
-            read_forwarded_for: false,
         });
         Stack::new(&settings.http).service::<Empty<Bytes>>(app)
     });

@@ -6,6 +6,7 @@
 #   scripts/bench-redirect.sh            # 3 rounds of 10 s each, 64 connections
 #   ROUNDS=5 DURATION=20s CONNECTIONS=128 scripts/bench-redirect.sh
 #   EXTRA_ENV="APP__LINKS__FORWARD_QUERY=true" scripts/bench-redirect.sh
+#   BROWSER=1 scripts/bench-redirect.sh   # requests carry a browser's User-Agent and Referer
 #
 # Servers are pinned to CPU 0 and wrk to CPU 1 (taskset), so they do not fight for a core.
 # Per round it prints req/s, p50, p99, and the server's CPU time per request (from

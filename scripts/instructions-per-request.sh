@@ -7,6 +7,8 @@
 #
 #   scripts/instructions-per-request.sh                        # service (clicks on) + baseline
 #   EXTRA_ENV="APP__CLICKS__ENABLED=false" scripts/instructions-per-request.sh
+#   BROWSER=1 scripts/instructions-per-request.sh              # with a browser's User-Agent
+#                                                              # and Referer (see lib/wrk.sh)
 #   KEEP=/tmp/cg scripts/instructions-per-request.sh           # keep the profiles for
 #                                                              # callgrind_annotate
 #
@@ -20,6 +22,8 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-6}
 PORT=${PORT:-18181}
 ADMIN_PORT=${ADMIN_PORT:-19181}
+
+source scripts/lib/wrk.sh   # for WRK_HEADERS
 
 for tool in valgrind callgrind_control wrk; do
     command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install -y valgrind wrk" >&2; exit 1; }
@@ -37,9 +41,9 @@ wait_up() { for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep
 measure() { # name url -> "name requests instructions instructions/request"
     local name=$1 url=$2 requests profile instructions
     wait_up "$url"
-    wrk -t1 -c8 -d2s "$url" >/dev/null     # warm up: the cache, lazily built state
+    wrk -t1 -c8 -d2s "${WRK_HEADERS[@]}" "$url" >/dev/null     # warm up: the cache, lazily built state
     callgrind_control --zero "$pid" >/dev/null
-    requests=$(wrk -t1 -c8 -d"${DURATION}s" "$url" | awk '/requests in/ {print $1}')
+    requests=$(wrk -t1 -c8 -d"${DURATION}s" "${WRK_HEADERS[@]}" "$url" | awk '/requests in/ {print $1}')
     callgrind_control --dump "$pid" >/dev/null
     sleep 0.5
     profile=$(ls -t "$work"/callgrind.out.* | head -1)

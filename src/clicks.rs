@@ -3,14 +3,19 @@
 //!
 //! ```text
 //! redirect ──try_send──▶ bounded queue ──▶ batcher task ──batch──▶ EventSink
-//!  (never waits;           (queue_capacity)   enrich: id, visitor,     (in process:
-//!   full = dropped                            cap, country; flush at    aggregate +
+//!  (never waits;           (queue_capacity)   enrich: id, visitor      (in process:
+//!   full = dropped                            hash; flush at           aggregate +
 //!   and counted)                              batch_max or interval)    StatsStore)
 //! ```
 //!
-//! The redirect captures only what it already holds (the code's `Arc`, the peer address,
-//! header values: reference-count bumps) plus a timestamp, so recording costs one channel
-//! send. Everything that allocates or hashes happens in the batcher.
+//! The redirect pays for what must happen while the request is alive: it copies the
+//! user agent and referrer (capped) out of the request, resolves the client address and
+//! parses the country, plus one channel send. It must *copy*: header values are slices of
+//! hyper's connection read buffer, and a click holding one for the few milliseconds until
+//! the batcher runs keeps that buffer shared, so hyper allocates a fresh 8 KB buffer for
+//! the next request on the connection (measured: ~860 instructions per request with a
+//! browser's headers, against ~300 for the copies). Hashing, ids and the rest of the
+//! event happen in the batcher.
 //!
 //! Accounting (all in `crate::metrics`): every GET redirect is either recorded or dropped
 //! with a reason; every recorded click is aggregated, dropped by a failing sink, or still
@@ -24,33 +29,71 @@ pub mod sink;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::HeaderValue;
+use http::header::{REFERER, USER_AGENT};
+use http::{HeaderMap, HeaderName};
+use ipnet::IpNet;
 use metrics::Counter;
 use shortener_core::ShortCode;
+use shortener_core::click::{Country, cap_text, parse_country};
 use tokio::sync::mpsc;
 
 pub use sink::{AggregatingSink, EventSink, SinkError};
 
 use crate::metrics::{CLICKS_DROPPED, REDIRECTS};
 
-/// What the redirect knows about a click: cheap to build, enriched later.
+/// What the redirect knows about a click. Owns everything: nothing here borrows the
+/// connection's read buffer (see the module docs).
 #[derive(Debug)]
 pub struct RawClick {
     /// The code followed (an `Arc` clone).
     pub code: ShortCode,
     /// Wall-clock time of the redirect, Unix ms.
     pub at_ms: i64,
-    /// TCP peer address.
-    pub peer: IpAddr,
-    /// `X-Forwarded-For`, if present (resolved against trusted proxies later).
-    pub forwarded_for: Option<HeaderValue>,
-    /// `Referer`.
-    pub referrer: Option<HeaderValue>,
-    /// `User-Agent`.
-    pub user_agent: Option<HeaderValue>,
-    /// The configured country header.
-    pub country: Option<HeaderValue>,
+    /// The client: the TCP peer, or from `X-Forwarded-For` behind trusted proxies.
+    pub client: IpAddr,
+    /// `Referer`, capped ([`cap_text`]).
+    pub referrer: Option<String>,
+    /// `User-Agent`, capped.
+    pub user_agent: Option<String>,
+    /// The configured country header, if it holds a valid code.
+    pub country: Option<Country>,
 }
+
+/// Which request headers a click reads (from `[clicks]`).
+#[derive(Debug, Clone, Default)]
+pub struct Capture {
+    /// Proxies whose `X-Forwarded-For` entries we trust; empty = use the TCP peer.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The header an edge sets to the client's country, if any.
+    pub country_header: Option<HeaderName>,
+}
+
+impl Capture {
+    /// The click of a redirect to `code`, from `peer`, with request `headers`.
+    pub fn click(&self, code: &ShortCode, peer: IpAddr, headers: &HeaderMap) -> RawClick {
+        let text = |name| headers.get(name).map(|v| cap_text(v.as_bytes()));
+        let client = if self.trusted_proxies.is_empty() {
+            peer
+        } else {
+            let forwarded_for = headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes());
+            client_ip::client_ip(peer, forwarded_for, &self.trusted_proxies)
+        };
+        RawClick {
+            code: code.clone(),
+            at_ms: now_ms(),
+            client,
+            referrer: text(REFERER),
+            user_agent: text(USER_AGENT),
+            country: self
+                .country_header
+                .as_ref()
+                .and_then(|name| parse_country(headers.get(name)?.as_bytes())),
+        }
+    }
+}
+
+/// Not in `http::header` (it is a de-facto standard, not an RFC 9110 field).
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Counters resolved once. `recorded` is counted by the batcher as clicks leave the
 /// queue (one atomic less per redirect, and the accounting identity then also checks that
@@ -64,27 +107,36 @@ struct Counters {
 /// The hot-path handle: records clicks without ever waiting.
 pub struct ClickRecorder {
     tx: mpsc::Sender<RawClick>,
+    capture: Capture,
     counters: Counters,
 }
 
 impl ClickRecorder {
     /// A recorder and the receiving end for the batcher, with room for `capacity` clicks.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<RawClick>) {
+    pub fn new(capacity: usize, capture: Capture) -> (Self, mpsc::Receiver<RawClick>) {
         let (tx, rx) = mpsc::channel(capacity);
         let counters = Counters {
             redirects: metrics::counter!(REDIRECTS),
             dropped_queue_full: metrics::counter!(CLICKS_DROPPED, "reason" => "queue_full"),
             dropped_closed: metrics::counter!(CLICKS_DROPPED, "reason" => "closed"),
         };
-        (Self { tx, counters }, rx)
+        (
+            Self {
+                tx,
+                capture,
+                counters,
+            },
+            rx,
+        )
     }
 
-    /// Records a click. `try_send`, not `send`: if analytics falls behind, we lose (and
-    /// count) clicks rather than slowing down redirects.
-    pub fn record(&self, click: RawClick) {
+    /// Records the click of a redirect to `code`. `try_reserve`, not `reserve`: if
+    /// analytics falls behind, we lose (and count) clicks rather than slowing down
+    /// redirects. Reserving before capturing means a full queue costs no copies.
+    pub fn record(&self, code: &ShortCode, peer: IpAddr, headers: &HeaderMap) {
         self.counters.redirects.increment(1);
-        match self.tx.try_send(click) {
-            Ok(()) => {}
+        match self.tx.try_reserve() {
+            Ok(slot) => slot.send(self.capture.click(code, peer, headers)),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.counters.dropped_queue_full.increment(1)
             }
@@ -98,4 +150,65 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for &(name, value) in pairs {
+            map.append(name, HeaderValue::from_bytes(value).expect("header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn a_click_owns_capped_copies_of_the_request_headers() {
+        let code = ShortCode::parse("abc").expect("code");
+        let peer: IpAddr = "198.51.100.7".parse().expect("ip");
+        let long_agent = vec![b'a'; 10_000];
+        let request = headers(&[
+            ("user-agent", &long_agent),
+            ("referer", b"https://news.example/\xff"),
+            ("x-country", b"fr"),
+            ("x-forwarded-for", b"203.0.113.1"),
+        ]);
+        let capture = Capture {
+            trusted_proxies: vec![],
+            country_header: Some(HeaderName::from_static("x-country")),
+        };
+        let click = capture.click(&code, peer, &request);
+        drop(request);
+        assert_eq!(click.code, code);
+        assert_eq!(
+            click.client, peer,
+            "no trusted proxies: the forwarded-for is ignored"
+        );
+        assert_eq!(click.user_agent.map(|ua| ua.len()), Some(512));
+        assert_eq!(
+            click.referrer.as_deref(),
+            Some("https://news.example/\u{fffd}")
+        );
+        assert_eq!(
+            click.country.map(|c| c.as_str().to_owned()),
+            Some("FR".into())
+        );
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_comes_from_forwarded_for() {
+        let code = ShortCode::parse("abc").expect("code");
+        let proxy: IpAddr = "10.0.0.2".parse().expect("ip");
+        let capture = Capture {
+            trusted_proxies: vec!["10.0.0.0/8".parse().expect("net")],
+            country_header: None,
+        };
+        let request = headers(&[("x-forwarded-for", b"192.0.2.1, 203.0.113.5")]);
+        let click = capture.click(&code, proxy, &request);
+        assert_eq!(click.client, "203.0.113.5".parse::<IpAddr>().expect("ip"));
+        assert_eq!((click.user_agent, click.country), (None, None));
+    }
 }

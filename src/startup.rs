@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clicks::batcher::{self, BatcherConfig};
-use crate::clicks::{AggregatingSink, ClickRecorder, EventSink, RawClick};
+use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
 use crate::config::{ConfigError, Settings, StoreBackend};
 use crate::http::app::{App, AppState};
 use crate::http::middleware::Stack;
@@ -110,7 +110,11 @@ impl Application {
         }
         let service = Arc::new(service);
         let clicks = settings.clicks.enabled.then(|| {
-            let (recorder, queue) = ClickRecorder::new(settings.clicks.queue_capacity);
+            let capture = Capture {
+                trusted_proxies: settings.clicks.trusted_proxies.clone(),
+                country_header: country_header(&settings),
+            };
+            let (recorder, queue) = ClickRecorder::new(settings.clicks.queue_capacity, capture);
             let sink: Arc<dyn EventSink> = Arc::new(AggregatingSink::new(stats));
             ClickPipeline {
                 recorder: Arc::new(recorder),
@@ -201,8 +205,6 @@ impl Application {
             forward_query: settings.links.forward_query,
             public_base_url: public_base_url(&settings),
             clicks: recorder,
-            country_header: country_header(&settings),
-            read_forwarded_for: !settings.clicks.trusted_proxies.is_empty(),
         });
         let stack = Stack::new(&settings.http);
         let make_service = move |peer: SocketAddr| stack.clone().service(app.with_peer(peer.ip()));
@@ -245,7 +247,6 @@ fn batcher_config(settings: &Settings) -> BatcherConfig {
     BatcherConfig {
         batch_max: c.batch_max,
         flush_interval: Duration::from_millis(c.flush_interval_ms),
-        trusted_proxies: c.trusted_proxies.clone(),
         visitor_secret,
     }
 }

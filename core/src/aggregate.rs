@@ -143,8 +143,7 @@ pub struct BatchAggregate {
 #[derive(Default)]
 pub struct Aggregator {
     agents: AgentClassifier,
-    /// Seeded fast hashing (see `topk`): keys are attacker-chosen referrers.
-    referrer_hosts: HashMap<String, Arc<str>, RandomState>,
+    referrers: ReferrerHosts,
 }
 
 impl Aggregator {
@@ -161,7 +160,7 @@ impl Aggregator {
         };
         for event in events {
             let agent = self.agents.classify(event.user_agent.as_deref());
-            let referrer = self.referrer_host(event.referrer.as_deref());
+            let referrer = self.referrers.host(event.referrer.as_deref());
             // Look up by `&str` first: `entry` needs an owned key, and cloning the code for
             // every event (rather than once per link per batch) is wasted allocation.
             let link = match batch.links.get_mut(event.code.as_str()) {
@@ -188,25 +187,49 @@ impl Aggregator {
         }
         batch
     }
+}
 
-    /// The lower-cased host of a referrer URL; `(direct)` without one, `(invalid)` if it
-    /// does not parse. Memoized: parsing a URL costs more than everything else here.
-    fn referrer_host(&mut self, referrer: Option<&str>) -> Arc<str> {
+/// Referrer URL -> lower-cased host, memoized: parsing a URL costs more than everything
+/// else in aggregation, and real traffic repeats a few referrers.
+struct ReferrerHosts {
+    /// Seeded fast hashing (see `topk`): keys are attacker-chosen referrers.
+    memo: HashMap<String, Arc<str>, RandomState>,
+    /// The labels for "no referrer" and "not a URL", allocated once: clicks from apps,
+    /// mail clients and typed URLs carry no referrer, so `(direct)` is a common answer.
+    direct: Arc<str>,
+    invalid: Arc<str>,
+}
+
+impl Default for ReferrerHosts {
+    fn default() -> Self {
+        Self {
+            memo: HashMap::default(),
+            direct: Arc::from("(direct)"),
+            invalid: Arc::from("(invalid)"),
+        }
+    }
+}
+
+impl ReferrerHosts {
+    /// The host of `referrer`; `(direct)` without one, `(invalid)` if it does not parse.
+    fn host(&mut self, referrer: Option<&str>) -> Arc<str> {
         let Some(referrer) = referrer.filter(|r| !r.is_empty()) else {
-            return Arc::from("(direct)");
+            return self.direct.clone();
         };
-        if let Some(host) = self.referrer_hosts.get(referrer) {
+        if let Some(host) = self.memo.get(referrer) {
             return host.clone();
         }
-        let host: Arc<str> = match url::Url::parse(referrer) {
-            Ok(url) => Arc::from(url.host_str().unwrap_or("(invalid)").to_ascii_lowercase()),
-            Err(_) => Arc::from("(invalid)"),
+        let host = match url::Url::parse(referrer)
+            .ok()
+            .and_then(|url| Some(url.host_str()?.to_ascii_lowercase()))
+        {
+            Some(host) => Arc::from(host),
+            None => self.invalid.clone(),
         };
-        if self.referrer_hosts.len() >= REFERRER_MEMO_LIMIT {
-            self.referrer_hosts.clear();
+        if self.memo.len() >= REFERRER_MEMO_LIMIT {
+            self.memo.clear();
         }
-        self.referrer_hosts
-            .insert(referrer.to_owned(), host.clone());
+        self.memo.insert(referrer.to_owned(), host.clone());
         host
     }
 }

@@ -6,13 +6,21 @@ wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sle
 # wrk's latency lines look like "50%  312.00us"; normalise to milliseconds.
 to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 }; printf "%.3f", v }'; }
 
+# BROWSER=1 sends what a browser following a shared link sends (wrk sends neither header
+# by default), so the click path handles real header values: capping, copying, parsing.
+WRK_HEADERS=()
+if [ "${BROWSER:-0}" = 1 ]; then
+    WRK_HEADERS=(-H "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+                 -H "Referer: https://news.example.com/articles/2026/11/some-story?utm_source=feed")
+fi
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # utime + stime
 TICKS=$(getconf CLK_TCK)
 
 run() { # name url pid [wrk lua script] -> "rps p50 p99 cpu_us_per_request"
     local out rps p50 p99 requests before after
     before=$(cpu_ticks "$3")
-    out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency ${4:+-s "$4"} "$2")
+    out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_HEADERS[@]}" ${4:+-s "$4"} "$2")
     after=$(cpu_ticks "$3")
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)

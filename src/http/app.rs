@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderName, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 
@@ -33,10 +33,6 @@ pub struct AppState {
     pub public_base_url: Option<Arc<str>>,
     /// Where redirects record clicks; `None` when `clicks.enabled` is off.
     pub clicks: Option<Arc<ClickRecorder>>,
-    /// `clicks.country_header`, if configured.
-    pub country_header: Option<HeaderName>,
-    /// Whether `X-Forwarded-For` matters (trusted proxies are configured).
-    pub read_forwarded_for: bool,
 }
 
 /// The router service, one per connection. Cloning is an `Arc` bump and a copy of the

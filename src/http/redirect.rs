@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use std::net::IpAddr;
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, REFERER, USER_AGENT};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use time::OffsetDateTime;
@@ -17,7 +17,6 @@ use time::OffsetDateTime;
 use super::app::{AppState, into_logged_response};
 use super::error::ApiError;
 use crate::cache::{CachedLink, cache_control_max_age};
-use crate::clicks::{RawClick, now_ms};
 use crate::service::{Resolution, ServiceError};
 
 /// `404` body, built at compile time (see the test that keeps it equal to `ApiError`'s).
@@ -35,7 +34,7 @@ pub struct RedirectRequest<'a> {
     pub code: &'a str,
     /// The query string (forwarded when `links.forward_query` is on).
     pub query: Option<&'a str>,
-    /// Request headers (the click's referrer, user agent, country, forwarded-for).
+    /// Request headers (what the click records from them: see `crate::clicks`).
     pub headers: &'a HeaderMap,
     /// The connection's TCP peer.
     pub peer: IpAddr,
@@ -107,29 +106,10 @@ fn respond(
     }
 
     if let (true, Some(clicks)) = (is_click, &state.clicks) {
-        // Header values are reference-counted: these clones copy no bytes.
-        clicks.record(RawClick {
-            code: link.code.clone(),
-            at_ms: now_ms(),
-            peer,
-            forwarded_for: state
-                .read_forwarded_for
-                .then(|| request_headers.get(&X_FORWARDED_FOR).cloned())
-                .flatten(),
-            referrer: request_headers.get(REFERER).cloned(),
-            user_agent: request_headers.get(USER_AGENT).cloned(),
-            country: state
-                .country_header
-                .as_ref()
-                .and_then(|h| request_headers.get(h))
-                .cloned(),
-        });
+        clicks.record(&link.code, peer, request_headers);
     }
     response
 }
-
-/// Not in `http::header` (it is a de-facto standard, not an RFC 9110 field).
-static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 fn is_permanent(status: StatusCode) -> bool {
     status == StatusCode::MOVED_PERMANENTLY || status == StatusCode::PERMANENT_REDIRECT
