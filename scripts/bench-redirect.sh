@@ -4,6 +4,7 @@
 # run, interleaved, so machine noise hits both alike.
 #
 #   scripts/bench-redirect.sh            # 3 rounds of 10 s each, 64 connections
+#   ROUNDS=12 DURATION=5s scripts/bench-redirect.sh   # what docs/benchmarks.md reports
 #   ROUNDS=5 DURATION=20s CONNECTIONS=128 scripts/bench-redirect.sh
 #   EXTRA_ENV="APP__LINKS__FORWARD_QUERY=true" scripts/bench-redirect.sh
 #   BROWSER=1 scripts/bench-redirect.sh   # requests carry a browser's User-Agent and Referer
@@ -12,8 +13,9 @@
 # Per round it prints req/s, p50, p99, and the server's CPU time per request (from
 # /proc/<pid>/stat: less sensitive than req/s to noise from other tenants of a shared VM).
 # Then medians, and the ratios service/baseline: the median of the per-round throughput
-# ratios (each round's two runs are adjacent in time, so they share the machine's mood)
-# and the ratio of CPU per request.
+# ratios (each round's two runs are adjacent in time, so they share the machine's mood;
+# the order alternates between rounds) and the ratio of CPU per request. On a shared
+# 2-CPU VM single rounds swing by +-15%: use ROUNDS=10 or more for a number you report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,11 +55,18 @@ curl -s -o /dev/null "http://127.0.0.1:$SVC_PORT/bench01"   # warm the cache
 echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION --latency; server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU"
 printf "%-6s %-9s %11s %8s %8s %12s\n" round target "req/s" "p50 ms" "p99 ms" "CPU us/req"
 : >"$data/baseline"; : >"$data/service"; : >"$data/ratio"
-for round in $(seq "$ROUNDS"); do
+run_baseline() {
     read -r b_rps b_p50 b_p99 b_cpu < <(run baseline "http://127.0.0.1:$BASE_PORT/bench01" "$baseline_pid")
     printf "%-6s %-9s %11s %8s %8s %12s\n" "$round" baseline "$b_rps" "$b_p50" "$b_p99" "$b_cpu"
+}
+run_service() {
     read -r s_rps s_p50 s_p99 s_cpu < <(run service "http://127.0.0.1:$SVC_PORT/bench01" "$service_pid")
     printf "%-6s %-9s %11s %8s %8s %12s\n" "$round" service "$s_rps" "$s_p50" "$s_p99" "$s_cpu"
+}
+for round in $(seq "$ROUNDS"); do
+    # Alternate who goes first (ABBA), so a drift in the machine's speed within a round
+    # does not always favour the same side.
+    if ((round % 2)); then run_baseline; run_service; else run_service; run_baseline; fi
     echo "$b_rps $b_p50 $b_p99 $b_cpu" >>"$data/baseline"; echo "$s_rps $s_p50 $s_p99 $s_cpu" >>"$data/service"
     awk -v s="$s_rps" -v b="$b_rps" 'BEGIN {printf "%.4f\n", s / b}' >>"$data/ratio"
 done

@@ -64,8 +64,8 @@ pub struct AgentClassifier {
     parser: woothee::parser::Parser,
     bots: isbot::Bots,
     /// Seeded fast hashing (see `topk`): keys are attacker-chosen user agents.
-    memo: HashMap<String, Agent, RandomState>,
-    missing: Agent,
+    memo: HashMap<String, Arc<Agent>, RandomState>,
+    missing: Arc<Agent>,
 }
 
 impl Default for AgentClassifier {
@@ -82,24 +82,26 @@ impl AgentClassifier {
             parser: woothee::parser::Parser::new(),
             bots: isbot::Bots::default(),
             memo: HashMap::default(),
-            missing: Agent {
+            missing: Arc::new(Agent {
                 is_bot: true,
                 browser: unknown.clone(),
                 os: unknown,
                 device: DeviceType::Bot,
-            },
+            }),
         }
     }
 
-    /// Classifies one user agent (`None`: the header was absent).
-    pub fn classify(&mut self, user_agent: Option<&str>) -> Agent {
+    /// Classifies one user agent (`None`: the header was absent). The same string gets
+    /// the same `Arc` while it stays memoized, so callers may use the pointer as a cheap
+    /// identity (holding the `Arc` keeps that identity from being reused).
+    pub fn classify(&mut self, user_agent: Option<&str>) -> Arc<Agent> {
         let Some(user_agent) = user_agent.filter(|ua| !ua.trim().is_empty()) else {
             return self.missing.clone();
         };
         if let Some(agent) = self.memo.get(user_agent) {
             return agent.clone();
         }
-        let agent = self.parse(user_agent);
+        let agent = Arc::new(self.parse(user_agent));
         if self.memo.len() >= MEMO_LIMIT {
             self.memo.clear();
         }

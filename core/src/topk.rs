@@ -27,6 +27,16 @@ pub struct TopK {
 impl TopK {
     /// Counts `n` occurrences of `value`.
     pub fn add(&mut self, value: &str, n: u64) {
+        self.add_with(value, n, || Arc::from(value));
+    }
+
+    /// Like [`TopK::add`] for an interned value: a new entry shares the `Arc` instead of
+    /// allocating a copy (tables are rebuilt per batch, so most adds insert).
+    pub fn add_shared(&mut self, value: &Arc<str>, n: u64) {
+        self.add_with(value, n, || value.clone());
+    }
+
+    fn add_with(&mut self, value: &str, n: u64, key: impl FnOnce() -> Arc<str>) {
         if let Some(count) = self.counts.get_mut(value) {
             *count += n;
             return;
@@ -47,7 +57,7 @@ impl TopK {
         } else {
             0
         };
-        self.counts.insert(Arc::from(value), inherited + n);
+        self.counts.insert(key(), inherited + n);
     }
 
     /// Folds `other` in (used when applying a batch to stored statistics).
