@@ -106,7 +106,8 @@ pub async fn run(
             let room = batcher.config.batch_max.saturating_sub(batcher.batch.len());
             match take_chunk(&mut rx, &mut chunk, room.clamp(1, DRAIN_CHUNK)) {
                 Poll::Ready(0) => break true,
-                Poll::Ready(_) => {
+                Poll::Ready(taken) => {
+                    batcher.meters.recorded.increment(taken as u64);
                     for raw in chunk.drain(..) {
                         batcher.accept(raw).await;
                     }
@@ -126,6 +127,7 @@ pub async fn run(
     // `try_recv`) also waits for sends that had already claimed a slot.
     rx.close();
     while let Some(raw) = rx.recv().await {
+        batcher.meters.recorded.increment(1);
         batcher.accept(raw).await;
     }
     batcher.flush().await;
@@ -165,7 +167,6 @@ impl Batcher {
 
     /// Enriches a raw click into a [`ClickEvent`] and queues it for the next flush.
     fn push(&mut self, raw: RawClick) {
-        self.meters.recorded.increment(1);
         let user_agent = raw.user_agent.as_deref().unwrap_or_default();
         let event = ClickEvent {
             v: CLICK_EVENT_VERSION,

@@ -31,7 +31,8 @@ pub struct RequestIdLayer {
 
 #[derive(Debug)]
 struct IdSource {
-    prefix: u32,
+    /// The instance prefix and the dash, formatted once.
+    prefix: [u8; 9],
     next: AtomicU64,
 }
 
@@ -39,10 +40,7 @@ impl RequestIdLayer {
     /// A layer with a fresh random instance prefix.
     pub fn new() -> Self {
         Self {
-            ids: Arc::new(IdSource {
-                prefix: rand::rng().random(),
-                next: AtomicU64::new(1),
-            }),
+            ids: Arc::new(IdSource::new(rand::rng().random())),
         }
     }
 }
@@ -54,14 +52,22 @@ impl Default for RequestIdLayer {
 }
 
 impl IdSource {
+    fn new(instance: u32) -> Self {
+        let mut prefix = [b'-'; 9];
+        write_hex(&mut prefix[..8], u64::from(instance));
+        Self {
+            prefix,
+            next: AtomicU64::new(1),
+        }
+    }
+
     /// `pppppppp-nnnnnnnnnnnnnnnn` (prefix, counter; lowercase hex). Formatted by hand
     /// into a stack buffer: `format!` costs more than everything else in this layer.
     fn mint(&self) -> HeaderValue {
         // Relaxed: we need uniqueness, not ordering with other memory.
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let mut buf = [0u8; 8 + 1 + 16];
-        write_hex(&mut buf[..8], u64::from(self.prefix));
-        buf[8] = b'-';
+        buf[..9].copy_from_slice(&self.prefix);
         write_hex(&mut buf[9..], n);
         // `from_owner`: one allocation holding bytes and refcount, so the clone that goes
         // onto the response is an atomic increment (a `Vec`-backed value would allocate
