@@ -4,8 +4,10 @@
 //!
 //! 1. [`metrics`]: outermost so it times and counts *every* answer, including the 503s
 //!    produced by the guards below it.
-//! 2. [`request_id`]: before tracing so the span and every log line carry the id.
-//! 3. [`trace`]: a DEBUG span per request (free when DEBUG is off).
+//! 2. [`trace`]: a DEBUG span per request (free when DEBUG is off), entered while the
+//!    layers below are called.
+//! 3. [`request_id`]: inside the span, so it records the id there and every log line of
+//!    the request carries it; it also sets the id on the response.
 //! 4. [`load_shed`]: at most `http.concurrency_limit` requests in flight; past that, a
 //!    503 at once instead of a queue. Outside the timeout so shed requests cost no timer.
 //! 5. [`deadline`]: bounds a request's time in the handler and answers a JSON 503 past
@@ -75,8 +77,8 @@ impl Stack {
     {
         ServiceBuilder::new()
             .layer(self.metrics)
-            .layer(self.request_id)
             .layer(trace::TraceLayer)
+            .layer(self.request_id)
             .layer(self.load_shed)
             .layer(self.deadline)
             .layer(body_limit::BodyLimitLayer::new(self.max_body_bytes))

@@ -97,7 +97,7 @@ impl<S> Layer<S> for RequestIdLayer {
     }
 }
 
-/// Service that ensures every request and response carries `x-request-id`.
+/// Service that gives every request an id: on its span and on its response.
 #[derive(Debug, Clone)]
 pub struct RequestId<S> {
     inner: S,
@@ -116,15 +116,17 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let id = match req.headers().get(&REQUEST_ID) {
             Some(id) if is_acceptable(id) => id.clone(),
-            _ => {
-                let id = self.ids.mint();
-                req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-                id
-            }
+            _ => self.ids.mint(),
         };
+        // Into the request span (entered by the trace layer around this call), not into
+        // the request's headers: nothing downstream reads them, and inserting a header
+        // grew hyper's exactly-sized header map on every request.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::Span::current().record("request_id", tracing::field::debug(&id));
+        }
         ResponseFuture {
             inner: self.inner.call(req),
             id: Some(id),
@@ -188,5 +190,70 @@ mod tests {
         assert!(!is_acceptable(&HeaderValue::from_static("has space")));
         let long = HeaderValue::from_str(&"x".repeat(MAX_INBOUND_LEN + 1)).expect("valid");
         assert!(!is_acceptable(&long));
+    }
+
+    /// Collects the `request_id` values recorded on spans.
+    #[derive(Clone, Default)]
+    struct RecordedIds(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RecordedIds {
+        fn on_record(
+            &self,
+            _: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Visitor<'a>(&'a mut Vec<String>);
+            impl tracing::field::Visit for Visitor<'_> {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    if field.name() == "request_id" {
+                        self.0.push(format!("{value:?}"));
+                    }
+                }
+            }
+            values.record(&mut Visitor(&mut self.0.lock().expect("lock")));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_request_span_carries_the_id_that_the_response_echoes() {
+        use tower::{ServiceBuilder, ServiceExt};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        let recorded = RecordedIds::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(recorded.clone())
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG);
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let stack = ServiceBuilder::new()
+            .layer(super::super::trace::TraceLayer)
+            .layer(RequestIdLayer::new())
+            .service_fn(|req: Request<()>| async move {
+                assert!(
+                    req.headers().get(&REQUEST_ID).is_none()
+                        || req.headers()[&REQUEST_ID] == "lb-7",
+                    "a minted id is not added to the request"
+                );
+                Ok::<_, std::convert::Infallible>(Response::new(()))
+            });
+        let minted = stack.clone().oneshot(Request::new(())).await.expect("ok");
+        let inbound = Request::builder()
+            .header(&REQUEST_ID, "lb-7")
+            .body(())
+            .expect("request");
+        let echoed = stack.oneshot(inbound).await.expect("ok");
+        assert_eq!(echoed.headers()[&REQUEST_ID], "lb-7");
+        let recorded = recorded.0.lock().expect("lock").clone();
+        assert_eq!(
+            recorded,
+            vec![
+                format!("{:?}", minted.headers()[&REQUEST_ID]),
+                "\"lb-7\"".to_owned()
+            ]
+        );
     }
 }

@@ -15,8 +15,6 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
 
-use super::request_id::REQUEST_ID;
-
 /// Layer that applies [`Trace`].
 #[derive(Debug, Clone, Copy)]
 pub struct TraceLayer;
@@ -52,7 +50,8 @@ where
             "request",
             method = %req.method(),
             path = %req.uri().path(),
-            request_id = ?req.headers().get(&REQUEST_ID),
+            // Filled in by the request-id layer below, inside this span.
+            request_id = tracing::field::Empty,
         );
         // A disabled span would still be entered and exited on every poll; skip it.
         if span.is_disabled() {
@@ -60,8 +59,9 @@ where
                 inner: self.inner.call(req),
             }
         } else {
+            let inner = span.in_scope(|| self.inner.call(req));
             ResponseFuture::Traced {
-                inner: self.inner.call(req).instrument(span),
+                inner: inner.instrument(span),
             }
         }
     }
