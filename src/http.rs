@@ -11,6 +11,7 @@ pub mod adapter;
 pub mod admin;
 mod api;
 pub mod app;
+mod drain;
 pub mod error;
 pub mod middleware;
 mod redirect;

@@ -8,7 +8,8 @@
 //!
 //! Shutdown: when `shutdown` resolves we stop accepting (the listener is dropped), ask every
 //! connection to finish its in-flight requests and close (HTTP/1 stops keep-alive, HTTP/2
-//! sends GOAWAY), and wait at most `grace` for them.
+//! sends GOAWAY; see `drain`), and wait at most `grace` for them. Connection tasks live in
+//! a `JoinSet`, so the ones still running after `grace` are aborted, not left behind.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,11 +22,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tower::Service;
 
 use super::adapter::TowerService;
+use super::drain::Drain;
 use crate::config::HttpSettings;
 use crate::metrics::HTTP_CONNECTIONS;
 
@@ -72,7 +74,8 @@ pub async fn serve<S, M>(
     S::Future: Send + 'static,
 {
     let builder = connection_builder(settings);
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
+    let mut tasks = JoinSet::new();
     let connections = metrics::gauge!(HTTP_CONNECTIONS);
     tokio::pin!(shutdown);
 
@@ -88,6 +91,8 @@ pub async fn serve<S, M>(
             },
             () = &mut shutdown => break,
         };
+        // Reap finished connection tasks, so the set holds only live ones.
+        while tasks.try_join_next().is_some() {}
         // Small responses must leave now, not wait for Nagle's algorithm to coalesce them.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
@@ -95,29 +100,52 @@ pub async fn serve<S, M>(
         let connection = builder
             .serve_connection(TokioIo::new(stream), TowerService::new(make_service(peer)))
             .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = drain.watch(connection);
         let connections = connections.clone();
-        tokio::spawn(async move {
-            connections.increment(1.0);
+        tasks.spawn(async move {
+            let _open = OpenConnection::new(connections);
             if let Err(error) = connection.await {
                 // Client resets and timeouts are routine on the public internet.
                 tracing::debug!(%error, "connection ended with an error");
             }
-            connections.decrement(1.0);
         });
     }
 
     drop(listener);
+    while tasks.try_join_next().is_some() {}
     tracing::info!(
-        connections = graceful.count(),
+        connections = tasks.len(),
         "stopped accepting; draining connections"
     );
+    drain.start();
     let grace = settings.shutdown_grace();
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    match tokio::time::timeout(grace, drained).await {
         Ok(()) => tracing::info!("all connections drained"),
-        Err(_) => tracing::warn!(
-            ?grace,
-            "grace period expired; dropping remaining connections"
-        ),
+        Err(_) => {
+            tracing::warn!(
+                ?grace,
+                connections = tasks.len(),
+                "grace period expired; dropping remaining connections"
+            );
+            tasks.shutdown().await;
+        }
+    }
+}
+
+/// Counts a connection in the `HTTP_CONNECTIONS` gauge while it lives, including when
+/// its task is aborted at the end of the grace period.
+struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    fn new(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
