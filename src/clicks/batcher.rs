@@ -15,7 +15,7 @@
 //!
 //! Each drain takes clicks off in chunks (`recv_many`), not one `try_recv` at a time:
 //! tokio's bounded channel hands a slot back to the senders under a mutex, once per
-//! receive call, so chunks make that once per [`DRAIN_CHUNK`] clicks.
+//! receive call, so chunks make that once per chunk of up to 256 clicks.
 
 use std::future::Future;
 use std::sync::Arc;
