@@ -11,6 +11,8 @@
 //! - **Answers without waiting.** [`LinkCache::get_now`] polls moka's lookup once, in
 //!   place: a hit is answered synchronously, so the redirect handler needs no future of
 //!   its own (see `http::app`). Anything that would wait falls back to the async path.
+//! - **A per-thread front** ([`front`]) answers repeat hits on hot links without moka's
+//!   bookkeeping, invalidated with it.
 //! - **Ready-to-send entries.** A hit hands back an `Arc<CachedLink>` whose `Location`
 //!   (and, for permanent redirects, `Cache-Control`) header values were built once, when
 //!   the entry was loaded. Cloning a `HeaderValue` is a reference-count bump, so a hit
@@ -18,6 +20,8 @@
 //!
 //! This module uses `http`'s `HeaderValue`/`StatusCode` as plain data types (they are
 //! the vocabulary of what a redirect *is*); it knows nothing about hyper or sockets.
+
+pub mod front;
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -112,6 +116,7 @@ pub struct LinkCache {
     /// was ~15% of a cache hit. Codes in requests are attacker-chosen, and the random
     /// seed is what keeps them from being crafted into collisions.
     inner: Cache<ShortCode, CacheEntry, foldhash::fast::RandomState>,
+    front: Arc<front::Front>,
     counters: CacheCounters,
 }
 
@@ -128,6 +133,7 @@ impl LinkCache {
             .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             inner,
+            front: Arc::new(front::Front::new(front::FRESH_FOR)),
             counters: CacheCounters {
                 hit: metrics::counter!(CACHE_REQUESTS, "result" => "hit"),
                 negative_hit: metrics::counter!(CACHE_REQUESTS, "result" => "negative_hit"),
@@ -163,12 +169,24 @@ impl LinkCache {
     /// moka's lookup is an `async fn` that almost never waits; this polls it once with a
     /// no-op waker and drops it if it is pending (moka's futures are cancel-safe: an
     /// interrupted operation is retried by the next one).
+    ///
+    /// The thread's front is asked first, and a link found in moka is put there.
     pub fn get_now(&self, code: &str) -> Option<CacheEntry> {
+        let hashed = self.front.hash(code);
+        if let Some(link) = self.front.get(hashed, code) {
+            return Some(CacheEntry::Found(link));
+        }
+        // Before the lookup: an invalidation after this point voids the fill below.
+        let epochs = self.front.epochs(hashed);
         let lookup = pin!(self.inner.get(code));
-        match lookup.poll(&mut Context::from_waker(Waker::noop())) {
+        let entry = match lookup.poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(entry) => entry,
             Poll::Pending => None,
+        };
+        if let Some(CacheEntry::Found(link)) = &entry {
+            self.front.fill(hashed, epochs, link);
         }
+        entry
     }
 
     /// Counts a hit for `entry` (positive or negative).
@@ -205,11 +223,13 @@ impl LinkCache {
     /// after a delete, so the link stops redirecting at once on this instance).
     pub async fn invalidate(&self, code: &ShortCode) {
         self.inner.invalidate(code).await;
+        self.front.forget(code.as_str());
     }
 
     /// Forgets every entry (another instance's changes may have been missed).
     pub fn clear(&self) {
         self.inner.invalidate_all();
+        self.front.forget_all();
     }
 }
 
