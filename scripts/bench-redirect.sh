@@ -4,7 +4,7 @@
 # run, interleaved, so machine noise hits both alike.
 #
 #   scripts/bench-redirect.sh            # 3 rounds of 10 s each, 64 connections
-#   ROUNDS=12 DURATION=5s scripts/bench-redirect.sh   # what docs/benchmarks.md reports
+#   ROUNDS=40 DURATION=2s scripts/bench-redirect.sh   # what docs/benchmarks.md reports
 #   ROUNDS=5 DURATION=20s CONNECTIONS=128 scripts/bench-redirect.sh
 #   EXTRA_ENV="APP__LINKS__FORWARD_QUERY=true" scripts/bench-redirect.sh
 #   BROWSER=1 scripts/bench-redirect.sh   # requests carry a browser's User-Agent and Referer
@@ -15,7 +15,7 @@
 # Then medians, and the ratios service/baseline: the median of the per-round throughput
 # ratios (each round's two runs are adjacent in time, so they share the machine's mood;
 # the order alternates between rounds) and the ratio of CPU per request. On a shared
-# 2-CPU VM single rounds swing by +-15%: use ROUNDS=10 or more for a number you report.
+# 2-CPU VM single rounds swing by +-15%: report ROUNDS=40 DURATION=2s or more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
