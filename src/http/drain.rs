@@ -100,8 +100,18 @@ mod tests {
     use hyper_util::server::conn::auto;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Serves one connection behind `drain`; returns the client side and the server task.
-    async fn one_connection(drain: &Drain) -> (tokio::net::TcpStream, tokio::task::JoinHandle<()>) {
+    /// Tells the test the first request reached the handler, then holds it until released.
+    type Gate = (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::oneshot::Receiver<()>,
+    );
+
+    /// Serves one connection behind `drain` (its first request held at `gate`, if any);
+    /// returns the client side and the server task.
+    async fn one_connection(
+        drain: &Drain,
+        gate: Option<Gate>,
+    ) -> (tokio::net::TcpStream, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -109,8 +119,16 @@ mod tests {
             .await
             .expect("connect");
         let (stream, _) = listener.accept().await.expect("accept");
-        let service = service_fn(|_| async {
-            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+        let gate = std::sync::Mutex::new(gate);
+        let service = service_fn(move |_| {
+            let first = gate.lock().expect("lock").take();
+            async move {
+                if let Some((started, released)) = first {
+                    let _ = started.send(());
+                    let _ = released.await;
+                }
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+            }
         });
         let connection = auto::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(stream), service)
@@ -134,7 +152,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_keep_alive_connection_closes_when_draining_starts() {
         let drain = Drain::new();
-        let (mut client, server) = one_connection(&drain).await;
+        let (mut client, server) = one_connection(&drain, None).await;
         client
             .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
             .await
@@ -154,31 +172,7 @@ mod tests {
         let drain = Drain::new();
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let (started, in_handler) = tokio::sync::oneshot::channel::<()>();
-        let handler = std::sync::Mutex::new(Some((started, released)));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let mut client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connect");
-        let (stream, _) = listener.accept().await.expect("accept");
-        let service = service_fn(move |_| {
-            let first = handler.lock().expect("lock").take();
-            async move {
-                if let Some((started, released)) = first {
-                    let _ = started.send(());
-                    let _ = released.await;
-                }
-                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
-            }
-        });
-        let connection = auto::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let watched = drain.watch(connection);
-        let server = tokio::spawn(async move {
-            let _ = watched.await;
-        });
+        let (mut client, server) = one_connection(&drain, Some((started, released))).await;
         client
             .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
             .await
