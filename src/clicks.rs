@@ -90,15 +90,10 @@ impl Capture {
             };
             slot.get_or_insert(value.as_bytes());
         }
-        let client = if self.trusted_proxies.is_empty() {
-            peer
-        } else {
-            client_ip::client_ip(peer, forwarded_for, &self.trusted_proxies)
-        };
         RawClick {
             code: code.clone(),
             at_ms: now_ms(),
-            client,
+            client: client_ip::client_ip(peer, forwarded_for, &self.trusted_proxies),
             referrer: referrer.map(cap_text),
             user_agent: user_agent.map(cap_text),
             country: country.and_then(parse_country),

@@ -270,13 +270,10 @@ impl LinkService {
             return None;
         }
         self.cache.count_hit(&entry);
-        let link = match entry {
-            CacheEntry::Found(link) => link,
-            CacheEntry::Missing => return Some(Resolution::NotFound),
+        let link = match live(entry) {
+            Ok(link) => link,
+            Err(gone) => return Some(gone),
         };
-        if is_expired(&link) {
-            return Some(Resolution::Expired);
-        }
         if let Some((max, used)) = &link.budget
             && claim_local(used, is_click) >= *max
         {
@@ -299,13 +296,10 @@ impl LinkService {
             .get_or_load(code, |code| self.load(code))
             .await
             .map_err(ServiceError::Store)?;
-        let link = match entry {
-            CacheEntry::Found(link) => link,
-            CacheEntry::Missing => return Ok(Resolution::NotFound),
+        let link = match live(entry) {
+            Ok(link) => link,
+            Err(gone) => return Ok(gone),
         };
-        if is_expired(&link) {
-            return Ok(Resolution::Expired);
-        }
         // Boxed: the claim may talk to Redis, and its future inline would make every
         // redirect's future larger; only `max_clicks` links pay for the allocation.
         if let Some((max, used)) = &link.budget
@@ -402,6 +396,16 @@ fn now_millis() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
         .expect("a truncated nanosecond is in range")
+}
+
+/// The link a cache entry redirects to, or the answer for a code that is unknown or
+/// expired: what both halves of the redirect path decide before any click budget.
+fn live(entry: CacheEntry) -> Result<Arc<CachedLink>, Resolution> {
+    match entry {
+        CacheEntry::Found(link) if is_expired(&link) => Err(Resolution::Expired),
+        CacheEntry::Found(link) => Ok(link),
+        CacheEntry::Missing => Err(Resolution::NotFound),
+    }
 }
 
 /// Whether `link` has expired. Only links with an expiry pay for reading the clock.

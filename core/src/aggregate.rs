@@ -157,9 +157,9 @@ impl Aggregator {
     /// Counters and visitor sketches are updated per event. The five top-N tables are
     /// not: clicks of one link and day that agree on every dimension (same user agent,
     /// referrer host and country: a link shared in one place gets many) are tallied
-    /// first, under a key of interned pointers, and each distinct combination is added
-    /// to the tables once. One small-key lookup per event replaces five string-keyed
-    /// ones; a batch whose events all differ pays for both (`benches/aggregate.rs`
+    /// first (the memoized user agent and referrer are keyed by address), and each
+    /// distinct combination is added to the tables once. One small-key lookup per event
+    /// replaces five string-keyed ones; a batch whose events all differ pays for both (`benches/aggregate.rs`
     /// measures the three cases).
     pub fn aggregate(&mut self, events: &[ClickEvent]) -> BatchAggregate {
         let mut batch = BatchAggregate {
