@@ -43,6 +43,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub store: StoreSettings,
     pub clicks: ClickSettings,
+    pub stats: StatsSettings,
     pub redis: RedisSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -95,6 +96,24 @@ pub struct ClickSettings {
     pub visitor_secret: String,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub country_header: String,
+}
+
+/// `[stats]`: in-memory aggregation between the click batcher and the stats store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct StatsSettings {
+    pub flush_interval_ms: u64,
+    pub max_pending_cells: usize,
+    pub agent_memo_entries: usize,
+    pub referrer_memo_entries: usize,
+}
+
+impl StatsSettings {
+    /// `flush_interval_ms` as a duration.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
 }
 
 /// `[http]`: the public listener.
@@ -150,6 +169,7 @@ pub struct CacheSettings {
 pub struct StoreSettings {
     pub backend: StoreBackend,
     pub path: PathBuf,
+    pub cache_bytes: usize,
 }
 
 /// Which [`shortener_core::LinkStore`] to open.
@@ -269,6 +289,19 @@ impl Settings {
             && http::HeaderName::try_from(c.country_header.as_str()).is_err()
         {
             return invalid("clicks.country_header", "must be a valid header name");
+        }
+        let st = &self.stats;
+        if st.flush_interval_ms == 0 {
+            return invalid("stats.flush_interval_ms", "must be > 0");
+        }
+        if st.max_pending_cells == 0 {
+            return invalid("stats.max_pending_cells", "must be > 0");
+        }
+        if st.agent_memo_entries == 0 || st.referrer_memo_entries == 0 {
+            return invalid("stats.agent_memo_entries", "memo sizes must be > 0");
+        }
+        if self.store.cache_bytes < 1 << 20 {
+            return invalid("store.cache_bytes", "must be at least 1 MiB");
         }
         let r = &self.redis;
         if r.enabled() {

@@ -50,6 +50,16 @@ pub const CLICK_BATCH_SIZE: &str = "shortener_click_batch_size";
 pub const CLICK_FLUSH_DURATION: &str = "shortener_click_flush_duration_seconds";
 /// Now minus the oldest click not yet flushed, in seconds (0 when none waits).
 pub const CLICK_AGGREGATION_LAG: &str = "shortener_click_aggregation_lag_seconds";
+/// Clicks aggregated in memory and not yet written to the stats store.
+pub const STATS_PENDING_CLICKS: &str = "shortener_stats_pending_clicks";
+/// Link-days aggregated in memory and not yet written (bounded by `stats.max_pending_cells`).
+pub const STATS_PENDING_CELLS: &str = "shortener_stats_pending_cells";
+/// Time of one stats write (one store transaction), by `result` (`ok`, `error`).
+pub const STATS_WRITE_DURATION: &str = "shortener_stats_write_duration_seconds";
+/// Link-days per stats write.
+pub const STATS_WRITE_CELLS: &str = "shortener_stats_write_cells";
+/// Times the batcher waited because in-memory aggregates were full (the store is behind).
+pub const STATS_BACKPRESSURE: &str = "shortener_stats_backpressure_total";
 
 /// Second-level (Redis) cache lookups, by `result`: `hit`, `negative_hit`, `miss`,
 /// `error`, `timeout`, `skipped` (breaker open: Redis not asked).
@@ -68,6 +78,11 @@ pub const L1_CLEARS: &str = "shortener_l1_clears_total";
 
 /// Batch-size buckets: from a trickle to a full default batch (`clicks.batch_max`).
 const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+
+/// Link-days per stats write: one hot link to a long tail's worth.
+const CELL_BUCKETS: &[f64] = &[
+    1.0, 10.0, 100.0, 1_000.0, 10_000.0, 50_000.0, 100_000.0, 500_000.0,
+];
 
 /// Latency buckets in seconds: fine-grained below 1 ms where cached redirects live, then
 /// coarse up to the request timeout. Chosen so the p99 SLO (2 ms) is a bucket boundary.
@@ -94,6 +109,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(CLICK_BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(STATS_WRITE_CELLS.into()), CELL_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)?;
@@ -142,6 +158,31 @@ fn describe() {
         "Clicks applied to statistics."
     );
     describe_counter!(CLICK_BATCHES, Unit::Count, "Click batches flushed.");
+    describe_gauge!(
+        STATS_PENDING_CLICKS,
+        Unit::Count,
+        "Clicks aggregated in memory, not yet written to the stats store."
+    );
+    describe_gauge!(
+        STATS_PENDING_CELLS,
+        Unit::Count,
+        "Link-days aggregated in memory, not yet written to the stats store."
+    );
+    describe_histogram!(
+        STATS_WRITE_DURATION,
+        Unit::Seconds,
+        "Time of one stats store write, by result."
+    );
+    describe_histogram!(
+        STATS_WRITE_CELLS,
+        Unit::Count,
+        "Link-days written per stats store write."
+    );
+    describe_counter!(
+        STATS_BACKPRESSURE,
+        Unit::Count,
+        "Times the click batcher waited for the stats writer."
+    );
     describe_histogram!(
         CLICK_BATCH_SIZE,
         Unit::Count,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use metrics_exporter_prometheus::{BuildError, PrometheusHandle};
+use shortener_core::aggregate::MemoLimits;
 use shortener_core::stats::StatsStore;
 use shortener_core::store::redb::RedbStore;
 use shortener_core::{LinkStore, StoreError};
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clicks::batcher::{self, BatcherConfig};
+use crate::clicks::sink::AggregatingConfig;
 use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
 use crate::config::{ConfigError, Settings, StoreBackend};
 use crate::http::app::{App, AppState};
@@ -62,6 +64,8 @@ pub struct Application {
     admin: TcpListener,
     service: Arc<LinkService>,
     metrics: PrometheusHandle,
+    /// Statistics, for the admin listener's `/storage`.
+    stats: Arc<dyn StatsStore>,
     /// The click pipeline, when `clicks.enabled`: the recorder goes to the handlers, the
     /// receiver and sink to the batcher task started by `run_until_stopped`.
     clicks: Option<ClickPipeline>,
@@ -81,9 +85,11 @@ impl Application {
         match settings.store.backend {
             StoreBackend::Embedded => {
                 let path = settings.store.path.clone();
-                let store = tokio::task::spawn_blocking(move || RedbStore::open(&path))
-                    .await
-                    .map_err(|e| StoreError::Backend(e.to_string()))??;
+                let cache = settings.store.cache_bytes;
+                let store =
+                    tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, cache))
+                        .await
+                        .map_err(|e| StoreError::Backend(e.to_string()))??;
                 tracing::info!(path = %settings.store.path.display(), "embedded store opened");
                 // One redb file holds links and statistics: the same store, two roles.
                 let store = Arc::new(store);
@@ -115,7 +121,10 @@ impl Application {
                 country_header: country_header(&settings),
             };
             let (recorder, queue) = ClickRecorder::new(settings.clicks.queue_capacity, capture);
-            let sink: Arc<dyn EventSink> = Arc::new(AggregatingSink::new(stats));
+            let sink: Arc<dyn EventSink> = Arc::new(AggregatingSink::start(
+                stats.clone(),
+                aggregating_config(&settings),
+            ));
             ClickPipeline {
                 recorder: Arc::new(recorder),
                 queue,
@@ -125,13 +134,14 @@ impl Application {
         let public = bind(settings.http.listen).await?;
         let admin = bind(settings.admin.listen).await?;
         tracing::info!(addr = %local_addr(&public), "public listener bound");
-        tracing::info!(addr = %local_addr(&admin), "admin listener bound (GET /metrics)");
+        tracing::info!(addr = %local_addr(&admin), "admin listener bound (GET /metrics, GET /storage)");
         Ok(Self {
             settings,
             public,
             admin,
             service,
             metrics,
+            stats,
             clicks,
             subscriber,
         })
@@ -164,6 +174,7 @@ impl Application {
             admin,
             service,
             metrics,
+            stats,
             clicks,
             subscriber,
         } = self;
@@ -180,7 +191,7 @@ impl Application {
         });
         let (stop_admin, admin_stopped) = watch::channel(());
         let mut admin_stopped_rx = admin_stopped.clone();
-        let admin_task = tokio::spawn(admin::serve(admin, metrics, async move {
+        let admin_task = tokio::spawn(admin::serve(admin, metrics, stats, async move {
             let _ = admin_stopped_rx.changed().await;
         }));
 
@@ -248,6 +259,18 @@ fn batcher_config(settings: &Settings) -> BatcherConfig {
         batch_max: c.batch_max,
         flush_interval: Duration::from_millis(c.flush_interval_ms),
         visitor_secret,
+    }
+}
+
+fn aggregating_config(settings: &Settings) -> AggregatingConfig {
+    let s = &settings.stats;
+    AggregatingConfig {
+        flush_interval: s.flush_interval(),
+        max_pending_cells: s.max_pending_cells,
+        memo: MemoLimits {
+            agents: s.agent_memo_entries,
+            referrers: s.referrer_memo_entries,
+        },
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use foldhash::fast::RandomState;
 use std::sync::Arc;
 
-/// Distinct user agents remembered before the memo is cleared.
+/// Distinct user agents remembered before the memo is cleared (the default).
 pub const MEMO_LIMIT: usize = 10_000;
 
 /// The device class of a click.
@@ -65,6 +65,8 @@ pub struct AgentClassifier {
     bots: isbot::Bots,
     /// Seeded fast hashing (see `topk`): keys are attacker-chosen user agents.
     memo: HashMap<String, Arc<Agent>, RandomState>,
+    /// Entries in `memo` before it is cleared.
+    limit: usize,
     missing: Arc<Agent>,
 }
 
@@ -77,11 +79,17 @@ impl Default for AgentClassifier {
 impl AgentClassifier {
     /// A classifier with the crates' default tables.
     pub fn new() -> Self {
+        Self::with_memo_limit(MEMO_LIMIT)
+    }
+
+    /// Like [`AgentClassifier::new`], remembering at most `limit` user agents.
+    pub fn with_memo_limit(limit: usize) -> Self {
         let unknown: Arc<str> = Arc::from("unknown");
         Self {
             parser: woothee::parser::Parser::new(),
             bots: isbot::Bots::default(),
             memo: HashMap::default(),
+            limit: limit.max(1),
             missing: Arc::new(Agent {
                 is_bot: true,
                 browser: unknown.clone(),
@@ -102,7 +110,7 @@ impl AgentClassifier {
             return agent.clone();
         }
         let agent = Arc::new(self.parse(user_agent));
-        if self.memo.len() >= MEMO_LIMIT {
+        if self.memo.len() >= self.limit {
             self.memo.clear();
         }
         self.memo.insert(user_agent.to_owned(), agent.clone());

@@ -8,27 +8,30 @@
 //!
 //! What is counted, per link:
 //! - per UTC hour and per UTC day: clicks, split into human and bot;
-//! - per day: unique human visitors (a [`HyperLogLog`] of visitor ids);
+//! - per day: unique human visitors (a [`VisitorSketch`] of visitor ids: exact while
+//!   small, a HyperLogLog once large);
 //! - per day: top-N per dimension (referrer host, country, browser, OS, device), over all
 //!   clicks, bots included (the device dimension shows how many were bots).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ShortCode;
 use crate::agent::{Agent, AgentClassifier};
 use crate::click::{ClickEvent, DAY_MS};
-use crate::hll::HyperLogLog;
 use crate::topk::TopK;
+use crate::visitors::VisitorSketch;
 
 /// Milliseconds in an hour.
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// Referrer hosts remembered before the memo is cleared (bounds memory).
-const REFERRER_MEMO_LIMIT: usize = 10_000;
+/// Referrer URLs remembered before the memo is cleared (bounds memory); the default
+/// of [`MemoLimits::referrers`].
+pub const REFERRER_MEMO_LIMIT: usize = 10_000;
 
 /// Click counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,21 +99,50 @@ impl Dimension {
     }
 }
 
-/// One link's statistics for one UTC day.
+/// One link's statistics for one UTC day: the unit a store keeps as one row.
+///
+/// Every part is sized to what the link received that day (docs/benchmarks.md,
+/// session 5): hours without clicks are absent, the visitor sketch is exact while small,
+/// and a top-N table holds only the values seen. A link clicked once costs a few dozen
+/// bytes, not the 2 KiB of a dense sketch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DayAggregate {
-    /// Click counters.
+    /// Click counters over the day.
     pub counts: Counts,
+    /// Per UTC hour of the day (0..24), only hours with clicks, ascending.
+    pub hours: Vec<(u8, Counts)>,
     /// Human visitor ids seen.
-    pub visitors: HyperLogLog,
+    pub visitors: VisitorSketch,
     /// Top-N tables, indexed like [`Dimension::ALL`].
     pub top: [TopK; 5],
 }
 
 impl DayAggregate {
+    /// Counts one click in hour `hour` (0..24) of the day.
+    fn count(&mut self, hour: u8, is_bot: bool) {
+        self.counts.count(is_bot);
+        // At most 24 entries and usually one: a linear scan from the end (clicks of a
+        // batch arrive roughly in time order) beats any map.
+        match self.hours.iter().rposition(|(h, _)| *h <= hour) {
+            Some(i) if self.hours[i].0 == hour => self.hours[i].1.count(is_bot),
+            position => {
+                let at = position.map_or(0, |i| i + 1);
+                let mut counts = Counts::default();
+                counts.count(is_bot);
+                self.hours.insert(at, (hour, counts));
+            }
+        }
+    }
+
     /// Folds `other` (a later batch, or a stored day) into this day.
     pub fn merge(&mut self, other: &DayAggregate) {
         self.counts.add(other.counts);
+        for &(hour, counts) in &other.hours {
+            match self.hours.binary_search_by_key(&hour, |(h, _)| *h) {
+                Ok(i) => self.hours[i].1.add(counts),
+                Err(i) => self.hours.insert(i, (hour, counts)),
+            }
+        }
         self.visitors.merge(&other.visitors);
         for (mine, theirs) in self.top.iter_mut().zip(other.top.iter()) {
             mine.merge(theirs);
@@ -118,24 +150,119 @@ impl DayAggregate {
     }
 }
 
-/// One link's share of a batch.
+/// One link's share of a batch (or of several batches merged).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkAggregate {
-    /// All clicks of the link in the batch.
-    pub total: Counts,
-    /// By hour start (Unix ms).
-    pub hours: BTreeMap<i64, Counts>,
-    /// By UTC day number (Unix ms / [`DAY_MS`]).
-    pub days: BTreeMap<i64, DayAggregate>,
+    /// By UTC day number (Unix ms / [`DAY_MS`]), ascending. Nearly always one day: a
+    /// vector, not a tree, for the same reason as [`DayAggregate::hours`].
+    pub days: Vec<(i64, DayAggregate)>,
+}
+
+impl LinkAggregate {
+    /// All clicks of the link in the aggregate.
+    pub fn total(&self) -> Counts {
+        let mut total = Counts::default();
+        self.days.iter().for_each(|(_, d)| total.add(d.counts));
+        total
+    }
+
+    /// The day numbered `day`, if the aggregate has clicks on it.
+    pub fn day(&self, day: i64) -> Option<&DayAggregate> {
+        let i = self.days.binary_search_by_key(&day, |(d, _)| *d).ok()?;
+        Some(&self.days[i].1)
+    }
+
+    /// The day numbered `day`, created empty if absent.
+    fn day_mut(&mut self, day: i64) -> &mut DayAggregate {
+        let at = match self.days.iter().rposition(|(d, _)| *d <= day) {
+            Some(i) if self.days[i].0 == day => i,
+            position => {
+                let at = position.map_or(0, |i| i + 1);
+                self.days.insert(at, (day, DayAggregate::default()));
+                at
+            }
+        };
+        &mut self.days[at].1
+    }
+
+    /// Folds `other` in; returns how many days were new here.
+    pub fn merge(&mut self, other: LinkAggregate) -> usize {
+        let mut added = 0;
+        for (day, aggregate) in other.days {
+            match self.days.binary_search_by_key(&day, |(d, _)| *d) {
+                Ok(i) => self.days[i].1.merge(&aggregate),
+                Err(i) => {
+                    self.days.insert(i, (day, aggregate));
+                    added += 1;
+                }
+            }
+        }
+        added
+    }
+}
+
+/// Identifies a batch for replay protection: a store applies each `(source, seq)` at
+/// most once, and only in increasing `seq` per source. The in-process pipeline uses one
+/// random source per process start and counts flushes; a Kafka consumer would use its
+/// topic-partition and offset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BatchId {
+    /// Who produced the batch (at most 64 bytes).
+    pub source: String,
+    /// Strictly increasing per source.
+    pub seq: u64,
 }
 
 /// The statistics deltas of one batch, ready for the stats store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchAggregate {
     /// By short code.
-    pub links: HashMap<String, LinkAggregate, RandomState>,
+    pub links: HashMap<ShortCode, LinkAggregate, RandomState>,
     /// Events aggregated.
     pub events: u64,
+    /// Link-days held (the number of rows applying this batch writes).
+    pub cells: usize,
+    /// Replay protection; `None` applies unconditionally.
+    pub id: Option<BatchId>,
+}
+
+impl BatchAggregate {
+    /// Folds a later batch in: the result applies as both would have, in one write.
+    pub fn merge(&mut self, other: BatchAggregate) {
+        self.events += other.events;
+        for (code, link) in other.links {
+            match self.links.get_mut(code.as_str()) {
+                Some(mine) => self.cells += mine.merge(link),
+                None => {
+                    self.cells += link.days.len();
+                    self.links.insert(code, link);
+                }
+            }
+        }
+    }
+
+    /// Whether there is nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+}
+
+/// How much the aggregator may remember between batches.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoLimits {
+    /// Distinct user agents memoized before the memo is cleared.
+    pub agents: usize,
+    /// Distinct referrer URLs memoized before the memo is cleared.
+    pub referrers: usize,
+}
+
+impl Default for MemoLimits {
+    fn default() -> Self {
+        Self {
+            agents: crate::agent::MEMO_LIMIT,
+            referrers: REFERRER_MEMO_LIMIT,
+        }
+    }
 }
 
 /// Turns events into [`BatchAggregate`]s. Keeps memos (user agents, referrer hosts)
@@ -147,9 +274,20 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    /// A new aggregator.
+    /// A new aggregator with the default memo limits.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new aggregator whose memos hold at most `limits` entries each.
+    pub fn with_limits(limits: MemoLimits) -> Self {
+        Self {
+            agents: AgentClassifier::with_memo_limit(limits.agents),
+            referrers: ReferrerHosts {
+                limit: limits.referrers,
+                ..ReferrerHosts::default()
+            },
+        }
     }
 
     /// Aggregates `events`. Order does not matter; events of any link and time may mix.
@@ -173,24 +311,21 @@ impl Aggregator {
         for event in events {
             let agent = self.agents.classify(event.user_agent.as_deref());
             let referrer = self.referrers.host(event.referrer.as_deref());
-            // Look up by `&str` first: `entry` needs an owned key, and cloning the code for
-            // every event (rather than once per link per batch) is wasted allocation.
+            // Look up by `&str`, insert with an `Arc` clone of the code: no allocation
+            // per event or per link.
             let link = match batch.links.get_mut(event.code.as_str()) {
                 Some(link) => link,
-                None => batch
-                    .links
-                    .entry(event.code.as_str().to_owned())
-                    .or_default(),
+                None => batch.links.entry(event.code.clone()).or_default(),
             };
-            link.total.count(agent.is_bot);
-            let hour = event.at_ms.div_euclid(HOUR_MS) * HOUR_MS;
-            link.hours.entry(hour).or_default().count(agent.is_bot);
             let day_number = event.at_ms.div_euclid(DAY_MS);
-            let day = link.days.entry(day_number).or_default();
-            day.counts.count(agent.is_bot);
+            let hour = (event.at_ms.rem_euclid(DAY_MS) / HOUR_MS) as u8;
+            let days_before = link.days.len();
+            let day = link.day_mut(day_number);
+            day.count(hour, agent.is_bot);
             if !agent.is_bot {
                 day.visitors.insert(event.visitor);
             }
+            batch.cells += link.days.len() - days_before;
             let key = TallyKey {
                 code: event.code.as_str(),
                 day: day_number,
@@ -208,14 +343,10 @@ impl Aggregator {
                 .clicks += 1;
         }
         for (key, tally) in tallies {
-            let Some(day) = batch
-                .links
-                .get_mut(key.code)
-                .and_then(|link| link.days.get_mut(&key.day))
-            else {
-                continue; // unreachable: every tally's day was created above
+            let Some(link) = batch.links.get_mut(key.code) else {
+                continue; // unreachable: every tally's link was created above
             };
-            let [referrers, countries, browsers, systems, devices] = &mut day.top;
+            let [referrers, countries, browsers, systems, devices] = &mut link.day_mut(key.day).top;
             let n = tally.clicks;
             referrers.add_shared(&tally.referrer, n);
             countries.add(key.country.unwrap_or("(unknown)"), n);
@@ -252,6 +383,8 @@ struct Tally {
 struct ReferrerHosts {
     /// Seeded fast hashing (see `topk`): keys are attacker-chosen referrers.
     memo: HashMap<String, Arc<str>, RandomState>,
+    /// Entries in `memo` before it is cleared.
+    limit: usize,
     /// The labels for "no referrer" and "not a URL", allocated once: clicks from apps,
     /// mail clients and typed URLs carry no referrer, so `(direct)` is a common answer.
     direct: Arc<str>,
@@ -262,6 +395,7 @@ impl Default for ReferrerHosts {
     fn default() -> Self {
         Self {
             memo: HashMap::default(),
+            limit: REFERRER_MEMO_LIMIT,
             direct: Arc::from("(direct)"),
             invalid: Arc::from("(invalid)"),
         }
@@ -284,7 +418,7 @@ impl ReferrerHosts {
             Some(host) => Arc::from(host),
             None => self.invalid.clone(),
         };
-        if self.memo.len() >= REFERRER_MEMO_LIMIT {
+        if self.memo.len() >= self.limit {
             self.memo.clear();
         }
         self.memo.insert(referrer.to_owned(), host.clone());
@@ -350,32 +484,38 @@ mod tests {
         let batch = Aggregator::new().aggregate(&events);
         assert_eq!(batch.events, 4);
         let a = &batch.links["a"];
+        assert_eq!(batch.cells, 2, "two link-days");
         assert_eq!(
-            a.total,
+            a.total(),
             Counts {
                 total: 3,
                 human: 2,
                 bot: 1
             }
         );
+        let day = a.day(DAY).expect("day");
         assert_eq!(
-            a.hours[&start],
-            Counts {
-                total: 2,
-                human: 2,
-                bot: 0
-            }
+            day.hours,
+            vec![
+                (
+                    0,
+                    Counts {
+                        total: 2,
+                        human: 2,
+                        bot: 0
+                    }
+                ),
+                (
+                    1,
+                    Counts {
+                        total: 1,
+                        human: 0,
+                        bot: 1
+                    }
+                )
+            ]
         );
-        assert_eq!(
-            a.hours[&(start + HOUR_MS)],
-            Counts {
-                total: 1,
-                human: 0,
-                bot: 1
-            }
-        );
-        let day = &a.days[&DAY];
-        assert_eq!(day.counts, a.total);
+        assert_eq!(day.counts, a.total());
         assert_eq!(day.visitors.estimate(), 2, "bots are not unique visitors");
         let [referrers, countries, browsers, _, devices] = &day.top;
         assert_eq!(
@@ -388,7 +528,7 @@ mod tests {
         );
         assert_eq!(browsers.top(5).len(), 3);
         assert!(devices.top(5).contains(&("bot".into(), 1)));
-        assert_eq!(batch.links["b"].days[&(DAY + 1)].counts.total, 1);
+        assert_eq!(batch.links["b"].day(DAY + 1).expect("day").counts.total, 1);
     }
 
     #[test]
@@ -398,7 +538,7 @@ mod tests {
             .map(|i| event("a", start + i as i64, Some(CHROME), None, None, i % 1_000))
             .collect();
         let batch = Aggregator::new().aggregate(&events);
-        let estimate = batch.links["a"].days[&DAY].visitors.estimate();
+        let estimate = batch.links["a"].day(DAY).expect("day").visitors.estimate();
         assert!((950..=1_050).contains(&estimate), "{estimate}");
     }
 
@@ -423,9 +563,16 @@ mod tests {
             aggregator.aggregate(&events[..40]),
             aggregator.aggregate(&events[40..]),
         );
-        let mut merged = first.links["a"].days[&DAY].clone();
-        merged.merge(&second.links["a"].days[&DAY]);
-        assert_eq!(merged, whole.links["a"].days[&DAY]);
+        let mut merged = first.links["a"].day(DAY).expect("day").clone();
+        merged.merge(second.links["a"].day(DAY).expect("day"));
+        assert_eq!(&merged, whole.links["a"].day(DAY).expect("day"));
+        let mut batches = first;
+        batches.merge(second);
+        assert_eq!(
+            batches.links, whole.links,
+            "merged batches equal one big batch"
+        );
+        assert_eq!((batches.events, batches.cells), (100, 1));
     }
 
     #[test]
@@ -446,7 +593,7 @@ mod tests {
             event("a", 3, Some(CHROME), Some(""), None, 4),
         ];
         let batch = aggregator.aggregate(&events);
-        let referrers = batch.links["a"].days[&0].top[0].top(10);
+        let referrers = batch.links["a"].day(0).expect("day").top[0].top(10);
         assert!(
             referrers.contains(&("(invalid)".into(), 2)),
             "{referrers:?}"
@@ -478,7 +625,7 @@ mod tests {
                     .iter()
                     .filter(|e| e.code.as_str() == code && e.at_ms.div_euclid(DAY_MS) == day)
                     .collect();
-                let aggregate = &batch.links[code].days[&day];
+                let aggregate = batch.links[code].day(day).expect("day");
                 assert_eq!(aggregate.counts.total, expected.len() as u64);
                 let [_, countries, browsers, _, _] = &aggregate.top;
                 for country in ["DE", "US", "FR", "BR"] {
@@ -511,7 +658,7 @@ mod tests {
             })
             .collect();
         let batch = Aggregator::new().aggregate(&events);
-        let day = &batch.links["a"].days[&0];
+        let day = batch.links["a"].day(0).expect("day");
         assert_eq!(day.counts.total, 2 * n as u64);
         assert_eq!(
             day.counts.bot, n as u64,

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod aggregate;
 pub mod click;
 pub mod code;
+pub mod encoding;
 pub mod hll;
 pub mod link;
 pub mod record;
@@ -16,6 +17,7 @@ pub mod stats;
 pub mod store;
 pub mod target;
 pub mod topk;
+pub mod visitors;
 
 pub use code::{Alias, CodeError, CodeGenerator, GeneratorConfigError, ShortCode};
 pub use link::{Link, RedirectKind};

@@ -4,6 +4,8 @@
 //! queries over a link's hour or day buckets: reading stats never scans raw clicks, so
 //! the cost of a query depends on the range asked for, not on how popular the link is.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::aggregate::{BatchAggregate, Counts, Dimension, HOUR_MS};
@@ -105,12 +107,41 @@ pub struct LinkStats {
     pub top: Vec<(Dimension, Vec<(String, u64)>)>,
 }
 
+/// What a store's statistics occupy, table by table (the long-tail benchmark reports
+/// bytes per click from it; `GET /storage` on the admin listener serves it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Footprint {
+    /// One entry per statistics table.
+    pub tables: Vec<TableFootprint>,
+}
+
+impl Footprint {
+    /// Bytes over all tables.
+    pub fn bytes(&self) -> u64 {
+        self.tables.iter().map(|t| t.bytes).sum()
+    }
+}
+
+/// One table's share of a [`Footprint`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableFootprint {
+    /// The table's name in the backend.
+    pub name: String,
+    /// Rows it holds.
+    pub rows: u64,
+    /// Bytes it occupies, indexes and page overhead included.
+    pub bytes: u64,
+}
+
 /// Durable statistics storage.
 #[async_trait]
 pub trait StatsStore: Send + Sync + 'static {
     /// Applies a batch atomically: after a crash, either all of its increments are there
-    /// or none. Durable when it returns.
-    async fn apply(&self, batch: BatchAggregate) -> Result<(), StoreError>;
+    /// or none. Durable when it returns. A batch with an [`crate::aggregate::BatchId`]
+    /// whose `seq` is not above the last one applied from its source is skipped (`Ok`),
+    /// so a batch replayed after a failed or ambiguous commit counts once. Shared (`Arc`)
+    /// so that a caller can retry without copying it.
+    async fn apply(&self, batch: Arc<BatchAggregate>) -> Result<(), StoreError>;
 
     /// All-time click totals of a link (zero if it was never clicked).
     async fn totals(&self, code: &ShortCode) -> Result<Counts, StoreError>;
@@ -121,6 +152,10 @@ pub trait StatsStore: Send + Sync + 'static {
         code: &ShortCode,
         query: StatsQuery,
     ) -> Result<LinkStats, StoreError>;
+
+    /// The space statistics occupy (a full scan of table metadata: for operators and
+    /// benchmarks, not for the request path).
+    async fn footprint(&self) -> Result<Footprint, StoreError>;
 }
 
 #[cfg(test)]

@@ -7,22 +7,36 @@
 //! each kept count overestimates the truth by at most the evicted minimum. While a link
 //! has fewer distinct values than `capacity` (the common case), counts are exact.
 
-use std::collections::HashMap;
-
-use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 /// Counters kept per link, day and dimension.
 pub const CAPACITY: usize = 64;
 
 /// A Space-Saving table of at most [`CAPACITY`] values.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// A plain vector, searched linearly: a link's table holds what that link actually
+/// received (one entry for most links in the long tail, never more than 64), so it costs
+/// 24 bytes per value kept. A hash map started at ~120 bytes for one entry, five tables
+/// per link and day, which is what in-memory aggregates of a long tail are made of.
+/// Lookups compare the interned `Arc` pointer first, so the common hit is a pointer
+/// comparison.
+#[derive(Debug, Clone, Default)]
 pub struct TopK {
-    /// foldhash, seeded per process: several times faster than SipHash on short keys,
-    /// and the random seed keeps attacker-chosen values (referrer hosts) from being
-    /// crafted into collisions.
-    counts: HashMap<Arc<str>, u64, RandomState>,
+    counts: Vec<(Arc<str>, u64)>,
 }
+
+/// Equal when the same values have the same counts, in whatever order they were added.
+impl PartialEq for TopK {
+    fn eq(&self, other: &Self) -> bool {
+        self.counts.len() == other.counts.len()
+            && self
+                .counts
+                .iter()
+                .all(|(k, v)| other.entries().any(|(k2, v2)| k2 == &**k && v2 == *v))
+    }
+}
+
+impl Eq for TopK {}
 
 impl TopK {
     /// Counts `n` occurrences of `value`.
@@ -31,39 +45,39 @@ impl TopK {
     }
 
     /// Like [`TopK::add`] for an interned value: a new entry shares the `Arc` instead of
-    /// allocating a copy (tables are rebuilt per batch, so most adds insert).
+    /// allocating a copy.
     pub fn add_shared(&mut self, value: &Arc<str>, n: u64) {
+        if let Some(entry) = self.counts.iter_mut().find(|(k, _)| Arc::ptr_eq(k, value)) {
+            entry.1 += n;
+            return;
+        }
         self.add_with(value, n, || value.clone());
     }
 
     fn add_with(&mut self, value: &str, n: u64, key: impl FnOnce() -> Arc<str>) {
-        if let Some(count) = self.counts.get_mut(value) {
-            *count += n;
+        if let Some(entry) = self.counts.iter_mut().find(|(k, _)| &**k == value) {
+            entry.1 += n;
             return;
         }
-        let inherited = if self.counts.len() >= CAPACITY {
-            // O(CAPACITY) scan; only on a new value when full, which is the rare path.
-            let evict = self
-                .counts
-                .iter()
-                .min_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)));
-            match evict.map(|(k, v)| (k.clone(), *v)) {
-                Some((key, min)) => {
-                    self.counts.remove(&key);
-                    min
-                }
-                None => 0,
-            }
-        } else {
-            0
-        };
-        self.counts.insert(key(), inherited + n);
+        if self.counts.len() < CAPACITY {
+            self.counts.push((key(), n));
+            return;
+        }
+        // Full: the smallest counter (ties: the largest value, for determinism) is
+        // replaced and its count inherited. O(CAPACITY), on the rare path only.
+        let evict = self
+            .counts
+            .iter_mut()
+            .min_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)));
+        if let Some(slot) = evict {
+            *slot = (key(), slot.1 + n);
+        }
     }
 
     /// Folds `other` in (used when applying a batch to stored statistics).
     pub fn merge(&mut self, other: &Self) {
-        for (value, &n) in &other.counts {
-            self.add(value, n);
+        for (value, n) in &other.counts {
+            self.add_shared(value, *n);
         }
     }
 
@@ -72,7 +86,7 @@ impl TopK {
         let mut all: Vec<_> = self
             .counts
             .iter()
-            .map(|(k, &v)| (k.to_string(), v))
+            .map(|(k, v)| (k.to_string(), *v))
             .collect();
         all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         all.truncate(n);
@@ -81,7 +95,17 @@ impl TopK {
 
     /// All counters, for storage.
     pub fn entries(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.counts.iter().map(|(k, &v)| (&**k, v))
+        self.counts.iter().map(|(k, v)| (&**k, *v))
+    }
+
+    /// Number of values kept.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
     }
 
     /// Rebuilds a table from stored counters.

@@ -1,4 +1,6 @@
-//! The admin listener: `GET /metrics` in Prometheus text format.
+//! The admin listener: `GET /metrics` in Prometheus text format, and `GET /storage`:
+//! the bytes and rows each statistics table occupies, as JSON (a full metadata scan, so
+//! it is asked for, not scraped; the long-tail benchmark divides it by the clicks).
 //!
 //! A separate port so that metrics (which reveal traffic levels and internals) are never
 //! reachable through the public load balancer, and so that a saturated public listener
@@ -6,6 +8,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -16,6 +19,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
+use shortener_core::stats::StatsStore;
 use tokio::net::TcpListener;
 
 use super::error::ApiError;
@@ -25,6 +29,7 @@ use super::error::ApiError;
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
+    stats: Arc<dyn StatsStore>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -39,9 +44,11 @@ pub async fn serve(
             },
             () = &mut shutdown => return,
         };
-        let handle = handle.clone();
-        let service =
-            service_fn(move |req| std::future::ready(Ok::<_, Infallible>(answer(&handle, &req))));
+        let (handle, stats) = (handle.clone(), stats.clone());
+        let service = service_fn(move |req| {
+            let (handle, stats) = (handle.clone(), stats.clone());
+            async move { Ok::<_, Infallible>(answer(&handle, &*stats, &req).await) }
+        });
         tokio::spawn(async move {
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -53,7 +60,11 @@ pub async fn serve(
     }
 }
 
-fn answer(handle: &PrometheusHandle, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(
+    handle: &PrometheusHandle,
+    stats: &dyn StatsStore,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
             let mut response = Response::new(Full::new(Bytes::from(handle.render())));
@@ -63,7 +74,21 @@ fn answer(handle: &PrometheusHandle, req: &Request<Incoming>) -> Response<Full<B
             );
             response
         }
-        (_, "/metrics") => ApiError::method_not_allowed("GET").into_response(),
+        (&Method::GET, "/storage") => match stats.footprint().await {
+            Ok(footprint) => {
+                let body = serde_json::json!({
+                    "stats_bytes": footprint.bytes(),
+                    "tables": footprint.tables,
+                });
+                let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response
+            }
+            Err(e) => ApiError::from(crate::service::ServiceError::from(e)).into_response(),
+        },
+        (_, "/metrics" | "/storage") => ApiError::method_not_allowed("GET").into_response(),
         _ => ApiError::no_route().into_response(),
     }
 }

@@ -182,6 +182,8 @@ async fn a_full_queue_drops_clicks_counts_them_and_redirects_still_answer() {
         s.clicks.queue_capacity = 2;
         s.clicks.batch_max = 1;
         s.clicks.flush_interval_ms = 25;
+        // Room for one link-day in memory: a stuck store write then stops the batcher.
+        s.stats.max_pending_cells = 1;
     })
     .await;
     let code = app.create_ok(link("https://example.com/")).await;
@@ -197,8 +199,9 @@ async fn a_full_queue_drops_clicks_counts_them_and_redirects_still_answer() {
         .metric(r#"shortener_clicks_dropped_total{reason="queue_full"}"#)
         .await
         - dropped_before;
-    // At most one click in the stuck flush and two in the queue; the rest are dropped.
-    assert!(dropped >= 17.0, "dropped {dropped}");
+    // At most one click in the stuck store write, one pending in memory, one in the
+    // publish waiting for room, and two in the queue; the rest are dropped.
+    assert!(dropped >= 15.0, "dropped {dropped}");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use shortener::config::Settings;
 use shortener::service::LinkService;
 use shortener::startup::Application;
 use shortener_core::aggregate::{BatchAggregate, Counts};
-use shortener_core::stats::{LinkStats, StatsQuery, StatsStore};
+use shortener_core::stats::{Footprint, LinkStats, StatsQuery, StatsStore};
 use shortener_core::store::redb::RedbStore;
 use shortener_core::{InsertOutcome, Link, LinkStore, ShortCode, StoreError};
 use tokio::sync::oneshot;
@@ -97,7 +97,7 @@ impl LinkStore for ProbeStore {
 
 #[async_trait]
 impl StatsStore for ProbeStore {
-    async fn apply(&self, batch: BatchAggregate) -> Result<(), StoreError> {
+    async fn apply(&self, batch: Arc<BatchAggregate>) -> Result<(), StoreError> {
         let delay = self.apply_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -119,6 +119,10 @@ impl StatsStore for ProbeStore {
     ) -> Result<LinkStats, StoreError> {
         self.check()?;
         self.inner.link_stats(code, query).await
+    }
+
+    async fn footprint(&self) -> Result<Footprint, StoreError> {
+        self.inner.footprint().await
     }
 }
 

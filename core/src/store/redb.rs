@@ -28,6 +28,10 @@ use crate::aggregate::Counts;
 use crate::record;
 use crate::{Link, ShortCode};
 
+/// Page cache when none is configured (`store.cache_bytes` in the service). redb's own
+/// default is 1 GiB, which a long tail of statistics fills: RSS then grows to it.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 /// code -> JSON [`Record`].
 const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links_v1");
 
@@ -39,13 +43,23 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens (or creates) the database file at `path`, creating parent directories.
-    /// After an unclean shutdown redb repairs the file here, before we serve anything.
+    /// Opens (or creates) the database file at `path` with a page cache of
+    /// [`DEFAULT_CACHE_BYTES`]; see [`RedbStore::open_with_cache`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the database file at `path`, creating parent directories, with
+    /// at most `cache_bytes` of page cache. After an unclean shutdown redb repairs the
+    /// file here, before we serve anything.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(backend)?;
         }
-        let db = Database::create(path).map_err(backend)?;
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(LINKS).map_err(backend)?;
         stats::create_tables(&txn)?;
@@ -155,11 +169,11 @@ impl LinkStore for RedbStore {
                     code: key.value().to_owned(),
                     reason: e.to_string(),
                 })?;
-                let clicks = totals
-                    .get(code.as_str())
-                    .map_err(backend)?
-                    .map(|v| stats::decode_counts(v.value()));
-                page.push((decode(code, value.value())?, clicks.unwrap_or_default()));
+                let clicks = match totals.get(code.as_str()).map_err(backend)? {
+                    Some(v) => stats::decode_totals(code.as_str(), v.value())?,
+                    None => Counts::default(),
+                };
+                page.push((decode(code, value.value())?, clicks));
             }
             Ok(page)
         })

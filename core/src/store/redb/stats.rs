@@ -1,77 +1,57 @@
 //! [`StatsStore`] for [`RedbStore`]: statistics in the same redb file as the links.
 //!
-//! Tables, all keyed by `(code, bucket)` so a link's range is one contiguous B-tree range:
+//! Tables, keyed so that a link's range is one contiguous B-tree range:
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `stats_totals_v1` | code | all-time [`Counts`] |
-//! | `stats_hourly_v1` | (code, hour start ms) | [`Counts`] |
-//! | `stats_daily_v1` | (code, UTC day) | [`Counts`] |
-//! | `stats_visitors_v1` | (code, UTC day) | HyperLogLog registers (2 KiB) |
-//! | `stats_top_v1` | (code, UTC day) | JSON: per dimension, `[value, count]` pairs |
+//! | `stats_totals_v2` | code | all-time counts ([`encoding::encode_totals`]) |
+//! | `stats_days_v2` | (code, UTC day) | the link-day: counts, hours, visitors, top-N ([`encoding::encode_day`]) |
+//! | `stats_sources_v1` | batch source | last batch `seq` applied from it |
 //!
-//! A batch is applied in one write transaction: all of its increments or none.
+//! One row per link and day holds everything about that day, so applying a batch reads
+//! and rewrites one small row per changed link-day plus one totals row per link: work in
+//! proportion to what changed. Version 1 kept five rows per link-day, among them a
+//! 2 KiB sketch and a JSON top-N document, all re-read and rewritten for every batch
+//! that touched the link; [`migrate_v1`] converts such files when they are opened.
+//!
+//! A batch is applied in one write transaction, together with its source's `seq`: all
+//! of its increments or none, and a batch whose `seq` was already applied is skipped,
+//! so replaying one (after a failed or ambiguous commit) counts it once.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
 use super::{RedbStore, backend};
-use crate::aggregate::{BatchAggregate, Counts, DayAggregate, Dimension};
+use crate::aggregate::{BatchAggregate, Counts, DayAggregate, Dimension, HOUR_MS};
 use crate::click::DAY_MS;
-use crate::hll::HyperLogLog;
-use crate::stats::{Granularity, LinkStats, StatsQuery, StatsStore};
+use crate::encoding::{self, DecodeError};
+use crate::stats::{Footprint, Granularity, LinkStats, StatsQuery, StatsStore, TableFootprint};
 use crate::topk::TopK;
+use crate::visitors::VisitorSketch;
 use crate::{ShortCode, StoreError};
 
-pub(super) const TOTALS: TableDefinition<&str, [u8; 24]> = TableDefinition::new("stats_totals_v1");
-const HOURLY: TableDefinition<(&str, i64), [u8; 24]> = TableDefinition::new("stats_hourly_v1");
-const DAILY: TableDefinition<(&str, i64), [u8; 24]> = TableDefinition::new("stats_daily_v1");
-const VISITORS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("stats_visitors_v1");
-const TOP: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("stats_top_v1");
+pub(super) const TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("stats_totals_v2");
+const DAYS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("stats_days_v2");
+const SOURCES: TableDefinition<&str, u64> = TableDefinition::new("stats_sources_v1");
 
-pub(super) fn encode_counts(c: Counts) -> [u8; 24] {
-    let mut out = [0u8; 24];
-    out[..8].copy_from_slice(&c.total.to_le_bytes());
-    out[8..16].copy_from_slice(&c.human.to_le_bytes());
-    out[16..].copy_from_slice(&c.bot.to_le_bytes());
-    out
+/// Decodes a totals row read from the store.
+pub(super) fn decode_totals(code: &str, bytes: &[u8]) -> Result<Counts, StoreError> {
+    encoding::decode_totals(bytes).map_err(|e| corrupt(code, e))
 }
 
-pub(super) fn decode_counts(b: [u8; 24]) -> Counts {
-    let word = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-        u64::from_le_bytes(w)
-    };
-    Counts {
-        total: word(0),
-        human: word(1),
-        bot: word(2),
-    }
+fn decode_day(code: &str, bytes: &[u8]) -> Result<DayAggregate, StoreError> {
+    encoding::decode_day(bytes).map_err(|e| corrupt(code, e))
 }
 
-fn encode_top(top: &[TopK; 5]) -> Result<Vec<u8>, StoreError> {
-    let lists: Vec<Vec<(&str, u64)>> = top.iter().map(|t| t.entries().collect()).collect();
-    serde_json::to_vec(&lists).map_err(backend)
-}
-
-fn decode_top(bytes: &[u8]) -> Result<[TopK; 5], StoreError> {
-    let lists: Vec<Vec<(String, u64)>> = serde_json::from_slice(bytes).map_err(backend)?;
-    let mut top: [TopK; 5] = Default::default();
-    for (table, list) in top.iter_mut().zip(lists) {
-        *table = TopK::from_entries(list.iter().map(|(k, v)| (k.as_str(), *v)));
-    }
-    Ok(top)
-}
-
-/// Creates the statistics tables (called once when the store opens).
+/// Creates the statistics tables (called once when the store opens) and migrates
+/// version-1 tables if the file has them.
 pub(super) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(TOTALS).map_err(backend)?;
-    txn.open_table(HOURLY).map_err(backend)?;
-    txn.open_table(DAILY).map_err(backend)?;
-    txn.open_table(VISITORS).map_err(backend)?;
-    txn.open_table(TOP).map_err(backend)?;
-    Ok(())
+    txn.open_table(DAYS).map_err(backend)?;
+    txn.open_table(SOURCES).map_err(backend)?;
+    migrate_v1(txn)
 }
 
 /// Removes every statistics row of `code` (inside the caller's transaction).
@@ -80,86 +60,56 @@ pub(super) fn purge(txn: &redb::WriteTransaction, code: &str) -> Result<(), Stor
         .map_err(backend)?
         .remove(code)
         .map_err(backend)?;
-    let all = (code, i64::MIN)..=(code, i64::MAX);
-    txn.open_table(HOURLY)
+    txn.open_table(DAYS)
         .map_err(backend)?
-        .retain_in(all.clone(), |_, _| false)
-        .map_err(backend)?;
-    txn.open_table(DAILY)
-        .map_err(backend)?
-        .retain_in(all.clone(), |_, _| false)
-        .map_err(backend)?;
-    txn.open_table(VISITORS)
-        .map_err(backend)?
-        .retain_in(all.clone(), |_, _| false)
-        .map_err(backend)?;
-    txn.open_table(TOP)
-        .map_err(backend)?
-        .retain_in(all, |_, _| false)
+        .retain_in((code, i64::MIN)..=(code, i64::MAX), |_, _| false)
         .map_err(backend)?;
     Ok(())
 }
 
 #[async_trait]
 impl StatsStore for RedbStore {
-    async fn apply(&self, batch: BatchAggregate) -> Result<(), StoreError> {
-        if batch.links.is_empty() {
+    async fn apply(&self, batch: Arc<BatchAggregate>) -> Result<(), StoreError> {
+        if batch.is_empty() {
             return Ok(());
         }
         self.run(move |db| {
             let txn = db.begin_write().map_err(backend)?;
             {
+                if let Some(id) = &batch.id {
+                    let mut sources = txn.open_table(SOURCES).map_err(backend)?;
+                    let last = sources.get(id.source.as_str()).map_err(backend)?;
+                    if last.is_some_and(|seq| seq.value() >= id.seq) {
+                        tracing::debug!(source = %id.source, seq = id.seq, "batch already applied");
+                        return Ok(());
+                    }
+                    sources
+                        .insert(id.source.as_str(), id.seq)
+                        .map_err(backend)?;
+                }
                 let mut totals = txn.open_table(TOTALS).map_err(backend)?;
-                let mut hourly = txn.open_table(HOURLY).map_err(backend)?;
-                let mut daily = txn.open_table(DAILY).map_err(backend)?;
-                let mut visitors = txn.open_table(VISITORS).map_err(backend)?;
-                let mut top = txn.open_table(TOP).map_err(backend)?;
+                let mut days = txn.open_table(DAYS).map_err(backend)?;
                 for (code, link) in &batch.links {
                     let code = code.as_str();
-                    let mut total = totals
-                        .get(code)
-                        .map_err(backend)?
-                        .map(|v| decode_counts(v.value()))
-                        .unwrap_or_default();
-                    total.add(link.total);
-                    totals.insert(code, encode_counts(total)).map_err(backend)?;
-                    for (&hour, &counts) in &link.hours {
-                        let mut sum = hourly
-                            .get((code, hour))
-                            .map_err(backend)?
-                            .map(|v| decode_counts(v.value()))
-                            .unwrap_or_default();
-                        sum.add(counts);
-                        hourly
-                            .insert((code, hour), encode_counts(sum))
-                            .map_err(backend)?;
-                    }
-                    for (&day, delta) in &link.days {
-                        let mut stored = DayAggregate {
-                            counts: daily
-                                .get((code, day))
-                                .map_err(backend)?
-                                .map(|v| decode_counts(v.value()))
-                                .unwrap_or_default(),
-                            visitors: match visitors.get((code, day)).map_err(backend)? {
-                                Some(v) => HyperLogLog::from_bytes(v.value())
-                                    .ok_or_else(|| corrupt(code, "visitor sketch"))?,
-                                None => HyperLogLog::default(),
-                            },
-                            top: match top.get((code, day)).map_err(backend)? {
-                                Some(v) => decode_top(v.value())?,
-                                None => Default::default(),
-                            },
+                    let mut total = match totals.get(code).map_err(backend)? {
+                        Some(v) => decode_totals(code, v.value())?,
+                        None => Counts::default(),
+                    };
+                    total.add(link.total());
+                    totals
+                        .insert(code, encoding::encode_totals(total).as_slice())
+                        .map_err(backend)?;
+                    for (day, delta) in &link.days {
+                        let key = (code, *day);
+                        let row = match days.get(key).map_err(backend)? {
+                            Some(v) => {
+                                let mut stored = decode_day(code, v.value())?;
+                                stored.merge(delta);
+                                encoding::encode_day(&stored)
+                            }
+                            None => encoding::encode_day(delta),
                         };
-                        stored.merge(delta);
-                        daily
-                            .insert((code, day), encode_counts(stored.counts))
-                            .map_err(backend)?;
-                        visitors
-                            .insert((code, day), stored.visitors.as_bytes())
-                            .map_err(backend)?;
-                        top.insert((code, day), encode_top(&stored.top)?.as_slice())
-                            .map_err(backend)?;
+                        days.insert(key, row.as_slice()).map_err(backend)?;
                     }
                 }
             }
@@ -173,11 +123,10 @@ impl StatsStore for RedbStore {
         self.run(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let totals = txn.open_table(TOTALS).map_err(backend)?;
-            Ok(totals
-                .get(code.as_str())
-                .map_err(backend)?
-                .map(|v| decode_counts(v.value()))
-                .unwrap_or_default())
+            match totals.get(code.as_str()).map_err(backend)? {
+                Some(v) => decode_totals(code.as_str(), v.value()),
+                None => Ok(Counts::default()),
+            }
         })
         .await
     }
@@ -191,57 +140,44 @@ impl StatsStore for RedbStore {
         self.run(move |db| {
             let code = code.as_str();
             let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(DAYS).map_err(backend)?;
             let mut stats = LinkStats::default();
-            let series_table = match query.granularity {
-                Granularity::Hour => txn.open_table(HOURLY).map_err(backend)?,
-                Granularity::Day => txn.open_table(DAILY).map_err(backend)?,
-            };
-            let (from_key, to_key) = match query.granularity {
-                Granularity::Hour => (query.from_ms, query.to_ms),
-                Granularity::Day => (query.from_ms / DAY_MS, query.to_ms / DAY_MS),
-            };
-            for row in series_table
-                .range((code, from_key)..(code, to_key))
-                .map_err(backend)?
-            {
-                let (key, value) = row.map_err(backend)?;
-                let counts = decode_counts(value.value());
-                let start = match query.granularity {
-                    Granularity::Hour => key.value().1,
-                    Granularity::Day => key.value().1 * DAY_MS,
-                };
-                stats.totals.add(counts);
-                stats.series.push((start, counts));
-            }
-            // Uniques and top-N exist per day: merge the days the range touches.
+            let mut visitors = VisitorSketch::default();
+            let mut top: [TopK; 5] = Default::default();
+            // The days the range touches: at most 93 (hourly) or 3,660 (daily) rows.
             let (first_day, end_day) = (
                 query.from_ms.div_euclid(DAY_MS),
                 (query.to_ms - 1).div_euclid(DAY_MS) + 1,
             );
-            let visitors_table = txn.open_table(VISITORS).map_err(backend)?;
-            let mut visitors = HyperLogLog::default();
-            for row in visitors_table
+            for row in table
                 .range((code, first_day)..(code, end_day))
                 .map_err(backend)?
             {
-                let (_, value) = row.map_err(backend)?;
-                visitors.merge(
-                    &HyperLogLog::from_bytes(value.value())
-                        .ok_or_else(|| corrupt(code, "visitor sketch"))?,
-                );
-            }
-            stats.unique_visitors = visitors.estimate();
-            let top_table = txn.open_table(TOP).map_err(backend)?;
-            let mut top: [TopK; 5] = Default::default();
-            for row in top_table
-                .range((code, first_day)..(code, end_day))
-                .map_err(backend)?
-            {
-                let (_, value) = row.map_err(backend)?;
-                for (mine, day) in top.iter_mut().zip(decode_top(value.value())?.iter()) {
-                    mine.merge(day);
+                let (key, value) = row.map_err(backend)?;
+                let day_start = key.value().1 * DAY_MS;
+                let day = decode_day(code, value.value())?;
+                match query.granularity {
+                    Granularity::Day => {
+                        stats.totals.add(day.counts);
+                        stats.series.push((day_start, day.counts));
+                    }
+                    Granularity::Hour => {
+                        for (hour, counts) in &day.hours {
+                            let start = day_start + i64::from(*hour) * HOUR_MS;
+                            if (query.from_ms..query.to_ms).contains(&start) {
+                                stats.totals.add(*counts);
+                                stats.series.push((start, *counts));
+                            }
+                        }
+                    }
+                }
+                // Uniques and top-N exist per day: merge the days the range touches.
+                visitors.merge(&day.visitors);
+                for (mine, theirs) in top.iter_mut().zip(day.top.iter()) {
+                    mine.merge(theirs);
                 }
             }
+            stats.unique_visitors = visitors.estimate();
             stats.top = Dimension::ALL
                 .iter()
                 .zip(top.iter())
@@ -251,13 +187,151 @@ impl StatsStore for RedbStore {
         })
         .await
     }
+
+    async fn footprint(&self) -> Result<Footprint, StoreError> {
+        self.run(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let mut tables = Vec::new();
+            let totals = txn.open_table(TOTALS).map_err(backend)?;
+            tables.push(table_footprint(TOTALS.name(), &totals)?);
+            let days = txn.open_table(DAYS).map_err(backend)?;
+            tables.push(table_footprint(DAYS.name(), &days)?);
+            let sources = txn.open_table(SOURCES).map_err(backend)?;
+            tables.push(table_footprint(SOURCES.name(), &sources)?);
+            Ok(Footprint { tables })
+        })
+        .await
+    }
 }
 
-fn corrupt(code: &str, what: &str) -> StoreError {
+/// A table's rows and the bytes its B-tree occupies: keys and values, branch pages and
+/// the unused space inside its pages (what the table costs on disk, short of free pages
+/// not yet reclaimed by the file as a whole).
+fn table_footprint(
+    name: &str,
+    table: &impl ReadableTableMetadata,
+) -> Result<TableFootprint, StoreError> {
+    let stats = table.stats().map_err(backend)?;
+    Ok(TableFootprint {
+        name: name.to_owned(),
+        rows: table.len().map_err(backend)?,
+        bytes: stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes(),
+    })
+}
+
+fn corrupt(code: &str, error: DecodeError) -> StoreError {
     StoreError::Corrupt {
         code: code.to_owned(),
-        reason: format!("bad {what}"),
+        reason: error.to_string(),
     }
+}
+
+/// The version-1 layout, kept only to migrate it.
+mod v1 {
+    use redb::TableDefinition;
+
+    pub const TOTALS: TableDefinition<&str, [u8; 24]> = TableDefinition::new("stats_totals_v1");
+    pub const HOURLY: TableDefinition<(&str, i64), [u8; 24]> =
+        TableDefinition::new("stats_hourly_v1");
+    pub const DAILY: TableDefinition<(&str, i64), [u8; 24]> =
+        TableDefinition::new("stats_daily_v1");
+    pub const VISITORS: TableDefinition<(&str, i64), &[u8]> =
+        TableDefinition::new("stats_visitors_v1");
+    pub const TOP: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("stats_top_v1");
+
+    /// Three little-endian u64s: total, human, bot.
+    pub fn counts(b: [u8; 24]) -> crate::aggregate::Counts {
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        crate::aggregate::Counts {
+            total: word(0),
+            human: word(1),
+            bot: word(2),
+        }
+    }
+}
+
+/// Rewrites version-1 statistics (five tables, dense sketches, JSON top-N) as version-2
+/// rows and drops the old tables, inside the opening transaction: a crash mid-way leaves
+/// the file as it was. Sketches stay dense (their exact hashes are long gone), so a
+/// migrated day reads back exactly as before.
+fn migrate_v1(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let present = txn
+        .list_tables()
+        .map_err(backend)?
+        .any(|t| t.name() == v1::TOTALS.name());
+    if !present {
+        return Ok(());
+    }
+    let mut days: std::collections::BTreeMap<(String, i64), DayAggregate> = Default::default();
+    {
+        let daily = txn.open_table(v1::DAILY).map_err(backend)?;
+        for row in daily.iter().map_err(backend)? {
+            let (key, value) = row.map_err(backend)?;
+            let (code, day) = key.value();
+            days.entry((code.to_owned(), day)).or_default().counts = v1::counts(value.value());
+        }
+        let hourly = txn.open_table(v1::HOURLY).map_err(backend)?;
+        for row in hourly.iter().map_err(backend)? {
+            let (key, value) = row.map_err(backend)?;
+            let (code, start) = key.value();
+            let hour = (start.rem_euclid(DAY_MS) / HOUR_MS) as u8;
+            let day = days
+                .entry((code.to_owned(), start.div_euclid(DAY_MS)))
+                .or_default();
+            day.hours.push((hour, v1::counts(value.value())));
+        }
+        let visitors = txn.open_table(v1::VISITORS).map_err(backend)?;
+        for row in visitors.iter().map_err(backend)? {
+            let (key, value) = row.map_err(backend)?;
+            let (code, day) = key.value();
+            let registers = crate::hll::HyperLogLog::from_bytes(value.value())
+                .ok_or_else(|| corrupt(code, DecodeError::Invalid("version-1 visitor sketch")))?;
+            days.entry((code.to_owned(), day)).or_default().visitors =
+                VisitorSketch::Dense(registers);
+        }
+        let top = txn.open_table(v1::TOP).map_err(backend)?;
+        for row in top.iter().map_err(backend)? {
+            let (key, value) = row.map_err(backend)?;
+            let (code, day) = key.value();
+            let lists: Vec<Vec<(String, u64)>> = serde_json::from_slice(value.value())
+                .map_err(|_| corrupt(code, DecodeError::Invalid("version-1 top-N")))?;
+            let aggregate = days.entry((code.to_owned(), day)).or_default();
+            for (table, list) in aggregate.top.iter_mut().zip(lists) {
+                *table = TopK::from_entries(list.iter().map(|(k, v)| (k.as_str(), *v)));
+            }
+        }
+        let mut new_days = txn.open_table(DAYS).map_err(backend)?;
+        for ((code, day), mut aggregate) in days {
+            // Hourly rows of v1 were keyed by hour start, so they come in order per day.
+            aggregate.hours.sort_by_key(|(h, _)| *h);
+            new_days
+                .insert(
+                    (code.as_str(), day),
+                    encoding::encode_day(&aggregate).as_slice(),
+                )
+                .map_err(backend)?;
+        }
+        let old_totals = txn.open_table(v1::TOTALS).map_err(backend)?;
+        let mut new_totals = txn.open_table(TOTALS).map_err(backend)?;
+        for row in old_totals.iter().map_err(backend)? {
+            let (key, value) = row.map_err(backend)?;
+            let counts = encoding::encode_totals(v1::counts(value.value()));
+            new_totals
+                .insert(key.value(), counts.as_slice())
+                .map_err(backend)?;
+        }
+    }
+    txn.delete_table(v1::TOTALS).map_err(backend)?;
+    txn.delete_table(v1::HOURLY).map_err(backend)?;
+    txn.delete_table(v1::DAILY).map_err(backend)?;
+    txn.delete_table(v1::VISITORS).map_err(backend)?;
+    txn.delete_table(v1::TOP).map_err(backend)?;
+    tracing::info!("statistics migrated from the version-1 tables");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -311,15 +385,15 @@ mod tests {
             .map(|i| click("abc", day0 + DAY_MS + i, 100 + i as u64, "Twitterbot/1.0"))
             .collect();
         store
-            .apply(aggregator.aggregate(&first))
+            .apply(Arc::new(aggregator.aggregate(&first)))
             .await
             .expect("apply");
         store
-            .apply(aggregator.aggregate(&second))
+            .apply(Arc::new(aggregator.aggregate(&second)))
             .await
             .expect("apply");
         store
-            .apply(aggregator.aggregate(&first[..2]))
+            .apply(Arc::new(aggregator.aggregate(&first[..2])))
             .await
             .expect("apply again");
 
@@ -394,7 +468,9 @@ mod tests {
 
         let other = ShortCode::parse("other").expect("code");
         store
-            .apply(aggregator.aggregate(&[click("other", day0, 1, CHROME)]))
+            .apply(Arc::new(
+                aggregator.aggregate(&[click("other", day0, 1, CHROME)]),
+            ))
             .await
             .expect("apply");
         crate::LinkStore::delete(&store, &other)
@@ -412,6 +488,174 @@ mod tests {
         assert_eq!(
             store.link_stats(&other, days).await.expect("stats").series,
             vec![]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replayed_batch_counts_once_and_other_sources_still_apply() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(&dir.path().join("s.redb")).expect("open");
+        let mut aggregator = Aggregator::new();
+        let events: Vec<_> = (0..4)
+            .map(|i| click("abc", 5 * DAY_MS + i, i as u64, CHROME))
+            .collect();
+        let with_id = |source: &str, seq| {
+            let mut batch = Aggregator::new().aggregate(&events);
+            batch.id = Some(crate::aggregate::BatchId {
+                source: source.into(),
+                seq,
+            });
+            Arc::new(batch)
+        };
+        store.apply(with_id("a", 1)).await.expect("apply");
+        store
+            .apply(with_id("a", 1))
+            .await
+            .expect("replay is not an error");
+        store
+            .apply(with_id("a", 0))
+            .await
+            .expect("an older one neither");
+        store.apply(with_id("b", 1)).await.expect("another source");
+        store.apply(with_id("a", 2)).await.expect("the next one");
+        store
+            .apply(Arc::new(aggregator.aggregate(&events)))
+            .await
+            .expect("no id: always applies");
+        let code = ShortCode::parse("abc").expect("code");
+        assert_eq!(store.totals(&code).await.expect("totals").total, 16);
+    }
+
+    #[tokio::test]
+    async fn version_1_statistics_are_migrated_when_the_file_is_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.redb");
+        let day = 20_000i64;
+        let counts = |total: u64, human: u64| {
+            let mut b = [0u8; 24];
+            b[..8].copy_from_slice(&total.to_le_bytes());
+            b[8..16].copy_from_slice(&human.to_le_bytes());
+            b[16..].copy_from_slice(&(total - human).to_le_bytes());
+            b
+        };
+        let mut sketch = crate::hll::HyperLogLog::default();
+        (0..500u64)
+            .for_each(|i| sketch.insert(i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(7)));
+        {
+            let db = redb::Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("txn");
+            {
+                let start = day * DAY_MS;
+                txn.open_table(v1::TOTALS)
+                    .expect("t")
+                    .insert("old", counts(7, 5))
+                    .expect("insert");
+                let mut hourly = txn.open_table(v1::HOURLY).expect("t");
+                hourly
+                    .insert(("old", start + 2 * HOUR_MS), counts(3, 3))
+                    .expect("insert");
+                hourly
+                    .insert(("old", start + 23 * HOUR_MS), counts(4, 2))
+                    .expect("insert");
+                txn.open_table(v1::DAILY)
+                    .expect("t")
+                    .insert(("old", day), counts(7, 5))
+                    .expect("insert");
+                txn.open_table(v1::VISITORS)
+                    .expect("t")
+                    .insert(("old", day), sketch.as_bytes())
+                    .expect("insert");
+                let top = br#"[[["news.example",7]],[["NL",7]],[],[],[["desktop",5],["bot",2]]]"#;
+                txn.open_table(v1::TOP)
+                    .expect("t")
+                    .insert(("old", day), top.as_slice())
+                    .expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        let store = RedbStore::open(&path).expect("open migrates");
+        let code = ShortCode::parse("old").expect("code");
+        assert_eq!(
+            store.totals(&code).await.expect("totals"),
+            Counts {
+                total: 7,
+                human: 5,
+                bot: 2
+            }
+        );
+        let hours =
+            StatsQuery::new(day * DAY_MS, (day + 1) * DAY_MS, Granularity::Hour, 5).expect("query");
+        let stats = store.link_stats(&code, hours).await.expect("stats");
+        assert_eq!(
+            stats
+                .series
+                .iter()
+                .map(|(start, c)| (start - day * DAY_MS, c.total))
+                .collect::<Vec<_>>(),
+            vec![(2 * HOUR_MS, 3), (23 * HOUR_MS, 4)]
+        );
+        assert_eq!(
+            stats.unique_visitors,
+            sketch.estimate(),
+            "the dense sketch is kept as it was"
+        );
+        let devices = &stats
+            .top
+            .iter()
+            .find(|(d, _)| *d == Dimension::Device)
+            .expect("device")
+            .1;
+        assert_eq!(
+            devices,
+            &vec![("desktop".to_owned(), 5), ("bot".to_owned(), 2)]
+        );
+        drop(store);
+        // The old tables are gone, and opening again changes nothing.
+        let store = RedbStore::open(&path).expect("reopen");
+        assert_eq!(store.totals(&code).await.expect("totals").total, 7);
+        let db_tables = store.footprint().await.expect("footprint");
+        assert_eq!(
+            db_tables
+                .tables
+                .iter()
+                .find(|t| t.name == "stats_days_v2")
+                .map(|t| t.rows),
+            Some(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn hourly_reads_return_only_the_hours_in_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RedbStore::open(&dir.path().join("s.redb")).expect("open");
+        let day0 = 20_000 * DAY_MS;
+        // One click in each of 48 hours over two days.
+        let events: Vec<_> = (0..48)
+            .map(|i| click("abc", day0 + i * HOUR_MS + 1, i as u64, CHROME))
+            .collect();
+        store
+            .apply(Arc::new(Aggregator::new().aggregate(&events)))
+            .await
+            .expect("apply");
+        let code = ShortCode::parse("abc").expect("code");
+        let query = StatsQuery::new(
+            day0 + 20 * HOUR_MS,
+            day0 + 26 * HOUR_MS,
+            Granularity::Hour,
+            3,
+        )
+        .expect("query");
+        let stats = store.link_stats(&code, query).await.expect("stats");
+        let starts: Vec<i64> = stats
+            .series
+            .iter()
+            .map(|(s, _)| (s - day0) / HOUR_MS)
+            .collect();
+        assert_eq!(starts, vec![20, 21, 22, 23, 24, 25]);
+        assert_eq!(stats.totals.total, 6);
+        assert_eq!(
+            stats.unique_visitors, 48,
+            "uniques cover the days the range touches"
         );
     }
 }
