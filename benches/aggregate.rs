@@ -11,6 +11,12 @@
 //! - `all_distinct`: 100 links whose 10 clicks each all differ in user agent, referrer
 //!   and country: the worst case for the tally.
 //!
+//! - `long_tail`: 1,000 events over 1,000 distinct links (a Zipf tail: each link clicked
+//!   once), each from its own visitor, with a browser's headers: every event creates a
+//!   link-day (the case the long-tail benchmark stresses; target >= 1M events/s);
+//! - `merge_long_tail`: folding such a batch into 100,000 link-days pending in memory
+//!   (what the stats sink does with every batch between two store writes).
+//!
 //! Run: `cargo bench --bench aggregate`.
 
 use std::hint::black_box;
@@ -80,12 +86,23 @@ fn all_distinct(n: usize) -> Vec<ClickEvent> {
         .collect()
 }
 
+fn long_tail(n: usize, offset: usize) -> Vec<ClickEvent> {
+    (0..n)
+        .map(|i| ClickEvent {
+            code: ShortCode::parse(&format!("L{}", offset + i)).expect("valid code"),
+            visitor: ((offset + i) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ..event(0, i, Some(0), Some(1), Some(1))
+        })
+        .collect()
+}
+
 fn aggregate(c: &mut Criterion) {
     let mut group = c.benchmark_group("aggregate");
     for (name, batch) in [
         ("batch_of_1000", mixed(1_000)),
         ("all_alike", all_alike(1_000)),
         ("all_distinct", all_distinct(1_000)),
+        ("long_tail", long_tail(1_000, 0)),
     ] {
         let mut aggregator = Aggregator::new();
         black_box(aggregator.aggregate(&batch)); // warm the memos
@@ -94,6 +111,19 @@ fn aggregate(c: &mut Criterion) {
             b.iter(|| black_box(aggregator.aggregate(black_box(&batch))))
         });
     }
+    // Pending: 100,000 link-days, as between two writes of a long tail. Each iteration
+    // merges a fresh batch (half new links, half already pending) into a clone of it.
+    let mut aggregator = Aggregator::new();
+    let mut pending = aggregator.aggregate(&long_tail(100_000, 0));
+    let batch = aggregator.aggregate(&long_tail(1_000, 99_500));
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function("merge_long_tail", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |batch| pending.merge(black_box(batch)),
+            criterion::BatchSize::SmallInput,
+        )
+    });
     group.finish();
 }
 

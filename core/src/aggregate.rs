@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::ShortCode;
-use crate::agent::{Agent, AgentClassifier};
+use crate::agent::{Agent, AgentClassifier, DeviceType};
 use crate::click::{ClickEvent, DAY_MS};
 use crate::topk::TopK;
 use crate::visitors::VisitorSketch;
@@ -271,6 +271,7 @@ impl Default for MemoLimits {
 pub struct Aggregator {
     agents: AgentClassifier,
     referrers: ReferrerHosts,
+    labels: Labels,
 }
 
 impl Aggregator {
@@ -287,6 +288,7 @@ impl Aggregator {
                 limit: limits.referrers,
                 ..ReferrerHosts::default()
             },
+            labels: Labels::default(),
         }
     }
 
@@ -300,10 +302,18 @@ impl Aggregator {
     /// replaces five string-keyed ones; a batch whose events all differ pays for both (`benches/aggregate.rs`
     /// measures the three cases).
     pub fn aggregate(&mut self, events: &[ClickEvent]) -> BatchAggregate {
-        let mut batch = BatchAggregate {
-            events: events.len() as u64,
-            ..BatchAggregate::default()
-        };
+        let mut batch = BatchAggregate::default();
+        self.aggregate_into(&mut batch, events);
+        batch
+    }
+
+    /// Like [`Aggregator::aggregate`], adding into an existing aggregate instead of a new
+    /// one. The stats sink aggregates every batch straight into what is pending in
+    /// memory: building a batch's own aggregate and merging it in cost as much again
+    /// (`merge_long_tail` in benches/aggregate.rs), for a long tail where most clicks
+    /// create a link-day.
+    pub fn aggregate_into(&mut self, batch: &mut BatchAggregate, events: &[ClickEvent]) {
+        batch.events += events.len() as u64;
         // Sized for the worst case (no two events alike): growing it step by step
         // rehashes every key several times.
         let mut tallies: HashMap<TallyKey<'_>, Tally, RandomState> =
@@ -349,12 +359,67 @@ impl Aggregator {
             let [referrers, countries, browsers, systems, devices] = &mut link.day_mut(key.day).top;
             let n = tally.clicks;
             referrers.add_shared(&tally.referrer, n);
-            countries.add(key.country.unwrap_or("(unknown)"), n);
+            countries.add_shared(&self.labels.country(key.country), n);
             browsers.add_shared(&tally.agent.browser, n);
             systems.add_shared(&tally.agent.os, n);
-            devices.add(tally.agent.device.as_str(), n);
+            devices.add_shared(self.labels.device(tally.agent.device), n);
         }
-        batch
+    }
+}
+
+/// Interned labels of the country and device dimensions, so that top-N tables share
+/// one allocation per label instead of allocating one per link-day (and compare by
+/// pointer when batches merge). Bounded by construction: at most 26 × 26 countries
+/// (the click contract admits two ASCII letters only) and five device classes.
+struct Labels {
+    countries: HashMap<String, Arc<str>, RandomState>,
+    unknown_country: Arc<str>,
+    devices: [Arc<str>; 5],
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Self {
+            countries: HashMap::default(),
+            unknown_country: Arc::from("(unknown)"),
+            devices: [
+                DeviceType::Desktop,
+                DeviceType::Mobile,
+                DeviceType::Appliance,
+                DeviceType::Bot,
+                DeviceType::Unknown,
+            ]
+            .map(|d| Arc::from(d.as_str())),
+        }
+    }
+}
+
+impl Labels {
+    fn country(&mut self, country: Option<&str>) -> Arc<str> {
+        let Some(country) = country else {
+            return self.unknown_country.clone();
+        };
+        if let Some(label) = self.countries.get(country) {
+            return label.clone();
+        }
+        // Only hostile input gets here past 676 entries (events from a broker are
+        // validated, but be safe): stop interning rather than grow.
+        let label: Arc<str> = Arc::from(country);
+        if self.countries.len() < 26 * 26 {
+            self.countries.insert(country.to_owned(), label.clone());
+        }
+        label
+    }
+
+    fn device(&self, device: DeviceType) -> &Arc<str> {
+        let index = match device {
+            DeviceType::Desktop => 0,
+            DeviceType::Mobile => 1,
+            DeviceType::Appliance => 2,
+            DeviceType::Bot => 3,
+            DeviceType::Unknown => 4,
+        };
+        &self.devices[index]
     }
 }
 

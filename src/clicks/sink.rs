@@ -98,9 +98,11 @@ pub struct AggregatingSink {
 struct Shared {
     /// Behind a mutex because it keeps memos across batches; only the batcher's
     /// `publish` uses it, so the lock is never contended.
-    aggregator: Arc<Mutex<Aggregator>>,
-    /// What has been aggregated and not yet taken by the writer. Locked briefly: to
-    /// merge one batch's aggregate, or to swap it out.
+    aggregator: Mutex<Aggregator>,
+    /// What has been aggregated and not yet taken by the writer. Locked only on the
+    /// blocking pool (while one batch is aggregated into it, or to swap it out), never
+    /// on an async worker, except for the reads of its size in `publish`, which wait at
+    /// most for one batch's aggregation.
     pending: Mutex<BatchAggregate>,
     /// Wakes the writer early (pending is full, or the sink is closing).
     wake_writer: Notify,
@@ -127,7 +129,7 @@ impl AggregatingSink {
     /// A sink writing into `stats`; spawns its writer task (on the current runtime).
     pub fn start(stats: Arc<dyn StatsStore>, config: AggregatingConfig) -> Self {
         let shared = Arc::new(Shared {
-            aggregator: Arc::new(Mutex::new(Aggregator::with_limits(config.memo))),
+            aggregator: Mutex::new(Aggregator::with_limits(config.memo)),
             pending: Mutex::new(BatchAggregate::default()),
             wake_writer: Notify::new(),
             taken: Notify::new(),
@@ -160,32 +162,13 @@ impl EventSink for AggregatingSink {
         if shared.closing.load(Ordering::Acquire) {
             return Err(SinkError::Closed);
         }
-        let aggregator = shared.aggregator.clone();
-        // ~1 ms per 1,000 events (benches/aggregate.rs): CPU work, so off the async workers.
-        let aggregate = tokio::task::spawn_blocking(move || {
-            aggregator
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .aggregate(&batch)
-        })
-        .await
-        .map_err(|e| SinkError::Aggregation(e.to_string()))?;
         let max = shared.config.max_pending_cells;
         loop {
             // Registered before looking, so a take between the check and the await is
             // not missed.
             let room = shared.taken.notified();
-            {
-                let mut pending = shared.pending();
-                if pending.cells < max {
-                    pending.merge(aggregate);
-                    shared.meters.pending_clicks.set(pending.events as f64);
-                    shared.meters.pending_cells.set(pending.cells as f64);
-                    if pending.cells >= max {
-                        shared.wake_writer.notify_one();
-                    }
-                    return Ok(());
-                }
+            if shared.pending().cells < max {
+                break;
             }
             // Full: the writer is still busy with the previous set. Waiting here stops
             // the batcher, and clicks wait in (or overflow from) the bounded queue.
@@ -193,6 +176,26 @@ impl EventSink for AggregatingSink {
             shared.wake_writer.notify_one();
             room.await;
         }
+        // Aggregation is CPU work (~1 µs per event, benches/aggregate.rs), so it runs on
+        // the blocking pool, straight into pending: merging a separate aggregate in on
+        // the async worker stalled every connection of that worker for milliseconds per
+        // batch (p99 15 ms in the long-tail benchmark). The events are freed there too.
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut aggregator = shared
+                .aggregator
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut pending = shared.pending();
+            aggregator.aggregate_into(&mut pending, &batch);
+            shared.meters.pending_clicks.set(pending.events as f64);
+            shared.meters.pending_cells.set(pending.cells as f64);
+            if pending.cells >= shared.config.max_pending_cells {
+                shared.wake_writer.notify_one();
+            }
+        })
+        .await
+        .map_err(|e| SinkError::Aggregation(e.to_string()))
     }
 
     async fn close(&self) {
@@ -241,7 +244,7 @@ async fn write_loop(shared: Arc<Shared>) {
             () = shared.wake_writer.notified() => {}
         }
         let closing = shared.closing.load(Ordering::Acquire);
-        let mut batch = shared.take();
+        let mut batch = take(&shared).await;
         if !batch.is_empty() {
             seq += 1;
             batch.id = Some(BatchId {
@@ -253,7 +256,7 @@ async fn write_loop(shared: Arc<Shared>) {
         if closing {
             // `publish` refuses new batches once closing is set; one that was already
             // merging may have landed after the take above.
-            let rest = shared.take();
+            let rest = take(&shared).await;
             if !rest.is_empty() {
                 seq += 1;
                 let mut rest = rest;
@@ -267,6 +270,14 @@ async fn write_loop(shared: Arc<Shared>) {
             return;
         }
     }
+}
+
+/// [`Shared::take`] on the blocking pool: the lock may be held by an aggregation.
+async fn take(shared: &Arc<Shared>) -> BatchAggregate {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || shared.take())
+        .await
+        .unwrap_or_default()
 }
 
 /// Applies one batch, retrying failures with the same id (applied at most once).
@@ -290,6 +301,8 @@ async fn write(shared: &Shared, batch: BatchAggregate) {
                 shared.meters.write_ok.record(elapsed);
                 shared.meters.write_cells.record(cells as f64);
                 shared.meters.aggregated.increment(events);
+                // Freeing 100,000 link-days takes milliseconds: not on an async worker.
+                tokio::task::spawn_blocking(move || drop(batch));
                 return;
             }
             Err(error) => {

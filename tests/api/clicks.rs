@@ -366,3 +366,149 @@ async fn deleting_a_link_resets_its_statistics_for_a_reused_alias() {
     assert_eq!(link["clicks"], 0);
     assert_eq!(app.get("/reused").await.status(), 302, "a fresh budget");
 }
+
+/// The long tail, small: 20,000 redirects over 5,000 links, Zipf-distributed (a few
+/// links get thousands of clicks, most get one or none), each from its own client
+/// address. Every click must be in the statistics, exactly, and none dropped: the sum of
+/// the listed totals is the number of redirects, link by link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_tail_of_links_is_counted_exactly_with_nothing_dropped() {
+    const LINKS: usize = 5_000;
+    const CLICKS: usize = 20_000;
+    let app = spawn_app_with(|s| {
+        s.clicks.flush_interval_ms = 50;
+        s.stats.flush_interval_ms = 100;
+        s.clicks.trusted_proxies = vec!["127.0.0.0/8".parse().expect("cidr")];
+        s.clicks.visitor_secret = "test".into();
+    })
+    .await;
+    let created_at = time::OffsetDateTime::now_utc();
+    let links = (0..LINKS)
+        .map(|i| shortener_core::Link {
+            code: shortener_core::ShortCode::parse(&format!("tail{i:04}")).expect("code"),
+            target: shortener_core::TargetUrl::parse("https://example.com/").expect("url"),
+            created_at,
+            expires_at: None,
+            redirect: shortener_core::RedirectKind::Found,
+            max_clicks: None,
+        })
+        .collect();
+    assert_eq!(app.store.seed(links).await, LINKS);
+
+    // Zipf(1.0) by inverse transform over the harmonic CDF, with a fixed-seed LCG.
+    let cdf: Vec<f64> = (1..=LINKS)
+        .scan(0.0, |sum, k| {
+            *sum += 1.0 / k as f64;
+            Some(*sum)
+        })
+        .collect();
+    let total = cdf[LINKS - 1];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut expected = vec![0u64; LINKS];
+    let targets: Vec<usize> = (0..CLICKS)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64 * total;
+            let rank = cdf.partition_point(|&c| c < u).min(LINKS - 1);
+            expected[rank] += 1;
+            rank
+        })
+        .collect();
+    assert!(expected[0] > 1_000, "a hot head");
+    let clicked_once = expected.iter().filter(|&&n| n == 1).count();
+    assert!(
+        clicked_once > 1_000,
+        "a long tail of single clicks: {clicked_once}"
+    );
+
+    let chunks: Vec<Vec<(usize, usize)>> = targets
+        .into_iter()
+        .enumerate()
+        .collect::<Vec<_>>()
+        .chunks(CLICKS / 16)
+        .map(<[_]>::to_vec)
+        .collect();
+    let tasks: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let (client, base) = (app.client.clone(), app.url(""));
+            tokio::spawn(async move {
+                for (i, rank) in chunk {
+                    let response = client
+                        .get(format!("{base}/tail{rank:04}"))
+                        .header("user-agent", CHROME)
+                        .header(
+                            "x-forwarded-for",
+                            format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                        )
+                        .send()
+                        .await
+                        .expect("redirect");
+                    assert_eq!(response.status(), 302);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("client task");
+    }
+
+    // Page through every link with its total until all clicks are in (the writer runs
+    // every 100 ms); then compare link by link.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let counted = loop {
+        let mut counted = vec![0u64; LINKS];
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/links?limit=1000&cursor={c}"),
+                None => "/api/v1/links?limit=1000".to_owned(),
+            };
+            let page: Value = app.get(&path).await.json().await.expect("json");
+            for link in page["links"].as_array().expect("links") {
+                let code = link["code"].as_str().expect("code");
+                let rank: usize = code["tail".len()..].parse().expect("rank");
+                counted[rank] = link["clicks"].as_u64().expect("clicks");
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        if counted.iter().sum::<u64>() == CLICKS as u64 {
+            break counted;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "statistics stuck at {} of {CLICKS} clicks",
+            counted.iter().sum::<u64>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(counted, expected, "every link's total is exact");
+
+    // Each click came from its own address: below the exact limit uniques are exact,
+    // above it (the head) within the sketch's bound.
+    for rank in [0, 10, 100, 1_000] {
+        let stats: Value = app
+            .get(&format!(
+                "/api/v1/links/tail{rank:04}/stats?granularity=day"
+            ))
+            .await
+            .json()
+            .await
+            .expect("json");
+        let uniques = stats["totals"]["unique_visitors"]
+            .as_u64()
+            .expect("uniques");
+        let truth = expected[rank];
+        if truth <= shortener_core::visitors::EXACT_LIMIT as u64 {
+            assert_eq!(uniques, truth, "rank {rank}");
+        } else {
+            let error = (uniques as f64 - truth as f64).abs() / truth as f64;
+            assert!(error < 0.07, "rank {rank}: {uniques} for {truth}");
+        }
+    }
+}

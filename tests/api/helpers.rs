@@ -39,6 +39,12 @@ pub struct ProbeStore {
 }
 
 impl ProbeStore {
+    /// Bulk-inserts links straight into the store (`RedbStore::import`), for tests that
+    /// need thousands of them: through the API each would cost an fsync.
+    pub async fn seed(&self, links: Vec<Link>) -> usize {
+        self.inner.import(links).await.expect("import")
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(StoreError::Backend("injected failure".into()));

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The long tail: Zipf(1.0) redirects over N seeded links with a browser's headers and a
+# million distinct client addresses, against the bare hyper baseline (same Lua script,
+# so the same load-client cost), the service with clicks off, and with clicks on.
+#
+#   scripts/bench-longtail.sh                              # 100,000 links, 3 rounds of 10 s
+#   LINKS_LIST="10000 100000 1000000" ROUNDS=5 scripts/bench-longtail.sh
+#   EXTRA_ENV="APP__STATS__FLUSH_INTERVAL_MS=5000" scripts/bench-longtail.sh
+#
+# Each service run starts from a fresh copy of the seeded store, warms up for WARMUP,
+# then wrk measures for DURATION. After it, the script waits until every recorded click
+# is in the store (recorded = aggregated + dropped{sink_error}) and reports, per run:
+# req/s, p99, clicks dropped (queue_full), bytes of statistics per aggregated click
+# (GET /storage on the admin port: the statistics tables' B-tree bytes), and the peak
+# RSS (VmHWM), and the server's CPU time per request. Then medians per target.
+# TARGETS="clicks_off clicks_on" skips the baseline. Server on SERVER_CPU, wrk on CLIENT_CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LINKS_LIST=${LINKS_LIST:-100000}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-3s}
+CONNECTIONS=${CONNECTIONS:-64}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+PORT=${PORT:-18080}
+ADMIN_PORT=${ADMIN_PORT:-19090}
+
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+command -v jq >/dev/null || { echo "jq not found: apt-get install -y jq" >&2; exit 1; }
+source scripts/lib/wrk.sh
+
+cargo build --release --quiet --bin shortener --example baseline-server --example seed-links
+bin=target/release
+data=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$data"; }
+trap cleanup EXIT
+
+metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2; f=1} END {if (!f) print 0}'; }
+
+start_service() { # clicks_enabled
+    cp "$data/seed.redb" "$data/run.redb"
+    env APP__HTTP__LISTEN="127.0.0.1:$PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \
+        APP__STORE__PATH="$data/run.redb" APP__CLICKS__ENABLED="$1" \
+        APP__CLICKS__TRUSTED_PROXIES=127.0.0.0/8 RUST_LOG=warn ${EXTRA_ENV:-} \
+        taskset -c "$SERVER_CPU" "$bin/shortener" serve &
+    pid=$!
+    wait_http "http://127.0.0.1:$PORT/healthz"
+}
+
+stop_server() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+
+# One measured run: prints "rps p99 dropped bytes_per_click rss_mb cpu_us_per_request".
+measure() { # target
+    local rps p99 cpu dropped bytes_per_click="-" rss
+    local url="http://127.0.0.1:$PORT/"
+    case $1 in
+        baseline)
+            taskset -c "$SERVER_CPU" "$bin/examples/baseline-server" "127.0.0.1:$PORT" & pid=$!
+            wait_http "$url" ;;
+        clicks_off) start_service false ;;
+        clicks_on) start_service true ;;
+    esac
+    DURATION=$WARMUP run warmup "$url" "$pid" scripts/zipf-codes.lua >/dev/null
+    read -r rps _ p99 cpu < <(run "$1" "$url" "$pid" scripts/zipf-codes.lua)
+    rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")
+    dropped=0
+    if [ "$1" = clicks_on ]; then
+        for _ in $(seq 600); do   # the stats writer runs every stats.flush_interval_ms
+            recorded=$(metric shortener_clicks_recorded_total)
+            settled=$(awk -v a="$(metric shortener_clicks_aggregated_total)" \
+                -v b="$(metric 'shortener_clicks_dropped_total{reason="sink_error"}')" 'BEGIN {print a + b}')
+            [ "$recorded" = "$settled" ] && break
+            sleep 0.1
+        done
+        dropped=$(metric 'shortener_clicks_dropped_total{reason="queue_full"}')
+        bytes=$(curl -s "http://127.0.0.1:$ADMIN_PORT/storage" | jq .stats_bytes)
+        bytes_per_click=$(awk -v b="$bytes" -v n="$(metric shortener_clicks_aggregated_total)" 'BEGIN {printf "%.1f", b / n}')
+        rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")
+    fi
+    stop_server
+    echo "$rps $p99 $dropped $bytes_per_click $rss $cpu"
+}
+
+echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up), Zipf(1.0), browser headers; server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU"
+for links in $LINKS_LIST; do
+    rm -f "$data/seed.redb"
+    LINKS_SEED_START=$(date +%s.%N)
+    "$bin/examples/seed-links" "$data/seed.redb" "$links" L 2>/dev/null
+    echo
+    echo "== $links links (seeded in $(awk -v s="$LINKS_SEED_START" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}') s)"
+    printf "%-6s %-11s %10s %8s %10s %8s %8s %8s\n" round target "req/s" "p99 ms" dropped "B/click" "RSS MB" "CPU us"
+    read -r -a targets <<<"${TARGETS:-baseline clicks_off clicks_on}"
+    for target in "${targets[@]}"; do : >"$data/$target"; done
+    for round in $(seq "$ROUNDS"); do
+        # Rotate the order each round so drift in the machine's speed is spread evenly.
+        for i in "${!targets[@]}"; do
+            target=${targets[$(((i + round) % ${#targets[@]}))]}
+            line=$(LINKS=$links measure "$target")
+            echo "$line" >>"$data/$target"
+            printf "%-6s %-11s %10s %8s %10s %8s %8s %8s\n" "$round" "$target" $line
+        done
+    done
+    echo "medians:"
+    for target in "${targets[@]}"; do
+        m() { awk -v c="$1" '{print $c}' "$data/$target" | median; }
+        printf "  %-11s req/s %8.0f   p99 %6.2f ms   dropped %8s   B/click %6s   RSS %5s MB   CPU %6.2f us/req\n" \
+            "$target" "$(m 1)" "$(m 2)" "$(m 3)" "$([ "$target" = clicks_on ] && m 4 || echo -)" "$(m 5)" "$(m 6)"
+        declare "rps_$target=$(m 1)"
+    done
+    awk -v on="${rps_clicks_on:-0}" -v off="${rps_clicks_off:-0}" -v b="${rps_baseline:-0}" \
+        'BEGIN {if (off) printf "  clicks on / clicks off: %.3f", on / off; if (b) printf "   clicks off / baseline: %.3f", off / b; print ""}'
+done
