@@ -23,6 +23,7 @@
 //! queued. After a flush, `redirects = recorded + dropped{queue_full,closed}` and
 //! `recorded = aggregated + dropped{sink_error}`.
 
+pub mod background;
 pub mod batcher;
 pub mod client_ip;
 pub mod sink;

@@ -21,6 +21,7 @@ use shortener_core::{LinkStore, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::clicks::background::Background;
 use crate::clicks::batcher::{self, BatcherConfig};
 use crate::clicks::sink::AggregatingConfig;
 use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
@@ -48,6 +49,9 @@ pub enum StartupError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The click pipeline's runtime could not be started.
+    #[error("cannot start the click pipeline's runtime: {0}")]
+    Background(std::io::Error),
     /// The metrics recorder could not be installed.
     #[error("cannot install the metrics recorder: {0}")]
     Metrics(#[from] BuildError),
@@ -74,6 +78,8 @@ pub struct Application {
 }
 
 struct ClickPipeline {
+    /// The low-priority runtime the batcher, aggregation and stats writes run on.
+    background: Background,
     recorder: Arc<ClickRecorder>,
     queue: mpsc::Receiver<RawClick>,
     sink: Arc<dyn EventSink>,
@@ -115,7 +121,11 @@ impl Application {
             tracing::info!("redis second-level cache configured (connecting in the background)");
         }
         let service = Arc::new(service);
-        let clicks = settings.clicks.enabled.then(|| {
+        let clicks = match settings.clicks.enabled {
+            true => Some(Background::start().map_err(StartupError::Background)?),
+            false => None,
+        };
+        let clicks = clicks.map(|background| {
             let capture = Capture {
                 trusted_proxies: settings.clicks.trusted_proxies.clone(),
                 country_header: country_header(&settings),
@@ -124,8 +134,10 @@ impl Application {
             let sink: Arc<dyn EventSink> = Arc::new(AggregatingSink::start(
                 stats.clone(),
                 aggregating_config(&settings),
+                background.handle().clone(),
             ));
             ClickPipeline {
+                background,
                 recorder: Arc::new(recorder),
                 queue,
                 sink,
@@ -198,15 +210,19 @@ impl Application {
         let (stop_batcher, batcher_stopped) = oneshot::channel::<()>();
         let (recorder, batcher) = match clicks {
             Some(ClickPipeline {
+                background,
                 recorder,
                 queue,
                 sink,
             }) => {
                 let config = batcher_config(&settings);
-                let task = tokio::spawn(batcher::run(queue, sink, config, async move {
-                    let _ = batcher_stopped.await;
-                }));
-                (Some(recorder), Some(task))
+                let task =
+                    background
+                        .handle()
+                        .spawn(batcher::run(queue, sink, config, async move {
+                            let _ = batcher_stopped.await;
+                        }));
+                (Some(recorder), Some((task, background)))
             }
             None => (None, None),
         };
@@ -224,8 +240,9 @@ impl Application {
         // Every request has finished, so every click of an answered redirect is queued:
         // flush them all before the store closes.
         let _ = stop_batcher.send(());
-        if let Some(batcher) = batcher {
+        if let Some((batcher, background)) = batcher {
             let _ = batcher.await;
+            drop(background);
         }
         let _ = stop_listener.send(());
         if let Some(listener) = listener {

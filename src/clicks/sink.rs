@@ -38,6 +38,7 @@ use shortener_core::StoreError;
 use shortener_core::aggregate::{Aggregator, BatchAggregate, BatchId, MemoLimits};
 use shortener_core::click::ClickEvent;
 use shortener_core::stats::StatsStore;
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -92,6 +93,8 @@ const CLOSE_ATTEMPTS: u32 = 3;
 /// Aggregates in process, holds the result in memory, writes it to a [`StatsStore`].
 pub struct AggregatingSink {
     shared: Arc<Shared>,
+    /// The runtime aggregation and writes run on (see `clicks::background`).
+    runtime: Handle,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -126,8 +129,8 @@ struct Meters {
 }
 
 impl AggregatingSink {
-    /// A sink writing into `stats`; spawns its writer task (on the current runtime).
-    pub fn start(stats: Arc<dyn StatsStore>, config: AggregatingConfig) -> Self {
+    /// A sink writing into `stats`; its writer task and aggregations run on `runtime`.
+    pub fn start(stats: Arc<dyn StatsStore>, config: AggregatingConfig, runtime: Handle) -> Self {
         let shared = Arc::new(Shared {
             aggregator: Mutex::new(Aggregator::with_limits(config.memo)),
             pending: Mutex::new(BatchAggregate::default()),
@@ -147,9 +150,10 @@ impl AggregatingSink {
                 write_cells: metrics::histogram!(STATS_WRITE_CELLS),
             },
         });
-        let writer = tokio::spawn(write_loop(shared.clone()));
+        let writer = runtime.spawn(write_loop(shared.clone()));
         Self {
             shared,
+            runtime,
             writer: Mutex::new(Some(writer)),
         }
     }
@@ -181,21 +185,22 @@ impl EventSink for AggregatingSink {
         // the async worker stalled every connection of that worker for milliseconds per
         // batch (p99 15 ms in the long-tail benchmark). The events are freed there too.
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut aggregator = shared
-                .aggregator
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let mut pending = shared.pending();
-            aggregator.aggregate_into(&mut pending, &batch);
-            shared.meters.pending_clicks.set(pending.events as f64);
-            shared.meters.pending_cells.set(pending.cells as f64);
-            if pending.cells >= shared.config.max_pending_cells {
-                shared.wake_writer.notify_one();
-            }
-        })
-        .await
-        .map_err(|e| SinkError::Aggregation(e.to_string()))
+        self.runtime
+            .spawn_blocking(move || {
+                let mut aggregator = shared
+                    .aggregator
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let mut pending = shared.pending();
+                aggregator.aggregate_into(&mut pending, &batch);
+                shared.meters.pending_clicks.set(pending.events as f64);
+                shared.meters.pending_cells.set(pending.cells as f64);
+                if pending.cells >= shared.config.max_pending_cells {
+                    shared.wake_writer.notify_one();
+                }
+            })
+            .await
+            .map_err(|e| SinkError::Aggregation(e.to_string()))
     }
 
     async fn close(&self) {
@@ -319,5 +324,143 @@ async fn write(shared: &Shared, batch: BatchAggregate) {
                 backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shortener_core::ShortCode;
+    use shortener_core::aggregate::Counts;
+    use shortener_core::click::CLICK_EVENT_VERSION;
+    use shortener_core::stats::{Footprint, LinkStats, StatsQuery};
+    use std::sync::atomic::AtomicUsize;
+
+    /// Records every batch it is asked to apply; fails the first `fail` of them.
+    #[derive(Default)]
+    struct FlakyStats {
+        fail: AtomicUsize,
+        calls: Mutex<Vec<(Option<BatchId>, u64)>>,
+    }
+
+    #[async_trait]
+    impl StatsStore for FlakyStats {
+        async fn apply(&self, batch: Arc<BatchAggregate>) -> Result<(), StoreError> {
+            self.calls
+                .lock()
+                .expect("lock")
+                .push((batch.id.clone(), batch.events));
+            let failing = self
+                .fail
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            match failing {
+                Ok(_) => Err(StoreError::Backend("injected".into())),
+                Err(_) => Ok(()),
+            }
+        }
+        async fn totals(&self, _: &ShortCode) -> Result<Counts, StoreError> {
+            Ok(Counts::default())
+        }
+        async fn link_stats(&self, _: &ShortCode, _: StatsQuery) -> Result<LinkStats, StoreError> {
+            Ok(LinkStats::default())
+        }
+        async fn footprint(&self) -> Result<Footprint, StoreError> {
+            Ok(Footprint::default())
+        }
+    }
+
+    fn events(code: &str, n: usize) -> Vec<ClickEvent> {
+        (0..n)
+            .map(|i| ClickEvent {
+                v: CLICK_EVENT_VERSION,
+                id: uuid::Uuid::now_v7(),
+                code: ShortCode::parse(code).expect("code"),
+                at_ms: 1_763_790_000_000 + i as i64,
+                referrer: None,
+                user_agent: Some("Mozilla/5.0 Firefox/121.0".into()),
+                country: None,
+                visitor: i as u64,
+            })
+            .collect()
+    }
+
+    fn sink(stats: Arc<FlakyStats>, max_pending_cells: usize) -> AggregatingSink {
+        let config = AggregatingConfig {
+            flush_interval: Duration::from_millis(10),
+            max_pending_cells,
+            memo: MemoLimits::default(),
+        };
+        AggregatingSink::start(stats, config, Handle::current())
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_retried_with_the_same_batch_id() {
+        let stats = Arc::new(FlakyStats::default());
+        stats.fail.store(2, Ordering::SeqCst);
+        let sink = sink(stats.clone(), 1_000);
+        sink.publish(events("a", 5)).await.expect("publish");
+        sink.publish(events("b", 3)).await.expect("publish");
+        sink.close().await;
+        let calls = stats.calls.lock().expect("lock").clone();
+        // However the two batches were grouped into writes, every write was retried
+        // until it succeeded, each retry under the id it first had.
+        let mut delivered = 0;
+        for (i, (id, events)) in calls.iter().enumerate() {
+            let id = id.as_ref().expect("every write has an id");
+            let retry_of_previous = i > 0 && calls[i - 1].0.as_ref() == Some(id);
+            assert!(i < 2 || !retry_of_previous || i <= 2, "{calls:?}");
+            if calls
+                .get(i + 1)
+                .is_none_or(|(next, _)| next.as_ref() != Some(id))
+            {
+                delivered += events;
+            }
+        }
+        assert_eq!(delivered, 8, "every click delivered once: {calls:?}");
+        assert_eq!(calls[0].0, calls[1].0, "the first retry reuses the id");
+        assert_eq!(calls[1].0, calls[2].0, "and so does the second");
+        let seqs: Vec<u64> = calls
+            .iter()
+            .filter_map(|(id, _)| id.as_ref().map(|id| id.seq))
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] <= w[1]),
+            "ids never go back: {seqs:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_pending_set_makes_publish_wait_for_the_writer() {
+        let stats = Arc::new(FlakyStats::default());
+        // One link-day of room, and the store fails for a while: the writer holds the
+        // first set (retrying), the second fills pending, the third must wait.
+        stats.fail.store(3, Ordering::SeqCst);
+        let sink = Arc::new(sink(stats.clone(), 1));
+        sink.publish(events("a", 1)).await.expect("publish");
+        // Let the writer take the first set.
+        while stats.calls.lock().expect("lock").is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        sink.publish(events("b", 1)).await.expect("publish");
+        let third = tokio::spawn({
+            let sink = sink.clone();
+            async move { sink.publish(events("c", 1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!third.is_finished(), "waits while the store is behind");
+        // The retries succeed (100 + 200 + 400 ms of backoff), and it gets in.
+        third.await.expect("join").expect("publish");
+        sink.close().await;
+        let delivered: u64 = {
+            let calls = stats.calls.lock().expect("lock");
+            let mut total = 0;
+            for (i, (id, events)) in calls.iter().enumerate() {
+                if calls.get(i + 1).is_none_or(|(next, _)| next != id) {
+                    total += events;
+                }
+            }
+            total
+        };
+        assert_eq!(delivered, 3);
     }
 }
