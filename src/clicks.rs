@@ -4,8 +4,10 @@
 //! ```text
 //! redirect ──try_send──▶ bounded queue ──▶ batcher task ──batch──▶ EventSink
 //!  (never waits;           (queue_capacity)   enrich: id, visitor      (in process:
-//!   full = dropped                            hash; flush at           aggregate +
-//!   and counted)                              batch_max or interval)    StatsStore)
+//!   full = dropped                            hash; flush at           aggregate into
+//!   and counted)                              batch_max or interval)    memory; write to
+//!                                                                       StatsStore each
+//!                                                                       stats interval)
 //! ```
 //!
 //! The redirect pays for what must happen while the request is alive: it copies the
@@ -20,10 +22,9 @@
 //!
 //! Accounting (all in `crate::metrics`): every GET redirect is either recorded or dropped
 //! with a reason; every recorded click is aggregated, dropped by a failing sink, or still
-//! queued. After a flush, `redirects = recorded + dropped{queue_full,closed}` and
-//! `recorded = aggregated + dropped{sink_error}`.
+//! queued or pending. After a flush, `redirects = recorded + dropped{queue_full,closed}`
+//! and, once nothing is pending, `recorded = aggregated + dropped{sink_error}`.
 
-pub mod background;
 pub mod batcher;
 pub mod client_ip;
 pub mod sink;

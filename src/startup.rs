@@ -21,7 +21,6 @@ use shortener_core::{LinkStore, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::clicks::background::Background;
 use crate::clicks::batcher::{self, BatcherConfig};
 use crate::clicks::sink::AggregatingConfig;
 use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
@@ -49,9 +48,6 @@ pub enum StartupError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The click pipeline's runtime could not be started.
-    #[error("cannot start the click pipeline's runtime: {0}")]
-    Background(std::io::Error),
     /// The metrics recorder could not be installed.
     #[error("cannot install the metrics recorder: {0}")]
     Metrics(#[from] BuildError),
@@ -78,8 +74,6 @@ pub struct Application {
 }
 
 struct ClickPipeline {
-    /// The low-priority runtime the batcher, aggregation and stats writes run on.
-    background: Background,
     recorder: Arc<ClickRecorder>,
     queue: mpsc::Receiver<RawClick>,
     sink: Arc<dyn EventSink>,
@@ -121,11 +115,7 @@ impl Application {
             tracing::info!("redis second-level cache configured (connecting in the background)");
         }
         let service = Arc::new(service);
-        let clicks = match settings.clicks.enabled {
-            true => Some(Background::start().map_err(StartupError::Background)?),
-            false => None,
-        };
-        let clicks = clicks.map(|background| {
+        let clicks = settings.clicks.enabled.then(|| {
             let capture = Capture {
                 trusted_proxies: settings.clicks.trusted_proxies.clone(),
                 country_header: country_header(&settings),
@@ -134,10 +124,9 @@ impl Application {
             let sink: Arc<dyn EventSink> = Arc::new(AggregatingSink::start(
                 stats.clone(),
                 aggregating_config(&settings),
-                background.handle().clone(),
+                tokio::runtime::Handle::current(),
             ));
             ClickPipeline {
-                background,
                 recorder: Arc::new(recorder),
                 queue,
                 sink,
@@ -210,19 +199,15 @@ impl Application {
         let (stop_batcher, batcher_stopped) = oneshot::channel::<()>();
         let (recorder, batcher) = match clicks {
             Some(ClickPipeline {
-                background,
                 recorder,
                 queue,
                 sink,
             }) => {
                 let config = batcher_config(&settings);
-                let task =
-                    background
-                        .handle()
-                        .spawn(batcher::run(queue, sink, config, async move {
-                            let _ = batcher_stopped.await;
-                        }));
-                (Some(recorder), Some((task, background)))
+                let task = tokio::spawn(batcher::run(queue, sink, config, async move {
+                    let _ = batcher_stopped.await;
+                }));
+                (Some(recorder), Some(task))
             }
             None => (None, None),
         };
@@ -240,9 +225,8 @@ impl Application {
         // Every request has finished, so every click of an answered redirect is queued:
         // flush them all before the store closes.
         let _ = stop_batcher.send(());
-        if let Some((batcher, background)) = batcher {
+        if let Some(batcher) = batcher {
             let _ = batcher.await;
-            drop(background);
         }
         let _ = stop_listener.send(());
         if let Some(listener) = listener {

@@ -1,12 +1,12 @@
-//! HyperLogLog: counts distinct visitors per link per day in 2 KiB, mergeable.
+//! HyperLogLog: the dense form of a [`crate::visitors::VisitorSketch`], 2 KiB, mergeable.
 //!
 //! Exact distinct counting needs memory proportional to the number of visitors; a
 //! popular link has millions. A HyperLogLog sketch keeps, for each of `2^P` registers,
 //! the longest run of leading zeros seen among the hashes routed to it; the harmonic mean
 //! of `2^run` estimates the cardinality with a standard error of `1.04 / sqrt(2^P)`
-//! (2.3% at P = 11). Two sketches merge by taking the per-register maximum, so each batch
-//! builds a sketch and the stats store merges it into the day's sketch: no raw visitor
-//! ids are kept anywhere.
+//! (2.3% at P = 11). Two sketches merge by taking the per-register maximum. A link-day
+//! only pays these 2 KiB once it has had more distinct visitors than the exact form of
+//! its sketch holds in the same space (256).
 
 /// Register index bits: 2^11 = 2048 one-byte registers, 2.3% standard error.
 pub const P: u32 = 11;

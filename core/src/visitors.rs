@@ -8,6 +8,11 @@
 //! set would be larger than the dense registers, and it turns into a [`HyperLogLog`]
 //! for good (the idea of HyperLogLog++'s sparse mode, with a simpler sparse form).
 //!
+//! Privacy: what the exact form stores are visitor *ids*, keyed hashes of address and
+//! user agent under a key derived per UTC day from the service's secret (see
+//! `click::VisitorHasher`), never addresses; without the secret they cannot be reversed
+//! or linked across days. The dense form keeps even less (a maximum per register).
+//!
 //! Accuracy: exact (up to 64-bit hash collisions, about `n² / 2^65`) while exact; once
 //! dense, exactly today's 2.3% standard error, because the switch replays every kept
 //! hash into the registers: the result is the sketch that would have been built had it

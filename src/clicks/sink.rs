@@ -93,7 +93,8 @@ const CLOSE_ATTEMPTS: u32 = 3;
 /// Aggregates in process, holds the result in memory, writes it to a [`StatsStore`].
 pub struct AggregatingSink {
     shared: Arc<Shared>,
-    /// The runtime aggregation and writes run on (see `clicks::background`).
+    /// The runtime whose blocking pool runs the aggregations (the service's own; a
+    /// parameter so that tests and a future consumer can choose).
     runtime: Handle,
     writer: Mutex<Option<JoinHandle<()>>>,
 }

@@ -42,7 +42,8 @@ struct CreateLinkRequest {
 /// A link as the API shows it.
 #[derive(Serialize)]
 struct LinkResponse<'a> {
-    /// All-time clicks (aggregated so far: up to `clicks.flush_interval_ms` behind).
+    /// All-time clicks (aggregated so far: up to `clicks.flush_interval_ms` +
+    /// `stats.flush_interval_ms` behind).
     clicks: u64,
     code: &'a str,
     short_url: String,
