@@ -6,6 +6,7 @@
 #   scripts/bench-longtail.sh                              # 100,000 links, 3 rounds of 10 s
 #   LINKS_LIST="10000 100000 1000000" ROUNDS=5 scripts/bench-longtail.sh
 #   EXTRA_ENV="APP__STATS__FLUSH_INTERVAL_MS=5000" scripts/bench-longtail.sh
+#   TARGETS="clicks_on" SERVICE_BIN=/tmp/shortener.before scripts/bench-longtail.sh
 #
 # Each service run starts from a fresh copy of the seeded store, warms up for WARMUP,
 # then wrk measures for DURATION. After it, the script waits until every recorded click
@@ -33,6 +34,7 @@ source scripts/lib/wrk.sh
 
 cargo build --release --quiet --bin shortener --example baseline-server --example seed-links
 bin=target/release
+service=${SERVICE_BIN:-$bin/shortener}   # e.g. a copy of an older build, for before/after
 data=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$data"; }
@@ -45,16 +47,17 @@ start_service() { # clicks_enabled
     env APP__HTTP__LISTEN="127.0.0.1:$PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \
         APP__STORE__PATH="$data/run.redb" APP__CLICKS__ENABLED="$1" \
         APP__CLICKS__TRUSTED_PROXIES=127.0.0.0/8 RUST_LOG=warn ${EXTRA_ENV:-} \
-        taskset -c "$SERVER_CPU" "$bin/shortener" serve &
+        taskset -c "$SERVER_CPU" "$service" serve &
     pid=$!
     wait_http "http://127.0.0.1:$PORT/healthz"
 }
 
 stop_server() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 
-# One measured run: prints "rps p99 dropped bytes_per_click rss_mb cpu_us_per_request".
+# One measured run: prints "rps p99 dropped bytes_per_click rss_mb cpu_us_per_request
+# write_us_per_cell" (the last: stats store write time per link-day written).
 measure() { # target
-    local rps p99 cpu dropped bytes_per_click="-" rss
+    local rps p99 cpu dropped bytes_per_click="-" rss per_cell="-"
     local url="http://127.0.0.1:$PORT/"
     case $1 in
         baseline)
@@ -79,9 +82,11 @@ measure() { # target
         bytes=$(curl -s "http://127.0.0.1:$ADMIN_PORT/storage" | jq .stats_bytes)
         bytes_per_click=$(awk -v b="$bytes" -v n="$(metric shortener_clicks_aggregated_total)" 'BEGIN {printf "%.1f", b / n}')
         rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")
+        per_cell=$(awk -v t="$(metric 'shortener_stats_write_duration_seconds_sum{result="ok"}')" \
+            -v n="$(metric shortener_stats_write_cells_sum)" 'BEGIN {printf "%.1f", n ? t * 1e6 / n : 0}')
     fi
     stop_server
-    echo "$rps $p99 $dropped $bytes_per_click $rss $cpu"
+    echo "$rps $p99 $dropped $bytes_per_click $rss $cpu $per_cell"
 }
 
 echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up), Zipf(1.0), browser headers; server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU"
@@ -91,7 +96,7 @@ for links in $LINKS_LIST; do
     "$bin/examples/seed-links" "$data/seed.redb" "$links" L 2>/dev/null
     echo
     echo "== $links links (seeded in $(awk -v s="$LINKS_SEED_START" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}') s)"
-    printf "%-6s %-11s %10s %8s %10s %8s %8s %8s\n" round target "req/s" "p99 ms" dropped "B/click" "RSS MB" "CPU us"
+    printf "%-6s %-11s %10s %8s %10s %8s %8s %8s %9s\n" round target "req/s" "p99 ms" dropped "B/click" "RSS MB" "CPU us" "us/cell"
     read -r -a targets <<<"${TARGETS:-baseline clicks_off clicks_on}"
     for target in "${targets[@]}"; do : >"$data/$target"; done
     for round in $(seq "$ROUNDS"); do
@@ -100,7 +105,7 @@ for links in $LINKS_LIST; do
             target=${targets[$(((i + round) % ${#targets[@]}))]}
             line=$(LINKS=$links measure "$target")
             echo "$line" >>"$data/$target"
-            printf "%-6s %-11s %10s %8s %10s %8s %8s %8s\n" "$round" "$target" $line
+            printf "%-6s %-11s %10s %8s %10s %8s %8s %8s %9s\n" "$round" "$target" $line
         done
     done
     echo "medians:"

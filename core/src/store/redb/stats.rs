@@ -89,7 +89,12 @@ impl StatsStore for RedbStore {
                 }
                 let mut totals = txn.open_table(TOTALS).map_err(backend)?;
                 let mut days = txn.open_table(DAYS).map_err(backend)?;
-                for (code, link) in &batch.links {
+                // In key order: consecutive updates then land on the same or the next
+                // B-tree pages (hot in the CPU cache and in redb's page cache), where
+                // the map's order sent each one to a random page.
+                let mut links: Vec<_> = batch.links.iter().collect();
+                links.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (code, link) in links {
                     let code = code.as_str();
                     let mut total = match totals.get(code).map_err(backend)? {
                         Some(v) => decode_totals(code, v.value())?,
