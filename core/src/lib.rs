@@ -16,6 +16,7 @@ pub mod record;
 pub mod stats;
 pub mod store;
 pub mod target;
+mod tight;
 pub mod topk;
 pub mod visitors;
 
