@@ -297,8 +297,11 @@ impl Settings {
         if st.max_pending_cells == 0 {
             return invalid("stats.max_pending_cells", "must be > 0");
         }
-        if st.agent_memo_entries == 0 || st.referrer_memo_entries == 0 {
-            return invalid("stats.agent_memo_entries", "memo sizes must be > 0");
+        if st.agent_memo_entries == 0 {
+            return invalid("stats.agent_memo_entries", "must be > 0");
+        }
+        if st.referrer_memo_entries == 0 {
+            return invalid("stats.referrer_memo_entries", "must be > 0");
         }
         if self.store.cache_bytes < 1 << 20 {
             return invalid("store.cache_bytes", "must be at least 1 MiB");
@@ -457,6 +460,20 @@ mod tests {
         let base = Settings::load_from(None, env(&[("APP__HTTP__PUBLIC_BASE_URL", "ftp://x")]))
             .unwrap_err();
         assert!(base.to_string().contains("public_base_url"), "{base}");
+
+        for (var, key) in [
+            ("APP__STATS__FLUSH_INTERVAL_MS", "stats.flush_interval_ms"),
+            ("APP__STATS__MAX_PENDING_CELLS", "stats.max_pending_cells"),
+            ("APP__STATS__AGENT_MEMO_ENTRIES", "stats.agent_memo_entries"),
+            (
+                "APP__STATS__REFERRER_MEMO_ENTRIES",
+                "stats.referrer_memo_entries",
+            ),
+            ("APP__STORE__CACHE_BYTES", "store.cache_bytes"),
+        ] {
+            let zero = Settings::load_from(None, env(&[(var, "0")])).unwrap_err();
+            assert!(zero.to_string().contains(key), "{zero}");
+        }
     }
 
     #[test]

@@ -17,10 +17,9 @@
 //! memory bound (`stats.max_pending_cells`) absorbs.
 //!
 //! ```text
-//! batcher ──publish──▶ aggregate (blocking pool) ──merge──▶ pending ◀──take── writer
-//!                       waits only when pending is full            every interval,
-//!                                                                   or when full:
-//!                                                                   StatsStore::apply
+//! batcher ──publish──▶ aggregate into pending ◀──take── writer: every interval, or
+//!          (waits only   (blocking pool)                  when full: StatsStore::apply
+//!           when full)
 //! ```
 //!
 //! Accounting: a click is counted `aggregated` when the transaction holding it commits,
