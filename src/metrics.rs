@@ -46,7 +46,8 @@ pub const CLICKS_AGGREGATED: &str = "shortener_clicks_aggregated_total";
 pub const CLICK_BATCHES: &str = "shortener_click_batches_total";
 /// Events per flushed batch.
 pub const CLICK_BATCH_SIZE: &str = "shortener_click_batch_size";
-/// Time to deliver one batch to the sink (aggregate + store transaction).
+/// Time to deliver one batch to the sink (in process: aggregating it into memory; the
+/// store write is `STATS_WRITE_DURATION`).
 pub const CLICK_FLUSH_DURATION: &str = "shortener_click_flush_duration_seconds";
 /// Now minus the oldest click not yet flushed, in seconds (0 when none waits).
 pub const CLICK_AGGREGATION_LAG: &str = "shortener_click_aggregation_lag_seconds";

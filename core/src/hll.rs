@@ -84,17 +84,20 @@ impl HyperLogLog {
     }
 }
 
+/// splitmix64: a well-mixed stand-in for visitor hashes in tests (the sketches here and
+/// in `visitors`).
+#[cfg(test)]
+pub(crate) fn test_hash(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_hash as hash;
     use super::*;
-
-    /// splitmix64: a well-mixed stand-in for visitor hashes.
-    fn hash(i: u64) -> u64 {
-        let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 
     fn relative_error(estimate: u64, truth: u64) -> f64 {
         (estimate as f64 - truth as f64).abs() / truth as f64

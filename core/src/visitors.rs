@@ -138,14 +138,7 @@ fn union(a: &[u64], b: &[u64]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// splitmix64: a well-mixed stand-in for visitor hashes.
-    fn hash(i: u64) -> u64 {
-        let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+    use crate::hll::test_hash as hash;
 
     fn sketch_of(range: std::ops::Range<u64>) -> VisitorSketch {
         let mut sketch = VisitorSketch::default();

@@ -248,6 +248,8 @@ async fn write_loop(shared: Arc<Shared>) {
             _ = tick.tick() => {}
             () = shared.wake_writer.notified() => {}
         }
+        // Read before the take: `close` is called after the last `publish` returned, so
+        // once it is set, this take holds everything there will ever be.
         let closing = shared.closing.load(Ordering::Acquire);
         let mut batch = take(&shared).await;
         if !batch.is_empty() {
@@ -259,18 +261,6 @@ async fn write_loop(shared: Arc<Shared>) {
             write(&shared, batch).await;
         }
         if closing {
-            // `publish` refuses new batches once closing is set; one that was already
-            // merging may have landed after the take above.
-            let rest = take(&shared).await;
-            if !rest.is_empty() {
-                seq += 1;
-                let mut rest = rest;
-                rest.id = Some(BatchId {
-                    source: source.clone(),
-                    seq,
-                });
-                write(&shared, rest).await;
-            }
             tracing::info!("stats writer flushed and stopped");
             return;
         }
