@@ -17,9 +17,15 @@
 //! - `merge_long_tail`: folding such a batch into 100,000 link-days pending in memory
 //!   (what the stats sink does with every batch between two store writes).
 //!
+//! User agents and referrers are shared `Arc`s, as in events from the service (its
+//! recorder interns them).
+//!
 //! Run: `cargo bench --bench aggregate`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shortener_core::ShortCode;
@@ -42,6 +48,20 @@ const USER_AGENTS: [&str; 12] = [
     "curl/8.5.0",
 ];
 
+/// One shared copy per distinct value, like the service's interned header values.
+fn shared(text: String) -> Arc<str> {
+    thread_local! {
+        static VALUES: RefCell<HashMap<String, Arc<str>>> = RefCell::default();
+    }
+    VALUES.with(|values| {
+        values
+            .borrow_mut()
+            .entry(text)
+            .or_insert_with_key(|text| Arc::from(text.as_str()))
+            .clone()
+    })
+}
+
 fn event(
     link: usize,
     at: usize,
@@ -54,8 +74,8 @@ fn event(
         id: Uuid::now_v7(),
         code: ShortCode::parse(&format!("link{link:03}")).expect("valid code"),
         at_ms: 1_763_790_000_000 + at as i64 * 997,
-        referrer: referrer.map(|r| format!("https://site{r}.example/page/{}", r % 7)),
-        user_agent: ua.map(|u| USER_AGENTS[u % USER_AGENTS.len()].to_owned()),
+        referrer: referrer.map(|r| shared(format!("https://site{r}.example/page/{}", r % 7))),
+        user_agent: ua.map(|u| shared(USER_AGENTS[u % USER_AGENTS.len()].to_owned())),
         country: country.map(|c| ["DE", "US", "FR", "BR", "IN"][c % 5].to_owned()),
         visitor: (at as u64 % 5_000)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)

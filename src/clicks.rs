@@ -10,15 +10,16 @@
 //!                                                                       stats interval)
 //! ```
 //!
-//! The redirect pays for what must happen while the request is alive: it copies the
+//! The redirect pays for what must happen while the request is alive: it takes the
 //! user agent and referrer (capped) out of the request, resolves the client address and
-//! parses the country, plus one channel send. It must *copy*: header values are slices of
-//! hyper's connection read buffer, and a click holding one for the few milliseconds until
-//! the batcher runs keeps that buffer shared, so hyper allocates a fresh 8 KB buffer for
-//! the next request on the connection. Measured with a browser's headers: ~860
-//! instructions per request for those reallocations, against ~700 for the two capped
-//! copies, which the batcher used to make anyway. Hashing, ids and the rest of the event
-//! happen in the batcher.
+//! parses the country, plus one channel send. It must not *borrow*: header values are
+//! slices of hyper's connection read buffer, and a click holding one for the few
+//! milliseconds until the batcher runs keeps that buffer shared, so hyper allocates a
+//! fresh 8 KB buffer for the next request on the connection (~860 instructions per
+//! request, measured with a browser's headers). It need not *copy* either: values seen
+//! recently on this thread are shared ([`intern`]), which on the long-tail workload
+//! removed the allocator's work per click. Hashing, ids and the rest of the event happen
+//! in the batcher.
 //!
 //! Accounting (all in `crate::metrics`): every GET redirect is either recorded or dropped
 //! with a reason; every recorded click is aggregated, dropped by a failing sink, or still
@@ -27,9 +28,11 @@
 
 pub mod batcher;
 pub mod client_ip;
+pub mod intern;
 pub mod sink;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{REFERER, USER_AGENT};
@@ -54,10 +57,10 @@ pub struct RawClick {
     pub at_ms: i64,
     /// The client: the TCP peer, or from `X-Forwarded-For` behind trusted proxies.
     pub client: IpAddr,
-    /// `Referer`, capped ([`cap_text`]).
-    pub referrer: Option<String>,
-    /// `User-Agent`, capped.
-    pub user_agent: Option<String>,
+    /// `Referer`, capped ([`cap_text`]) and interned ([`intern`]).
+    pub referrer: Option<Arc<str>>,
+    /// `User-Agent`, capped and interned.
+    pub user_agent: Option<Arc<str>>,
     /// The configured country header, if it holds a valid code.
     pub country: Option<Country>,
 }
@@ -96,8 +99,8 @@ impl Capture {
             code: code.clone(),
             at_ms: now_ms(),
             client: client_ip::client_ip(peer, forwarded_for, &self.trusted_proxies),
-            referrer: referrer.map(cap_text),
-            user_agent: user_agent.map(cap_text),
+            referrer: referrer.map(|value| intern::intern(&cap_text(value))),
+            user_agent: user_agent.map(|value| intern::intern(&cap_text(value))),
             country: country.and_then(parse_country),
         }
     }

@@ -272,6 +272,12 @@ pub struct Aggregator {
     agents: AgentClassifier,
     referrers: ReferrerHosts,
     labels: Labels,
+    /// The memos above, by the address of a shared value (see [`ByAddress`]).
+    recent_agents: ByAddress<Arc<Agent>>,
+    recent_referrers: ByAddress<Arc<str>>,
+    /// Reused by every call (cleared, capacity kept): a batch-sized map allocated per
+    /// batch was a fresh mapping of pages, and its page faults, every time.
+    tallies: HashMap<TallyKey, Tally, RandomState>,
 }
 
 impl Aggregator {
@@ -288,7 +294,7 @@ impl Aggregator {
                 limit: limits.referrers,
                 ..ReferrerHosts::default()
             },
-            labels: Labels::default(),
+            ..Self::default()
         }
     }
 
@@ -314,19 +320,25 @@ impl Aggregator {
     /// create a link-day.
     pub fn aggregate_into(&mut self, batch: &mut BatchAggregate, events: &[ClickEvent]) {
         batch.events += events.len() as u64;
+        let mut tallies = std::mem::take(&mut self.tallies);
         // Sized for the worst case (no two events alike): growing it step by step
         // rehashes every key several times.
-        let mut tallies: HashMap<TallyKey<'_>, Tally, RandomState> =
-            HashMap::with_capacity_and_hasher(events.len(), RandomState::default());
+        tallies.reserve(events.len());
+        // Room for every event's link up front, so the map does not resize during the
+        // loop and a link's entry keeps its address: the tallies use it as the link's
+        // identity.
+        batch.links.reserve(events.len());
         for event in events {
-            let agent = self.agents.classify(event.user_agent.as_deref());
-            let referrer = self.referrers.host(event.referrer.as_deref());
+            let agent = self.agent(event.user_agent.as_ref());
+            let referrer = self.referrer(event.referrer.as_ref());
+            let country = self.labels.country(event.country.as_deref());
             // Look up by `&str`, insert with an `Arc` clone of the code: no allocation
             // per event or per link.
             let link = match batch.links.get_mut(event.code.as_str()) {
                 Some(link) => link,
                 None => batch.links.entry(event.code.clone()).or_default(),
             };
+            let link_address = std::ptr::from_ref(&*link) as usize;
             let day_number = event.at_ms.div_euclid(DAY_MS);
             let hour = (event.at_ms.rem_euclid(DAY_MS) / HOUR_MS) as u8;
             let days_before = link.days.len();
@@ -337,32 +349,99 @@ impl Aggregator {
             }
             batch.cells += link.days.len() - days_before;
             let key = TallyKey {
-                code: event.code.as_str(),
+                link: link_address,
                 day: day_number,
-                agent: Arc::as_ptr(&agent),
-                referrer: Arc::as_ptr(&referrer).cast(),
-                country: event.country.as_deref(),
+                agent: Arc::as_ptr(&agent) as usize,
+                referrer: address(&referrer),
+                country: address(&country),
             };
             tallies
                 .entry(key)
                 .or_insert_with(|| Tally {
+                    code: event.code.clone(),
                     agent,
                     referrer,
+                    country,
                     clicks: 0,
                 })
                 .clicks += 1;
         }
-        for (key, tally) in tallies {
-            let Some(link) = batch.links.get_mut(key.code) else {
+        for (key, tally) in tallies.drain() {
+            let Some(link) = batch.links.get_mut(tally.code.as_str()) else {
                 continue; // unreachable: every tally's link was created above
             };
             let [referrers, countries, browsers, systems, devices] = &mut link.day_mut(key.day).top;
             let n = tally.clicks;
             referrers.add_shared(&tally.referrer, n);
-            countries.add_shared(&self.labels.country(key.country), n);
+            countries.add_shared(&tally.country, n);
             browsers.add_shared(&tally.agent.browser, n);
             systems.add_shared(&tally.agent.os, n);
             devices.add_shared(self.labels.device(tally.agent.device), n);
+        }
+        self.tallies = tallies;
+    }
+
+    /// The classified user agent; by address first when the value is shared.
+    fn agent(&mut self, user_agent: Option<&Arc<str>>) -> Arc<Agent> {
+        let Some(user_agent) = user_agent else {
+            return self.agents.classify(None);
+        };
+        let agents = &mut self.agents;
+        self.recent_agents
+            .get_or_insert_with(user_agent, |text| agents.classify(Some(text)))
+    }
+
+    /// The referrer's host label; by address first when the value is shared.
+    fn referrer(&mut self, referrer: Option<&Arc<str>>) -> Arc<str> {
+        let Some(referrer) = referrer else {
+            return self.referrers.host(None);
+        };
+        let referrers = &mut self.referrers;
+        self.recent_referrers
+            .get_or_insert_with(referrer, |text| referrers.host(Some(text)))
+    }
+}
+
+/// The address of a string's bytes, as an identity (see [`TallyKey`]).
+fn address(text: &str) -> usize {
+    text.as_ptr() as usize
+}
+
+/// Slots of a [`ByAddress`] cache.
+const BY_ADDRESS_SLOTS: usize = 256;
+
+/// Memoized answers for shared strings, looked up by the string's address instead of
+/// its text: events from the service share their user agent and referrer values (the
+/// recorder interns them), so most lookups cost a pointer comparison, not hashing and
+/// comparing a 100-byte string. Direct-mapped and bounded like the recorder's table; an
+/// entry holds its key's `Arc`, so an address cannot be freed and reused for another
+/// value while it is cached. Values that are not shared (events from a broker) miss here
+/// and fall through to the text-keyed memo, which is correct, only slower.
+struct ByAddress<V> {
+    slots: Vec<Option<(Arc<str>, V)>>,
+}
+
+impl<V> Default for ByAddress<V> {
+    fn default() -> Self {
+        Self {
+            slots: std::iter::repeat_with(|| None)
+                .take(BY_ADDRESS_SLOTS)
+                .collect(),
+        }
+    }
+}
+
+impl<V: Clone> ByAddress<V> {
+    fn get_or_insert_with(&mut self, key: &Arc<str>, compute: impl FnOnce(&str) -> V) -> V {
+        // Allocations are at least 8-byte aligned: the low bits carry no information.
+        let slot = &mut self.slots[(address(key) >> 3) % BY_ADDRESS_SLOTS];
+        match slot {
+            Some((held, value)) if Arc::ptr_eq(held, key) => value.clone(),
+            _ => {
+                let value = compute(key);
+                *slot = Some((key.clone(), value.clone()));
+                value
+            }
         }
     }
 }
@@ -423,23 +502,27 @@ impl Labels {
     }
 }
 
-/// What the clicks of one tally share. The agent and referrer are memoized values,
-/// compared by address: equal addresses are equal values, and since every [`Tally`]
-/// holds its `Arc`s, an address cannot be freed and reused for another value while the
-/// batch is being aggregated.
+/// What the clicks of one tally share, as addresses: the link's entry in the pending
+/// aggregate (which does not move during a call: see `aggregate_into`), and the
+/// memoized agent, referrer host and country label. Equal addresses are equal values,
+/// and since every [`Tally`] holds the `Arc`s, an address cannot be freed and reused for
+/// another value while the batch is being aggregated. Plain integers, so the map is
+/// reused across batches.
 #[derive(PartialEq, Eq, Hash)]
-struct TallyKey<'a> {
-    code: &'a str,
+struct TallyKey {
+    link: usize,
     day: i64,
-    agent: *const Agent,
-    referrer: *const u8,
-    country: Option<&'a str>,
+    agent: usize,
+    referrer: usize,
+    country: usize,
 }
 
-/// Clicks with the same [`TallyKey`], and the values its pointers stand for.
+/// Clicks with the same [`TallyKey`], and the values its addresses stand for.
 struct Tally {
+    code: ShortCode,
     agent: Arc<Agent>,
     referrer: Arc<str>,
+    country: Arc<str>,
     clicks: u64,
 }
 
@@ -734,5 +817,58 @@ mod tests {
             .map(|(_, n)| n)
             .sum();
         assert_eq!(devices, 2 * n as u64);
+    }
+
+    #[test]
+    fn shared_and_separate_copies_of_the_same_values_aggregate_alike() {
+        // The service shares header values between events (and the aggregator then
+        // looks them up by address); a broker's events each carry their own copy. Both
+        // must give the same statistics, including across many batches through one
+        // aggregator, whose address caches then hold values of earlier batches.
+        const AGENTS: [&str; 3] = [CHROME, "curl/8.5.0", "Mozilla/5.0 Firefox/121.0"];
+        let shared_agents: Vec<Arc<str>> = AGENTS.iter().map(|&a| Arc::from(a)).collect();
+        let referrer: Arc<str> = Arc::from("https://news.example/a");
+        let batches: Vec<(Vec<ClickEvent>, Vec<ClickEvent>)> = (0..5)
+            .map(|b| {
+                let separate: Vec<_> = (0..300)
+                    .map(|i| {
+                        let code = format!("l{}", (b * 300 + i) % 40);
+                        let ua = AGENTS[i % 3];
+                        event(
+                            &code,
+                            i as i64 * 60_000,
+                            Some(ua),
+                            Some(&referrer),
+                            None,
+                            i as u64,
+                        )
+                    })
+                    .collect();
+                let shared = separate
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| ClickEvent {
+                        user_agent: Some(shared_agents[i % 3].clone()),
+                        referrer: Some(referrer.clone()),
+                        ..e.clone()
+                    })
+                    .collect();
+                (separate, shared)
+            })
+            .collect();
+        let (mut by_copy, mut by_share) = (Aggregator::new(), Aggregator::new());
+        let (mut copied, mut sharing) = (BatchAggregate::default(), BatchAggregate::default());
+        for (separate, shared) in &batches {
+            by_copy.aggregate_into(&mut copied, separate);
+            by_share.aggregate_into(&mut sharing, shared);
+        }
+        assert_eq!(copied, sharing);
+        assert_eq!(copied.events, 1_500);
+        let human: u64 = copied
+            .links
+            .values()
+            .map(|l| l.total().total - l.total().bot)
+            .sum();
+        assert_eq!(human, 1_000, "two of every three clicks are browsers");
     }
 }

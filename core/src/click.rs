@@ -8,8 +8,10 @@
 //! (see [`VisitorHasher`]) whose key rotates daily, so events cannot be joined across days
 //! or reversed into an address by anyone without the secret.
 
+use std::borrow::Cow;
 use std::hash::Hasher;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -37,12 +39,13 @@ pub struct ClickEvent {
     pub code: ShortCode,
     /// When, in Unix milliseconds (UTC).
     pub at_ms: i64,
-    /// The `Referer` header, capped ([`cap_text`]).
+    /// The `Referer` header, capped ([`cap_text`]). Shared: the recorder interns
+    /// repeated values, so most events point at the same few allocations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub referrer: Option<String>,
-    /// The `User-Agent` header, capped.
+    pub referrer: Option<Arc<str>>,
+    /// The `User-Agent` header, capped; shared like the referrer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
+    pub user_agent: Option<Arc<str>>,
     /// ISO 3166-1 alpha-2 country from a trusted edge header, if configured and valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
@@ -59,14 +62,17 @@ pub struct ClickEvent {
 /// fast: a valid prefix is checked by `str::from_utf8` (word-at-a-time on ASCII) and
 /// copied once. `String::from_utf8_lossy` walks byte chunks and cost ~5 instructions a
 /// byte on a browser's user agent; it now runs only for input that is not UTF-8.
-pub fn cap_text(raw: &[u8]) -> String {
+///
+/// Borrows when it can (valid UTF-8, the common case), so a caller that interns the
+/// result copies nothing for a value it has seen before.
+pub fn cap_text(raw: &[u8]) -> Cow<'_, str> {
     // Checking only the prefix bounds the work for a 10 KB header. A multi-byte sequence
     // cut by the prefix makes it invalid: the lossy path turns it into one U+FFFD, which
     // the truncation then handles.
     let prefix = &raw[..raw.len().min(MAX_TEXT_FIELD_LEN + 4)];
     match std::str::from_utf8(prefix) {
-        Ok(text) => truncate(text).to_owned(),
-        Err(_) => truncate(&String::from_utf8_lossy(prefix)).to_owned(),
+        Ok(text) => Cow::Borrowed(truncate(text)),
+        Err(_) => Cow::Owned(truncate(&String::from_utf8_lossy(prefix)).to_owned()),
     }
 }
 
