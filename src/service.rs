@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use http::HeaderValue;
 use metrics::Counter;
 use shortener_core::{
     Alias, CodeGenerator, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, StoreError,
@@ -23,7 +24,7 @@ use time::OffsetDateTime;
 use shortener_core::aggregate::Counts;
 use shortener_core::stats::{LinkStats, StatsQuery, StatsStore};
 
-use crate::cache::{CacheEntry, CachedLink, LinkCache};
+use crate::cache::{CacheEntry, CachedLink, LinkCache, cache_control_max_age};
 use crate::config::Settings;
 use crate::l2::{self, L2Cache, Lookup};
 use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED};
@@ -101,6 +102,8 @@ pub struct LinkService {
     max_create_attempts: u32,
     /// See `links.permanent_redirect_max_age_s`.
     permanent_max_age: Duration,
+    /// `Cache-Control` of a permanent redirect that never expires, built once.
+    permanent_cache_control: HeaderValue,
     links_created: Counter,
     collisions: Counter,
     /// Clicks counted against `max_clicks`, per link, for the life of the process.
@@ -129,6 +132,7 @@ impl LinkService {
             generator,
             max_create_attempts: settings.links.max_create_attempts,
             permanent_max_age,
+            permanent_cache_control: cache_control_max_age(permanent_max_age.as_secs()),
             links_created: metrics::counter!(LINKS_CREATED),
             collisions: metrics::counter!(CODE_COLLISIONS),
             budgets: Mutex::new(HashMap::new()),
@@ -155,6 +159,11 @@ impl LinkService {
     /// The configured max-age for permanent redirects.
     pub fn permanent_max_age(&self) -> Duration {
         self.permanent_max_age
+    }
+
+    /// `Cache-Control` for permanent redirects of links that never expire.
+    pub fn permanent_cache_control(&self) -> &HeaderValue {
+        &self.permanent_cache_control
     }
 
     /// Creates a link; returns it once it is durable.
@@ -350,11 +359,7 @@ impl LinkService {
             Some(_) => Some(self.budget(&link.code).await?),
             None => None,
         };
-        Ok(Some(Arc::new(CachedLink::new(
-            &link,
-            self.permanent_max_age,
-            budget,
-        ))))
+        Ok(Some(Arc::new(CachedLink::new(&link, budget))))
     }
 
     /// The click counter of a link with `max_clicks`, seeded from its stored totals.

@@ -171,7 +171,7 @@ mod tests {
             max_clicks,
         };
         let used = max_clicks.map(|_| Arc::new(AtomicU64::new(0)));
-        Arc::new(CachedLink::new(&link, Duration::from_secs(60), used))
+        Arc::new(CachedLink::new(&link, used))
     }
 
     fn filled(front: &Front, code: &str) -> Hashed {

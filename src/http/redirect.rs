@@ -94,15 +94,19 @@ fn respond(
     };
     headers.insert(LOCATION, location);
 
-    if let Some(cache_control) = &link.cache_control {
-        headers.insert(CACHE_CONTROL, cache_control.clone());
-    } else if let (true, Some(expires_at)) = (is_permanent(link.status), link.expires_at) {
-        let left = (expires_at - OffsetDateTime::now_utc())
-            .whole_seconds()
-            .max(0)
-            .unsigned_abs();
-        let max_age = state.service.permanent_max_age().as_secs().min(left);
-        headers.insert(CACHE_CONTROL, cache_control_max_age(max_age));
+    if is_permanent(link.status) {
+        let cache_control = match link.expires_at {
+            // Shared by every such link: a reference-count bump, like `Location`.
+            None => state.service.permanent_cache_control().clone(),
+            Some(expires_at) => {
+                let left = (expires_at - OffsetDateTime::now_utc())
+                    .whole_seconds()
+                    .max(0)
+                    .unsigned_abs();
+                cache_control_max_age(state.service.permanent_max_age().as_secs().min(left))
+            }
+        };
+        headers.insert(CACHE_CONTROL, cache_control);
     }
 
     if let (true, Some(clicks)) = (is_click, &state.clicks) {
@@ -146,7 +150,6 @@ fn static_error(status: StatusCode, body: &'static [u8]) -> Response<Full<Bytes>
 mod tests {
     use super::*;
     use shortener_core::{Link, RedirectKind, ShortCode, TargetUrl};
-    use std::time::Duration;
 
     fn cached(target: &str) -> CachedLink {
         let link = Link {
@@ -157,7 +160,7 @@ mod tests {
             redirect: RedirectKind::Found,
             max_clicks: None,
         };
-        CachedLink::new(&link, Duration::from_secs(60), None)
+        CachedLink::new(&link, None)
     }
 
     #[test]
