@@ -9,6 +9,7 @@
 #   EXTRA_ENV="APP__CLICKS__ENABLED=false" scripts/instructions-per-request.sh
 #   BROWSER=1 scripts/instructions-per-request.sh              # with a browser's User-Agent
 #                                                              # and Referer (see lib/wrk.sh)
+#   SERVICE_BIN=/tmp/shortener.before scripts/instructions-per-request.sh   # an older build
 #   KEEP=/tmp/cg scripts/instructions-per-request.sh           # keep the profiles for
 #                                                              # callgrind_annotate
 #
@@ -56,7 +57,7 @@ measure() { # name url -> "name requests instructions instructions/request"
 env APP__HTTP__LISTEN="127.0.0.1:$PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \
     APP__STORE__PATH="$work/links.redb" RUST_LOG=error ${EXTRA_ENV:-} \
     valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
-    target/release/shortener serve 2>"$work/service.log" &
+    "${SERVICE_BIN:-target/release/shortener}" serve 2>"$work/service.log" &
 pid=$!
 wait_up "http://127.0.0.1:$PORT/healthz"
 curl -sf -o /dev/null -X POST "http://127.0.0.1:$PORT/api/v1/links" \
