@@ -42,17 +42,7 @@ trap cleanup EXIT
 
 metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 == m {print $2; f=1} END {if (!f) print 0}'; }
 
-start_service() { # clicks_enabled
-    cp "$data/seed.redb" "$data/run.redb"
-    env APP__HTTP__LISTEN="127.0.0.1:$PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \
-        APP__STORE__PATH="$data/run.redb" APP__CLICKS__ENABLED="$1" \
-        APP__CLICKS__TRUSTED_PROXIES=127.0.0.0/8 RUST_LOG=warn ${EXTRA_ENV:-} \
-        taskset -c "$SERVER_CPU" "$service" serve &
-    pid=$!
-    wait_http "http://127.0.0.1:$PORT/healthz"
-}
-
-stop_server() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
+source scripts/lib/service.sh   # start_service, stop_server
 
 # One measured run: prints "rps p99 dropped bytes_per_click rss_mb cpu_us_per_request
 # write_us_per_cell" (the last: stats store write time per link-day written).

@@ -24,7 +24,8 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-19090}
-source scripts/lib/wrk.sh   # wait_http
+source scripts/lib/wrk.sh       # wait_http
+source scripts/lib/service.sh   # start_service, stop_server
 
 cargo build --release --quiet --bin shortener --example open-loop --example seed-links
 service=${SERVICE_BIN:-target/release/shortener}
@@ -40,17 +41,10 @@ read -r -a targets <<<"${TARGETS:-clicks_off clicks_on}"
 for round in $(seq "$ROUNDS"); do
     for rate in $RATES; do
         for target in "${targets[@]}"; do
-            cp "$data/seed.redb" "$data/run.redb"
-            clicks=$([ "$target" = clicks_on ] && echo true || echo false)
-            env APP__HTTP__LISTEN="127.0.0.1:$PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \
-                APP__STORE__PATH="$data/run.redb" APP__CLICKS__ENABLED="$clicks" \
-                APP__CLICKS__TRUSTED_PROXIES=127.0.0.0/8 RUST_LOG=error ${EXTRA_ENV:-} \
-                taskset -c "$SERVER_CPU" "$service" serve &
-            pid=$!
-            wait_http "http://127.0.0.1:$PORT/healthz"
+            start_service "$([ "$target" = clicks_on ] && echo true || echo false)"
             out=$(RATE=$rate DURATION=$DURATION WARMUP=$WARMUP LINKS=$LINKS \
                 taskset -c "$CLIENT_CPU" target/release/examples/open-loop "127.0.0.1:$PORT")
-            kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+            stop_server
             if ! grep -q " 0 errors, 0 not 3xx" <<<"$out"; then echo "$out" >&2; exit 1; fi
             read -r p50 p90 p99 p999 max < <(awk '/^latency/ {print $11, $13, $15, $17, $19}' <<<"$out")
             printf "%-6s %-11s %8s %9s %9s %9s %9s %9s\n" "$round" "$target" "$rate" "$p50" "$p90" "$p99" "$p999" "$max"
