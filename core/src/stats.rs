@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::aggregate::{BatchAggregate, Counts, Dimension, HOUR_MS};
+use crate::aggregate::{BatchAggregate, Counts, DayAggregate, Dimension, HOUR_MS};
 use crate::click::DAY_MS;
+use crate::topk::TopK;
+use crate::visitors::VisitorSketch;
 use crate::{ShortCode, StoreError};
 
 /// Most buckets one query may cover: 93 days of hours, or 10 years of days.
@@ -105,6 +107,61 @@ pub struct LinkStats {
     pub series: Vec<(i64, Counts)>,
     /// Top values per dimension over the days the range touches, largest first.
     pub top: Vec<(Dimension, Vec<(String, u64)>)>,
+}
+
+impl StatsQuery {
+    /// The UTC day numbers whose rows the range touches, `[first, end)`: at most 93
+    /// (hourly) or 3,660 (daily). Every backend reads exactly these rows.
+    pub fn days(&self) -> (i64, i64) {
+        (
+            self.from_ms.div_euclid(DAY_MS),
+            (self.to_ms - 1).div_euclid(DAY_MS) + 1,
+        )
+    }
+}
+
+impl LinkStats {
+    /// Folds a link's stored days (ascending, as read for [`StatsQuery::days`]) into the
+    /// answer to `query`. Shared by every backend: they differ in how they read the rows,
+    /// not in what a row means.
+    pub fn summarize(
+        days: impl IntoIterator<Item = (i64, DayAggregate)>,
+        query: &StatsQuery,
+    ) -> Self {
+        let mut stats = LinkStats::default();
+        let mut visitors = VisitorSketch::default();
+        let mut top: [TopK; 5] = Default::default();
+        for (day, aggregate) in days {
+            let day_start = day * DAY_MS;
+            match query.granularity {
+                Granularity::Day => {
+                    stats.totals.add(aggregate.counts);
+                    stats.series.push((day_start, aggregate.counts));
+                }
+                Granularity::Hour => {
+                    for (hour, counts) in &aggregate.hours {
+                        let start = day_start + i64::from(*hour) * HOUR_MS;
+                        if (query.from_ms..query.to_ms).contains(&start) {
+                            stats.totals.add(*counts);
+                            stats.series.push((start, *counts));
+                        }
+                    }
+                }
+            }
+            // Uniques and top-N exist per day: merge the days the range touches.
+            visitors.merge(&aggregate.visitors);
+            for (mine, theirs) in top.iter_mut().zip(aggregate.top.iter()) {
+                mine.merge(theirs);
+            }
+        }
+        stats.unique_visitors = visitors.estimate();
+        stats.top = Dimension::ALL
+            .iter()
+            .zip(top.iter())
+            .map(|(&d, t)| (d, t.top(query.top_n)))
+            .collect();
+        stats
+    }
 }
 
 /// What a store's statistics occupy, table by table (the long-tail benchmark reports

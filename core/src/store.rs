@@ -13,6 +13,8 @@
 //! The trait is object-safe (`Arc<dyn LinkStore>`) because the backend is chosen at
 //! start-up from config, and one virtual call is noise next to a storage round-trip.
 
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
 pub mod redb;
 
 use async_trait::async_trait;

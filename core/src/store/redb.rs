@@ -264,88 +264,35 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn insert_get_delete_round_trip() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = RedbStore::open(&dir.path().join("links.redb")).expect("open");
-        let original = link("abc123", "https://example.com/x");
-
-        assert_eq!(
-            store.insert_if_absent(&original).await.expect("insert"),
-            InsertOutcome::Inserted
-        );
-        assert_eq!(
-            store.get(&original.code).await.expect("get"),
-            Some(original.clone())
-        );
-        assert!(store.delete(&original.code).await.expect("delete"));
-        assert_eq!(store.get(&original.code).await.expect("get"), None);
-        assert!(!store.delete(&original.code).await.expect("delete again"));
+    /// The embedded store under the shared contract: a fresh file per case. A second
+    /// process cannot open a redb file (it is locked), so "another handle" is the same.
+    struct Redb {
+        _dir: tempfile::TempDir,
+        store: Arc<RedbStore>,
     }
 
-    #[tokio::test]
-    async fn list_pages_through_links_in_code_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = RedbStore::open(&dir.path().join("links.redb")).expect("open");
-        for code in ["c", "a", "e", "b", "d"] {
-            store
-                .insert_if_absent(&link(code, "https://example.com/"))
-                .await
-                .expect("insert");
+    #[async_trait]
+    impl crate::store::contract::Backend for Redb {
+        type Store = RedbStore;
+
+        fn store(&self) -> Arc<RedbStore> {
+            self.store.clone()
         }
-        let codes = |page: Vec<(Link, Counts)>| {
-            page.into_iter()
-                .map(|(l, _)| l.code.to_string())
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(codes(store.list(None, 2).await.expect("page")), ["a", "b"]);
-        let after = Some(ShortCode::parse("b").expect("code"));
-        assert_eq!(
-            codes(store.list(after, 10).await.expect("page")),
-            ["c", "d", "e"]
-        );
-        let end = Some(ShortCode::parse("e").expect("code"));
-        assert!(store.list(end, 10).await.expect("page").is_empty());
-    }
 
-    #[tokio::test]
-    async fn a_taken_code_is_not_overwritten() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = RedbStore::open(&dir.path().join("links.redb")).expect("open");
-        let first = link("taken", "https://first.example/");
-        let second = link("taken", "https://second.example/");
-        assert_eq!(
-            store.insert_if_absent(&first).await.expect("insert"),
-            InsertOutcome::Inserted
-        );
-        assert_eq!(
-            store.insert_if_absent(&second).await.expect("insert"),
-            InsertOutcome::AlreadyExists
-        );
-        assert_eq!(store.get(&first.code).await.expect("get"), Some(first));
-    }
-
-    #[tokio::test]
-    async fn concurrent_inserts_of_one_code_have_one_winner() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(RedbStore::open(&dir.path().join("links.redb")).expect("open"));
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    store
-                        .insert_if_absent(&link("race", &format!("https://e{i}.example/")))
-                        .await
-                })
-            })
-            .collect();
-        let mut inserted = 0;
-        for task in tasks {
-            if task.await.expect("join").expect("insert") == InsertOutcome::Inserted {
-                inserted += 1;
-            }
+        async fn another_handle(&self) -> Arc<RedbStore> {
+            self.store.clone()
         }
-        assert_eq!(inserted, 1);
+    }
+
+    async fn fresh() -> Option<Redb> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(RedbStore::open(&dir.path().join("store.redb")).expect("open"));
+        Some(Redb { _dir: dir, store })
+    }
+
+    mod contract {
+        use super::fresh;
+        crate::store_contract!(fresh());
     }
 
     #[tokio::test]

@@ -24,10 +24,10 @@ use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
 use super::{RedbStore, backend};
-use crate::aggregate::{BatchAggregate, Counts, DayAggregate, Dimension, HOUR_MS};
+use crate::aggregate::{BatchAggregate, Counts, DayAggregate, HOUR_MS};
 use crate::click::DAY_MS;
 use crate::encoding::{self, DecodeError};
-use crate::stats::{Footprint, Granularity, LinkStats, StatsQuery, StatsStore, TableFootprint};
+use crate::stats::{Footprint, LinkStats, StatsQuery, StatsStore, TableFootprint};
 use crate::topk::TopK;
 use crate::visitors::VisitorSketch;
 use crate::{ShortCode, StoreError};
@@ -146,49 +146,16 @@ impl StatsStore for RedbStore {
             let code = code.as_str();
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(DAYS).map_err(backend)?;
-            let mut stats = LinkStats::default();
-            let mut visitors = VisitorSketch::default();
-            let mut top: [TopK; 5] = Default::default();
-            // The days the range touches: at most 93 (hourly) or 3,660 (daily) rows.
-            let (first_day, end_day) = (
-                query.from_ms.div_euclid(DAY_MS),
-                (query.to_ms - 1).div_euclid(DAY_MS) + 1,
-            );
+            let (first_day, end_day) = query.days();
+            let mut days = Vec::new();
             for row in table
                 .range((code, first_day)..(code, end_day))
                 .map_err(backend)?
             {
                 let (key, value) = row.map_err(backend)?;
-                let day_start = key.value().1 * DAY_MS;
-                let day = decode_day(code, value.value())?;
-                match query.granularity {
-                    Granularity::Day => {
-                        stats.totals.add(day.counts);
-                        stats.series.push((day_start, day.counts));
-                    }
-                    Granularity::Hour => {
-                        for (hour, counts) in &day.hours {
-                            let start = day_start + i64::from(*hour) * HOUR_MS;
-                            if (query.from_ms..query.to_ms).contains(&start) {
-                                stats.totals.add(*counts);
-                                stats.series.push((start, *counts));
-                            }
-                        }
-                    }
-                }
-                // Uniques and top-N exist per day: merge the days the range touches.
-                visitors.merge(&day.visitors);
-                for (mine, theirs) in top.iter_mut().zip(day.top.iter()) {
-                    mine.merge(theirs);
-                }
+                days.push((key.value().1, decode_day(code, value.value())?));
             }
-            stats.unique_visitors = visitors.estimate();
-            stats.top = Dimension::ALL
-                .iter()
-                .zip(top.iter())
-                .map(|(&d, t)| (d, t.top(query.top_n)))
-                .collect();
-            Ok(stats)
+            Ok(LinkStats::summarize(days, &query))
         })
         .await
     }
@@ -342,8 +309,10 @@ fn migrate_v1(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aggregate::Dimension;
     use crate::aggregate::{Aggregator, HOUR_MS};
     use crate::click::{CLICK_EVENT_VERSION, ClickEvent};
+    use crate::stats::Granularity;
 
     const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
@@ -358,177 +327,6 @@ mod tests {
             country: Some("NL".into()),
             visitor: visitor.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29),
         }
-    }
-
-    #[tokio::test]
-    async fn a_fresh_store_answers_reads_with_zeros() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = RedbStore::open(&dir.path().join("s.redb")).expect("open");
-        let code = ShortCode::parse("never").expect("code");
-        assert_eq!(
-            store.totals(&code).await.expect("totals"),
-            Counts::default()
-        );
-        let query = StatsQuery::new(0, DAY_MS, Granularity::Hour, 5).expect("query");
-        let stats = store.link_stats(&code, query).await.expect("stats");
-        assert_eq!(
-            (stats.totals, stats.unique_visitors, stats.series.len()),
-            (Counts::default(), 0, 0)
-        );
-    }
-
-    #[tokio::test]
-    async fn batches_accumulate_and_ranges_read_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = RedbStore::open(&dir.path().join("s.redb")).expect("open");
-        let mut aggregator = Aggregator::new();
-        let day0 = 20_000 * DAY_MS;
-        let first: Vec<_> = (0..10)
-            .map(|i| click("abc", day0 + i * HOUR_MS, i as u64, CHROME))
-            .collect();
-        let second: Vec<_> = (0..5)
-            .map(|i| click("abc", day0 + DAY_MS + i, 100 + i as u64, "Twitterbot/1.0"))
-            .collect();
-        store
-            .apply(Arc::new(aggregator.aggregate(&first)))
-            .await
-            .expect("apply");
-        store
-            .apply(Arc::new(aggregator.aggregate(&second)))
-            .await
-            .expect("apply");
-        store
-            .apply(Arc::new(aggregator.aggregate(&first[..2])))
-            .await
-            .expect("apply again");
-
-        let code = ShortCode::parse("abc").expect("code");
-        assert_eq!(
-            store.totals(&code).await.expect("totals"),
-            Counts {
-                total: 17,
-                human: 12,
-                bot: 5
-            }
-        );
-
-        let days = StatsQuery::new(day0, day0 + 2 * DAY_MS, Granularity::Day, 3).expect("query");
-        let stats = store.link_stats(&code, days).await.expect("stats");
-        assert_eq!(
-            stats.totals,
-            Counts {
-                total: 17,
-                human: 12,
-                bot: 5
-            }
-        );
-        assert_eq!(
-            stats.series,
-            vec![
-                (
-                    day0,
-                    Counts {
-                        total: 12,
-                        human: 12,
-                        bot: 0
-                    }
-                ),
-                (
-                    day0 + DAY_MS,
-                    Counts {
-                        total: 5,
-                        human: 0,
-                        bot: 5
-                    }
-                )
-            ]
-        );
-        assert_eq!(stats.unique_visitors, 10, "re-applied visitors are not new");
-        let countries = &stats
-            .top
-            .iter()
-            .find(|(d, _)| *d == Dimension::Country)
-            .expect("country")
-            .1;
-        assert_eq!(countries, &vec![("NL".to_owned(), 17)]);
-
-        let hours = StatsQuery::new(day0, day0 + 3 * HOUR_MS, Granularity::Hour, 3).expect("query");
-        let stats = store.link_stats(&code, hours).await.expect("stats");
-        assert_eq!(stats.series.len(), 3);
-        assert_eq!(
-            stats.series[0],
-            (
-                day0,
-                Counts {
-                    total: 2,
-                    human: 2,
-                    bot: 0
-                }
-            )
-        );
-        assert_eq!(
-            stats.totals.total, 5,
-            "3 from the first batch + 2 re-applied"
-        );
-
-        let other = ShortCode::parse("other").expect("code");
-        store
-            .apply(Arc::new(
-                aggregator.aggregate(&[click("other", day0, 1, CHROME)]),
-            ))
-            .await
-            .expect("apply");
-        crate::LinkStore::delete(&store, &other)
-            .await
-            .expect("delete purges stats");
-        assert_eq!(
-            store.totals(&code).await.expect("totals").total,
-            17,
-            "other links keep theirs"
-        );
-        assert_eq!(
-            store.totals(&other).await.expect("totals"),
-            Counts::default()
-        );
-        assert_eq!(
-            store.link_stats(&other, days).await.expect("stats").series,
-            vec![]
-        );
-    }
-
-    #[tokio::test]
-    async fn a_replayed_batch_counts_once_and_other_sources_still_apply() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = RedbStore::open(&dir.path().join("s.redb")).expect("open");
-        let mut aggregator = Aggregator::new();
-        let events: Vec<_> = (0..4)
-            .map(|i| click("abc", 5 * DAY_MS + i, i as u64, CHROME))
-            .collect();
-        let with_id = |source: &str, seq| {
-            let mut batch = Aggregator::new().aggregate(&events);
-            batch.id = Some(crate::aggregate::BatchId {
-                source: source.into(),
-                seq,
-            });
-            Arc::new(batch)
-        };
-        store.apply(with_id("a", 1)).await.expect("apply");
-        store
-            .apply(with_id("a", 1))
-            .await
-            .expect("replay is not an error");
-        store
-            .apply(with_id("a", 0))
-            .await
-            .expect("an older one neither");
-        store.apply(with_id("b", 1)).await.expect("another source");
-        store.apply(with_id("a", 2)).await.expect("the next one");
-        store
-            .apply(Arc::new(aggregator.aggregate(&events)))
-            .await
-            .expect("no id: always applies");
-        let code = ShortCode::parse("abc").expect("code");
-        assert_eq!(store.totals(&code).await.expect("totals").total, 16);
     }
 
     #[tokio::test]

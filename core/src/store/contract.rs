@@ -1,0 +1,531 @@
+//! The storage contract as tests: one set of cases, written once, run against every
+//! backend.
+//!
+//! The guarantees in [`crate::store`] and [`crate::stats`] are only worth something if
+//! every backend gives them, so they are checked by the same code for each. A backend's
+//! test file implements [`Backend`] (fresh, empty storage, and more handles on the same
+//! data, as other instances would open them) and invokes [`store_contract!`] once, which
+//! expands to one `#[tokio::test]` per case below:
+//!
+//! ```ignore
+//! shortener_core::store_contract!(my_backend());   // an async fn returning Option<impl Backend>
+//! ```
+//!
+//! The factory returns `None` when the backend's server is not available on this machine
+//! (the test is then skipped, loudly, by the factory); CI makes that an error.
+//!
+//! Compiled for this crate's tests and, with the `contract` feature, for other crates'.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::aggregate::{Aggregator, BatchAggregate, BatchId, Counts, Dimension, HOUR_MS};
+use crate::click::{CLICK_EVENT_VERSION, ClickEvent, DAY_MS};
+use crate::stats::{Granularity, StatsQuery, StatsStore};
+use crate::{InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, TargetUrl};
+
+/// A backend under test.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The store type; one value serves links and statistics, as in the service.
+    type Store: LinkStore + StatsStore;
+
+    /// The store the case starts with: empty, and private to this case.
+    fn store(&self) -> Arc<Self::Store>;
+
+    /// Another handle on the same data, with its own connections, as a second instance
+    /// of the service would open it. A backend that cannot be opened twice (an embedded
+    /// file is locked by its process) returns the same handle.
+    async fn another_handle(&self) -> Arc<Self::Store>;
+}
+
+/// Expands to one `#[tokio::test]` per contract case, for the backend that `$fresh`
+/// (an `async fn() -> Option<impl Backend>`) makes.
+#[macro_export]
+macro_rules! store_contract {
+    ($fresh:expr) => {
+        $crate::store_contract!(@cases $fresh;
+            insert_if_absent_signals_a_taken_code,
+            racing_inserts_through_separate_handles_have_one_winner,
+            expired_links_are_returned_with_their_expiry,
+            delete_removes_the_link_and_its_statistics,
+            list_pages_in_code_order_with_totals,
+            batches_accumulate_and_ranges_read_back,
+            a_replayed_batch_counts_once_from_any_handle,
+            range_reads_return_only_the_range,
+            visitor_sketches_merge_across_days_and_batches,
+            top_n_ranks_values_over_the_range,
+            a_fresh_store_answers_reads_with_zeros,
+        );
+    };
+    (@cases $fresh:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(backend) = $fresh.await {
+                    $crate::store::contract::$case(&backend).await;
+                }
+            }
+        )*
+    };
+}
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+const BOT: &str = "Twitterbot/1.0";
+/// A UTC day number inside the range every backend must store (2024-10-04).
+const DAY: i64 = 20_000;
+
+fn code(text: &str) -> ShortCode {
+    ShortCode::parse(text).expect("valid code")
+}
+
+fn link(text: &str, url: &str) -> Link {
+    Link {
+        code: code(text),
+        target: TargetUrl::parse(url).expect("valid url"),
+        created_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid time"),
+        expires_at: Some(OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid")),
+        redirect: RedirectKind::PermanentRedirect,
+        max_clicks: Some(3),
+    }
+}
+
+fn click(text: &str, at_ms: i64, visitor: u64, ua: &str, referrer: &str) -> ClickEvent {
+    ClickEvent {
+        v: CLICK_EVENT_VERSION,
+        id: uuid::Uuid::now_v7(),
+        code: code(text),
+        at_ms,
+        referrer: Some(referrer.into()),
+        user_agent: Some(ua.into()),
+        country: Some("NL".into()),
+        visitor: mix(visitor),
+    }
+}
+
+/// SplitMix64's finalizer: visitor ids as well spread as the service's keyed hashes.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn batch(events: &[ClickEvent]) -> Arc<BatchAggregate> {
+    Arc::new(Aggregator::new().aggregate(events))
+}
+
+fn counts(total: u64, human: u64, bot: u64) -> Counts {
+    Counts { total, human, bot }
+}
+
+fn query(from_ms: i64, to_ms: i64, granularity: Granularity) -> StatsQuery {
+    StatsQuery::new(from_ms, to_ms, granularity, 5).expect("valid query")
+}
+
+/// Insert-if-absent: the first insert wins, a second of the same code reports the
+/// collision and leaves the first untouched.
+pub async fn insert_if_absent_signals_a_taken_code(backend: &impl Backend) {
+    let store = backend.store();
+    let first = link("taken", "https://first.example/a?b=c");
+    let second = link("taken", "https://second.example/");
+    assert_eq!(
+        store.insert_if_absent(&first).await.expect("insert"),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        store.insert_if_absent(&second).await.expect("insert"),
+        InsertOutcome::AlreadyExists
+    );
+    assert_eq!(store.get(&first.code).await.expect("get"), Some(first));
+    assert_eq!(store.get(&code("absent")).await.expect("get"), None);
+}
+
+/// 64 inserts of one alias, racing through eight handles (as eight instances would):
+/// exactly one wins, and the stored link is the winner's.
+pub async fn racing_inserts_through_separate_handles_have_one_winner(backend: &impl Backend) {
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        handles.push(backend.another_handle().await);
+    }
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = handles[i % handles.len()].clone();
+            tokio::spawn(async move {
+                let candidate = link("race", &format!("https://e{i}.example/"));
+                let outcome = store.insert_if_absent(&candidate).await.expect("insert");
+                (outcome, candidate)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (outcome, candidate) = task.await.expect("join");
+        if outcome == InsertOutcome::Inserted {
+            winners.push(candidate);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one insert wins");
+    let stored = backend.store().get(&code("race")).await.expect("get");
+    assert_eq!(stored.as_ref(), winners.first());
+}
+
+/// Expiry is the caller's policy: the store keeps and returns an expired link with its
+/// expiry instant, and a link without one as such.
+pub async fn expired_links_are_returned_with_their_expiry(backend: &impl Backend) {
+    let store = backend.store();
+    let mut expired = link("old", "https://example.com/old");
+    expired.expires_at = Some(OffsetDateTime::from_unix_timestamp(1_000_000_000).expect("time"));
+    let mut forever = link("forever", "https://example.com/");
+    forever.expires_at = None;
+    forever.max_clicks = None;
+    forever.redirect = RedirectKind::Found;
+    for l in [&expired, &forever] {
+        store.insert_if_absent(l).await.expect("insert");
+    }
+    let got = store.get(&expired.code).await.expect("get").expect("kept");
+    assert!(got.is_expired_at(OffsetDateTime::now_utc()));
+    assert_eq!(got, expired);
+    assert_eq!(store.get(&forever.code).await.expect("get"), Some(forever));
+}
+
+/// Delete removes the link and purges its statistics; other links keep theirs, and a
+/// second delete reports that nothing was there.
+pub async fn delete_removes_the_link_and_its_statistics(backend: &impl Backend) {
+    let store = backend.store();
+    for c in ["gone", "kept"] {
+        store
+            .insert_if_absent(&link(c, "https://example.com/"))
+            .await
+            .expect("insert");
+    }
+    let at = DAY * DAY_MS;
+    store
+        .apply(batch(&[
+            click("gone", at, 1, CHROME, "https://a.example/"),
+            click("kept", at, 2, CHROME, "https://a.example/"),
+        ]))
+        .await
+        .expect("apply");
+    assert!(store.delete(&code("gone")).await.expect("delete"));
+    assert!(!store.delete(&code("gone")).await.expect("delete again"));
+    assert_eq!(store.get(&code("gone")).await.expect("get"), None);
+    assert_eq!(
+        store.totals(&code("gone")).await.expect("totals"),
+        Counts::default()
+    );
+    let days = query(at, at + DAY_MS, Granularity::Day);
+    let stats = store.link_stats(&code("gone"), days).await.expect("stats");
+    assert!(stats.series.is_empty());
+    assert_eq!(stats.unique_visitors, 0);
+    assert_eq!(
+        store.totals(&code("kept")).await.expect("totals"),
+        counts(1, 1, 0)
+    );
+}
+
+/// Listing pages through links in code order after a cursor, each with its totals.
+pub async fn list_pages_in_code_order_with_totals(backend: &impl Backend) {
+    let store = backend.store();
+    for c in ["c", "a", "e", "b", "d"] {
+        store
+            .insert_if_absent(&link(c, "https://example.com/"))
+            .await
+            .expect("insert");
+    }
+    let at = DAY * DAY_MS;
+    store
+        .apply(batch(&[
+            click("b", at, 1, CHROME, "https://a.example/"),
+            click("b", at, 2, BOT, "https://a.example/"),
+            click("d", at, 3, CHROME, "https://a.example/"),
+        ]))
+        .await
+        .expect("apply");
+    let page = |links: Vec<(Link, Counts)>| {
+        links
+            .into_iter()
+            .map(|(l, c)| (l.code.to_string(), c.total))
+            .collect::<Vec<_>>()
+    };
+    let first = store.list(None, 2).await.expect("page");
+    assert_eq!(first[0].0, link("a", "https://example.com/"));
+    assert_eq!(page(first), [("a".into(), 0), ("b".into(), 2)]);
+    let rest = store.list(Some(code("b")), 10).await.expect("page");
+    assert_eq!(
+        page(rest),
+        [("c".into(), 0), ("d".into(), 1), ("e".into(), 0)]
+    );
+    assert!(
+        store
+            .list(Some(code("e")), 10)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+}
+
+/// Batches add up: totals, daily and hourly series, and the human/bot split.
+pub async fn batches_accumulate_and_ranges_read_back(backend: &impl Backend) {
+    let store = backend.store();
+    let day0 = DAY * DAY_MS;
+    let first: Vec<_> = (0..10)
+        .map(|i| {
+            click(
+                "abc",
+                day0 + i * HOUR_MS,
+                i as u64,
+                CHROME,
+                "https://r.example/",
+            )
+        })
+        .collect();
+    let second: Vec<_> = (0..5)
+        .map(|i| {
+            click(
+                "abc",
+                day0 + DAY_MS + i,
+                100 + i as u64,
+                BOT,
+                "https://r.example/",
+            )
+        })
+        .collect();
+    for events in [&first[..], &second[..], &first[..2]] {
+        store.apply(batch(events)).await.expect("apply");
+    }
+    let abc = code("abc");
+    assert_eq!(store.totals(&abc).await.expect("totals"), counts(17, 12, 5));
+    let days = query(day0, day0 + 2 * DAY_MS, Granularity::Day);
+    let stats = store.link_stats(&abc, days).await.expect("stats");
+    assert_eq!(stats.totals, counts(17, 12, 5));
+    assert_eq!(
+        stats.series,
+        vec![(day0, counts(12, 12, 0)), (day0 + DAY_MS, counts(5, 0, 5))]
+    );
+    let hours = query(day0, day0 + 3 * HOUR_MS, Granularity::Hour);
+    let stats = store.link_stats(&abc, hours).await.expect("stats");
+    assert_eq!(
+        stats.series,
+        vec![
+            (day0, counts(2, 2, 0)),
+            (day0 + HOUR_MS, counts(2, 2, 0)),
+            (day0 + 2 * HOUR_MS, counts(1, 1, 0))
+        ]
+    );
+}
+
+/// A batch with an id applies once: a replay of it (or of an older one) from the same
+/// source is a no-op, even through another handle; other sources and later batches
+/// apply, and a batch without an id always applies.
+pub async fn a_replayed_batch_counts_once_from_any_handle(backend: &impl Backend) {
+    let store = backend.store();
+    let other = backend.another_handle().await;
+    let events: Vec<_> = (0..4)
+        .map(|i| {
+            click(
+                "abc",
+                DAY * DAY_MS + i,
+                i as u64,
+                CHROME,
+                "https://r.example/",
+            )
+        })
+        .collect();
+    let with_id = |source: &str, seq| {
+        let mut batch = Aggregator::new().aggregate(&events);
+        batch.id = Some(BatchId {
+            source: source.into(),
+            seq,
+        });
+        Arc::new(batch)
+    };
+    store.apply(with_id("a", 1)).await.expect("apply");
+    store
+        .apply(with_id("a", 1))
+        .await
+        .expect("a replay is no error");
+    other
+        .apply(with_id("a", 1))
+        .await
+        .expect("nor through another handle");
+    store
+        .apply(with_id("a", 0))
+        .await
+        .expect("nor an older batch");
+    other.apply(with_id("b", 1)).await.expect("another source");
+    store.apply(with_id("a", 2)).await.expect("the next one");
+    store
+        .apply(batch(&events))
+        .await
+        .expect("no id: always applies");
+    assert_eq!(store.totals(&code("abc")).await.expect("totals").total, 16);
+    let days = query(DAY * DAY_MS, (DAY + 1) * DAY_MS, Granularity::Day);
+    let stats = other.link_stats(&code("abc"), days).await.expect("stats");
+    assert_eq!(stats.series, vec![(DAY * DAY_MS, counts(16, 16, 0))]);
+    assert_eq!(stats.unique_visitors, 4);
+}
+
+/// A range read returns the buckets inside the range only, for one link only.
+pub async fn range_reads_return_only_the_range(backend: &impl Backend) {
+    let store = backend.store();
+    let events: Vec<_> = (0..5)
+        .flat_map(|d| {
+            [
+                click(
+                    "abc",
+                    (DAY + d) * DAY_MS + 5 * HOUR_MS,
+                    1,
+                    CHROME,
+                    "https://r/",
+                ),
+                click("abd", (DAY + d) * DAY_MS, 1, CHROME, "https://r/"),
+            ]
+        })
+        .collect();
+    store.apply(batch(&events)).await.expect("apply");
+    let abc = code("abc");
+    let days = query((DAY + 1) * DAY_MS, (DAY + 3) * DAY_MS, Granularity::Day);
+    let stats = store.link_stats(&abc, days).await.expect("stats");
+    assert_eq!(
+        stats.series,
+        vec![
+            ((DAY + 1) * DAY_MS, counts(1, 1, 0)),
+            ((DAY + 2) * DAY_MS, counts(1, 1, 0))
+        ]
+    );
+    let start = (DAY + 2) * DAY_MS + 5 * HOUR_MS;
+    let hours = query(start, start + HOUR_MS, Granularity::Hour);
+    let stats = store.link_stats(&abc, hours).await.expect("stats");
+    assert_eq!(stats.series, vec![(start, counts(1, 1, 0))]);
+    let before = query((DAY - 30) * DAY_MS, DAY * DAY_MS, Granularity::Day);
+    assert!(
+        store
+            .link_stats(&abc, before)
+            .await
+            .expect("stats")
+            .series
+            .is_empty()
+    );
+}
+
+/// Unique visitors: a visitor counts once per range however many batches and days saw
+/// them, and sketches of different days merge (exact while small, then the HyperLogLog
+/// estimate within its error).
+pub async fn visitor_sketches_merge_across_days_and_batches(backend: &impl Backend) {
+    let store = backend.store();
+    let day0 = DAY * DAY_MS;
+    // Day 0: visitors 0..3000; day 1: 2000..5000, in batches of 500.
+    let events: Vec<_> = (0..3000u64)
+        .map(|v| click("abc", day0 + v as i64, v, CHROME, "https://r/"))
+        .chain(
+            (2000..5000u64)
+                .map(|v| click("abc", day0 + DAY_MS + v as i64, v, CHROME, "https://r/")),
+        )
+        .collect();
+    for chunk in events.chunks(500) {
+        store.apply(batch(chunk)).await.expect("apply");
+    }
+    let one_day = query(day0, day0 + DAY_MS, Granularity::Day);
+    let both = query(day0, day0 + 2 * DAY_MS, Granularity::Day);
+    let abc = code("abc");
+    let day = store.link_stats(&abc, one_day).await.expect("stats");
+    let all = store.link_stats(&abc, both).await.expect("stats");
+    let within = |estimate: u64, truth: f64| (estimate as f64 - truth).abs() / truth < 0.05;
+    assert!(
+        within(day.unique_visitors, 3000.0),
+        "{}",
+        day.unique_visitors
+    );
+    assert!(
+        within(all.unique_visitors, 5000.0),
+        "{}",
+        all.unique_visitors
+    );
+    assert_eq!(all.totals.total, 6000);
+}
+
+/// Top-N per dimension, over the days of the range, largest first.
+pub async fn top_n_ranks_values_over_the_range(backend: &impl Backend) {
+    let store = backend.store();
+    let day0 = DAY * DAY_MS;
+    let mut events = Vec::new();
+    for (i, (referrer, n)) in [
+        ("https://a.example/x", 5),
+        ("https://b.example/", 3),
+        ("https://c.example/", 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for k in 0..*n {
+            events.push(click(
+                "abc",
+                day0 + i as i64 * DAY_MS / 2 + k,
+                k as u64,
+                CHROME,
+                referrer,
+            ));
+        }
+    }
+    events.push(click(
+        "abc",
+        day0 + 2 * DAY_MS,
+        9,
+        BOT,
+        "https://b.example/",
+    ));
+    store.apply(batch(&events)).await.expect("apply");
+    let top = |stats: &crate::stats::LinkStats, dimension: Dimension| {
+        stats
+            .top
+            .iter()
+            .find(|(d, _)| *d == dimension)
+            .map(|(_, values)| values.clone())
+            .expect("dimension present")
+    };
+    let two_days = query(day0, day0 + 2 * DAY_MS, Granularity::Day);
+    let stats = store
+        .link_stats(&code("abc"), two_days)
+        .await
+        .expect("stats");
+    assert_eq!(
+        top(&stats, Dimension::Referrer),
+        vec![
+            ("a.example".to_owned(), 5),
+            ("b.example".to_owned(), 3),
+            ("c.example".to_owned(), 1)
+        ]
+    );
+    assert_eq!(top(&stats, Dimension::Country), vec![("NL".to_owned(), 9)]);
+    let three_days = query(day0, day0 + 3 * DAY_MS, Granularity::Day);
+    let stats = store
+        .link_stats(&code("abc"), three_days)
+        .await
+        .expect("stats");
+    assert_eq!(
+        top(&stats, Dimension::Referrer)[1],
+        ("b.example".to_owned(), 4)
+    );
+}
+
+/// A store that never saw a click answers with zeros, not errors.
+pub async fn a_fresh_store_answers_reads_with_zeros(backend: &impl Backend) {
+    let store = backend.store();
+    let never = code("never");
+    assert_eq!(
+        store.totals(&never).await.expect("totals"),
+        Counts::default()
+    );
+    let stats = store
+        .link_stats(&never, query(0, DAY_MS, Granularity::Hour))
+        .await
+        .expect("stats");
+    assert_eq!(
+        (stats.totals, stats.unique_visitors, stats.series.len()),
+        (Counts::default(), 0, 0)
+    );
+    assert!(store.list(None, 10).await.expect("list").is_empty());
+    store.ping().await.expect("ping");
+}
