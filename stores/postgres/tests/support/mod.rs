@@ -1,0 +1,2 @@
+//! Test support shared by this crate's test binaries.
+pub mod cluster;
