@@ -170,6 +170,19 @@ pub struct StoreSettings {
     pub backend: StoreBackend,
     pub path: PathBuf,
     pub cache_bytes: usize,
+    pub postgres: PostgresSettings,
+}
+
+/// `[store.postgres]`: the shared backend (see config/default.toml for each field).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct PostgresSettings {
+    pub url: String,
+    pub pool_size: usize,
+    pub connect_timeout_ms: u64,
+    pub acquire_timeout_ms: u64,
+    pub statement_timeout_ms: u64,
 }
 
 /// Which [`shortener_core::LinkStore`] to open.
@@ -178,6 +191,9 @@ pub struct StoreSettings {
 pub enum StoreBackend {
     /// The redb file at `store.path`.
     Embedded,
+    /// The PostgreSQL database at `store.postgres.url` (a build with the `postgres`
+    /// feature), shared by any number of instances.
+    Postgres,
 }
 
 /// `[telemetry]`: logging.
@@ -305,6 +321,28 @@ impl Settings {
         }
         if self.store.cache_bytes < 1 << 20 {
             return invalid("store.cache_bytes", "must be at least 1 MiB");
+        }
+        let pg = &self.store.postgres;
+        if self.store.backend == StoreBackend::Postgres && pg.url.is_empty() {
+            return invalid(
+                "store.postgres.url",
+                "must be set when store.backend = \"postgres\"",
+            );
+        }
+        if pg.pool_size == 0 {
+            return invalid("store.postgres.pool_size", "must be > 0");
+        }
+        for (key, ms) in [
+            ("store.postgres.connect_timeout_ms", pg.connect_timeout_ms),
+            ("store.postgres.acquire_timeout_ms", pg.acquire_timeout_ms),
+            (
+                "store.postgres.statement_timeout_ms",
+                pg.statement_timeout_ms,
+            ),
+        ] {
+            if ms == 0 {
+                return invalid(key, "must be > 0");
+            }
         }
         let r = &self.redis;
         if r.enabled() {
@@ -470,6 +508,14 @@ mod tests {
                 "stats.referrer_memo_entries",
             ),
             ("APP__STORE__CACHE_BYTES", "store.cache_bytes"),
+            (
+                "APP__STORE__POSTGRES__POOL_SIZE",
+                "store.postgres.pool_size",
+            ),
+            (
+                "APP__STORE__POSTGRES__STATEMENT_TIMEOUT_MS",
+                "store.postgres.statement_timeout_ms",
+            ),
         ] {
             let zero = Settings::load_from(None, env(&[(var, "0")])).unwrap_err();
             assert!(zero.to_string().contains(key), "{zero}");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shortener::config::Settings;
-use shortener::startup::Application;
+use shortener::startup::{self, Application};
 use shortener::{shutdown, telemetry};
 
 #[derive(Parser)]
@@ -20,6 +20,13 @@ struct Cli {
 enum Command {
     /// Serve redirects and the API (defaults need no servers: an embedded store in ./data).
     Serve {
+        /// A TOML file overriding config/default.toml (APP__SECTION__KEY env vars override both).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Bring the configured store's schema up to date (PostgreSQL; the embedded store
+    /// migrates itself when opened), then exit.
+    Migrate {
         /// A TOML file overriding config/default.toml (APP__SECTION__KEY env vars override both).
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -39,6 +46,14 @@ async fn main() -> anyhow::Result<()> {
             app.run_until_stopped(shutdown::signal())
                 .await
                 .context("running the service")?;
+        }
+        Command::Migrate { config } => {
+            let settings = Settings::load(config.as_deref()).context("loading configuration")?;
+            telemetry::init(&settings.telemetry.log_filter);
+            let outcome = startup::migrate(&settings)
+                .await
+                .context("migrating the store")?;
+            tracing::info!("{outcome}");
         }
     }
     Ok(())

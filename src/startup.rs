@@ -40,6 +40,9 @@ pub enum StartupError {
     /// The store could not be opened.
     #[error("cannot open the link store: {0}")]
     Store(#[from] StoreError),
+    /// The configured backend is not compiled into this build.
+    #[error("this build has no {0} backend: build it with `--features {0}`")]
+    NotBuilt(&'static str),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -95,6 +98,16 @@ impl Application {
                 let store = Arc::new(store);
                 Self::build_with_stores(settings, store.clone(), store).await
             }
+            #[cfg(feature = "postgres")]
+            StoreBackend::Postgres => {
+                let store = open_postgres(&settings).await?;
+                store.check_schema().await?;
+                tracing::info!("postgres store connected, schema current");
+                // As with redb, one database holds links and statistics.
+                Self::build_with_stores(settings, store.clone(), store).await
+            }
+            #[cfg(not(feature = "postgres"))]
+            StoreBackend::Postgres => Err(StartupError::NotBuilt("postgres")),
         }
     }
 
@@ -297,4 +310,41 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
     listener
         .local_addr()
         .expect("a bound TCP listener has a local address")
+}
+
+/// `shortener migrate`: brings the configured store's schema up to date and says what
+/// was applied. The embedded store migrates itself when its file is opened.
+pub async fn migrate(settings: &Settings) -> Result<String, StartupError> {
+    match settings.store.backend {
+        StoreBackend::Embedded => Ok(
+            "the embedded store needs no migrations: its tables are created and upgraded when the file is opened".into(),
+        ),
+        #[cfg(not(feature = "postgres"))]
+        StoreBackend::Postgres => Err(StartupError::NotBuilt("postgres")),
+        #[cfg(feature = "postgres")]
+        StoreBackend::Postgres => {
+            let store = open_postgres(settings).await?;
+            let applied = store.migrate().await?;
+            Ok(match applied.as_slice() {
+                [] => "the database schema is up to date".into(),
+                versions => format!("applied migrations {versions:?}"),
+            })
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(
+    settings: &Settings,
+) -> Result<Arc<shortener_postgres::PostgresStore>, StartupError> {
+    use std::time::Duration;
+    let pg = &settings.store.postgres;
+    let store = shortener_postgres::PostgresStore::connect(&shortener_postgres::PostgresOptions {
+        url: pg.url.clone(),
+        pool_size: pg.pool_size,
+        connect_timeout: Duration::from_millis(pg.connect_timeout_ms),
+        acquire_timeout: Duration::from_millis(pg.acquire_timeout_ms),
+        statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
+    })?;
+    Ok(store)
 }

@@ -37,6 +37,10 @@ pub(crate) async fn run(client: &mut tokio_postgres::Client) -> Result<Vec<i32>,
         txn.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
             .await
             .map_err(backend)?;
+        // Quiet: "already exists, skipping" is the normal case, not news.
+        txn.batch_execute("SET LOCAL client_min_messages = warning")
+            .await
+            .map_err(backend)?;
         txn.batch_execute(CREATE_TABLE).await.map_err(backend)?;
         let done = txn
             .query_opt(
