@@ -8,6 +8,8 @@
 //!
 //! Run: `cargo run --release --example stats-write` (pin it with `taskset -c 0`).
 
+#![allow(clippy::print_stdout)] // a benchmark reports on stdout
+
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -4,7 +4,7 @@
 //! The guarantees in [`crate::store`] and [`crate::stats`] are only worth something if
 //! every backend gives them, so they are checked by the same code for each. A backend's
 //! test file implements [`Backend`] (fresh, empty storage, and more handles on the same
-//! data, as other instances would open them) and invokes [`store_contract!`] once, which
+//! data, as other instances would open them) and invokes [`store_contract!`](crate::store_contract) once, which
 //! expands to one `#[tokio::test]` per case below:
 //!
 //! ```ignore
