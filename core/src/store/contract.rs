@@ -116,6 +116,16 @@ fn batch(events: &[ClickEvent]) -> Arc<BatchAggregate> {
     Arc::new(Aggregator::new().aggregate(events))
 }
 
+/// Stores a link to `https://example.com/` under each code.
+async fn insert_links(store: &impl LinkStore, codes: &[&str]) {
+    for c in codes {
+        store
+            .insert_if_absent(&link(c, "https://example.com/"))
+            .await
+            .expect("insert");
+    }
+}
+
 fn counts(total: u64, human: u64, bot: u64) -> Counts {
     Counts { total, human, bot }
 }
@@ -194,12 +204,7 @@ pub async fn expired_links_are_returned_with_their_expiry(backend: &impl Backend
 /// second delete reports that nothing was there.
 pub async fn delete_removes_the_link_and_its_statistics(backend: &impl Backend) {
     let store = backend.store();
-    for c in ["gone", "kept"] {
-        store
-            .insert_if_absent(&link(c, "https://example.com/"))
-            .await
-            .expect("insert");
-    }
+    insert_links(&*store, &["gone", "kept"]).await;
     let at = DAY * DAY_MS;
     store
         .apply(batch(&[
@@ -228,12 +233,7 @@ pub async fn delete_removes_the_link_and_its_statistics(backend: &impl Backend) 
 /// Listing pages through links in code order after a cursor, each with its totals.
 pub async fn list_pages_in_code_order_with_totals(backend: &impl Backend) {
     let store = backend.store();
-    for c in ["c", "a", "e", "b", "d"] {
-        store
-            .insert_if_absent(&link(c, "https://example.com/"))
-            .await
-            .expect("insert");
-    }
+    insert_links(&*store, &["c", "a", "e", "b", "d"]).await;
     let at = DAY * DAY_MS;
     store
         .apply(batch(&[

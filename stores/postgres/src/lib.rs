@@ -132,6 +132,16 @@ fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("postgres: {error}"))
 }
 
+/// The (total, human, bot) columns starting at `first` (bigint; never negative).
+fn counts_at(row: &tokio_postgres::Row, first: usize) -> shortener_core::aggregate::Counts {
+    let count = |i| u64::try_from(row.get::<_, i64>(first + i)).unwrap_or(0);
+    shortener_core::aggregate::Counts {
+        total: count(0),
+        human: count(1),
+        bot: count(2),
+    }
+}
+
 fn corrupt(code: &str, reason: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         code: code.to_owned(),

@@ -18,7 +18,7 @@ use shortener_core::{
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
-use super::{PostgresStore, backend, corrupt};
+use super::{PostgresStore, backend, corrupt, counts_at};
 
 const INSERT: &str =
     "INSERT INTO links (code, target, created_at, expires_at, redirect, max_clicks)
@@ -111,17 +111,7 @@ impl LinkStore for PostgresStore {
             .await
             .map_err(backend)?;
         rows.iter()
-            .map(|row| {
-                let count = |i| row.get::<_, i64>(i).max(0) as u64;
-                Ok((
-                    decode(row)?,
-                    Counts {
-                        total: count(6),
-                        human: count(7),
-                        bot: count(8),
-                    },
-                ))
-            })
+            .map(|row| Ok((decode(row)?, counts_at(row, 6))))
             .collect()
     }
 

@@ -27,7 +27,7 @@ use shortener_core::encoding;
 use shortener_core::stats::{Footprint, LinkStats, StatsQuery, StatsStore, TableFootprint};
 use shortener_core::{ShortCode, StoreError};
 
-use super::{PostgresStore, backend, corrupt};
+use super::{PostgresStore, backend, corrupt, counts_at};
 
 const CLAIM: &str = "INSERT INTO stats_sources (source, seq) VALUES ($1, $2)
     ON CONFLICT (source) DO UPDATE SET seq = EXCLUDED.seq
@@ -153,14 +153,7 @@ impl StatsStore for PostgresStore {
             .query_opt(&statement, &[&code.as_str()])
             .await
             .map_err(backend)?;
-        Ok(row.map_or_else(Counts::default, |row| {
-            let count = |i| row.get::<_, i64>(i).max(0) as u64;
-            Counts {
-                total: count(0),
-                human: count(1),
-                bot: count(2),
-            }
-        }))
+        Ok(row.map_or_else(Counts::default, |row| counts_at(&row, 0)))
     }
 
     async fn link_stats(
