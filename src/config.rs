@@ -170,6 +170,7 @@ pub struct StoreSettings {
     pub backend: StoreBackend,
     pub path: PathBuf,
     pub cache_bytes: usize,
+    pub max_group: usize,
     pub postgres: PostgresSettings,
 }
 
@@ -321,6 +322,9 @@ impl Settings {
         }
         if self.store.cache_bytes < 1 << 20 {
             return invalid("store.cache_bytes", "must be at least 1 MiB");
+        }
+        if self.store.max_group == 0 {
+            return invalid("store.max_group", "must be > 0");
         }
         let pg = &self.store.postgres;
         if self.store.backend == StoreBackend::Postgres && pg.url.is_empty() {
@@ -508,6 +512,7 @@ mod tests {
                 "stats.referrer_memo_entries",
             ),
             ("APP__STORE__CACHE_BYTES", "store.cache_bytes"),
+            ("APP__STORE__MAX_GROUP", "store.max_group"),
             (
                 "APP__STORE__POSTGRES__POOL_SIZE",
                 "store.postgres.pool_size",

@@ -13,6 +13,7 @@ pub mod breaker;
 pub mod cache;
 pub mod clicks;
 pub mod config;
+pub mod group_commit;
 pub mod http;
 pub mod l2;
 pub mod metrics;

@@ -29,6 +29,8 @@ pub const CACHE_REQUESTS: &str = "shortener_cache_requests_total";
 pub const STORE_OPERATION_DURATION: &str = "shortener_store_operation_duration_seconds";
 /// Store operations that failed, by `op`.
 pub const STORE_ERRORS: &str = "shortener_store_errors_total";
+/// Creates that shared one durable commit (group commit).
+pub const STORE_GROUP_SIZE: &str = "shortener_store_group_size";
 /// Links created.
 pub const LINKS_CREATED: &str = "shortener_links_created_total";
 /// Generated codes that were already taken and had to be redrawn.
@@ -85,6 +87,9 @@ const CELL_BUCKETS: &[f64] = &[
     1.0, 10.0, 100.0, 1_000.0, 10_000.0, 50_000.0, 100_000.0, 500_000.0,
 ];
 
+/// Group-commit sizes: from a lone create to a full default group (`store.max_group`).
+const GROUP_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 /// Latency buckets in seconds: fine-grained below 1 ms where cached redirects live, then
 /// coarse up to the request timeout. Chosen so the p99 SLO (2 ms) is a bucket boundary.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -110,6 +115,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(CLICK_BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(STORE_GROUP_SIZE.into()), GROUP_SIZE_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(STATS_WRITE_CELLS.into()), CELL_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
@@ -233,6 +239,11 @@ fn describe() {
         STORE_ERRORS,
         Unit::Count,
         "Link store operations that failed, by op."
+    );
+    describe_histogram!(
+        STORE_GROUP_SIZE,
+        Unit::Count,
+        "Creates committed together by one durable write (group commit)."
     );
     describe_counter!(LINKS_CREATED, Unit::Count, "Links created.");
     describe_counter!(

@@ -25,6 +25,7 @@ use crate::clicks::batcher::{self, BatcherConfig};
 use crate::clicks::sink::AggregatingConfig;
 use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
 use crate::config::{ConfigError, Settings, StoreBackend};
+use crate::group_commit::GroupCommit;
 use crate::http::app::{App, AppState};
 use crate::http::middleware::Stack;
 use crate::http::{admin, server};
@@ -119,6 +120,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         // Metrics first: every component resolves its metric handles at construction.
         let metrics = crate::metrics::install()?;
+        let links = Arc::new(GroupCommit::new(links, settings.store.max_group));
         let mut service = LinkService::new(&settings, links, stats.clone())?;
         let mut subscriber = None;
         if settings.redis.enabled() {

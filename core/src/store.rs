@@ -32,7 +32,9 @@ pub enum InsertOutcome {
 }
 
 /// A storage failure. The HTTP layer answers these with an opaque 5xx and logs the cause.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone` because one failed group commit answers every create in the group.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend failed (I/O, engine error).
     #[error("storage backend error: {0}")]
@@ -55,6 +57,20 @@ pub enum StoreError {
 pub trait LinkStore: Send + Sync + 'static {
     /// Stores `link` unless its code is taken. Durable when it returns `Inserted`.
     async fn insert_if_absent(&self, link: &Link) -> Result<InsertOutcome, StoreError>;
+
+    /// Stores every link whose code is free, all in one durable commit (one transaction,
+    /// one fsync), and says for each, in order, whether it was inserted. Of several links
+    /// with one code, the first wins. All or nothing: on `Err`, none was stored.
+    ///
+    /// This is what group commit (creates arriving together share one commit) is built
+    /// on. The default inserts one at a time, which is correct but commits once per link.
+    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(links.len());
+        for link in links {
+            outcomes.push(self.insert_if_absent(link).await?);
+        }
+        Ok(outcomes)
+    }
 
     /// The link with this code, if any (expired links are returned; policy is the caller's).
     async fn get(&self, code: &ShortCode) -> Result<Option<Link>, StoreError>;

@@ -49,6 +49,8 @@ macro_rules! store_contract {
         $crate::store_contract!(@cases $fresh;
             insert_if_absent_signals_a_taken_code,
             racing_inserts_through_separate_handles_have_one_winner,
+            a_batch_insert_fails_only_the_taken_codes,
+            racing_batches_through_separate_handles_have_one_winner_per_code,
             expired_links_are_returned_with_their_expiry,
             delete_removes_the_link_and_its_statistics,
             list_pages_in_code_order_with_totals,
@@ -179,6 +181,89 @@ pub async fn racing_inserts_through_separate_handles_have_one_winner(backend: &i
     assert_eq!(winners.len(), 1, "exactly one insert wins");
     let stored = backend.store().get(&code("race")).await.expect("get");
     assert_eq!(stored.as_ref(), winners.first());
+}
+
+/// A batch insert (what group commit sends) answers each link on its own: a code taken
+/// before the batch, or by an earlier link of the same batch, fails that link alone, and
+/// every other link is stored.
+pub async fn a_batch_insert_fails_only_the_taken_codes(backend: &impl Backend) {
+    let store = backend.store();
+    insert_links(&*store, &["before"]).await;
+    let batch = [
+        link("fresh1", "https://one.example/"),
+        link("before", "https://two.example/"),
+        link("twice", "https://first.example/"),
+        link("twice", "https://second.example/"),
+        link("fresh2", "https://three.example/"),
+    ];
+    let outcomes = store.insert_batch(&batch).await.expect("batch");
+    use InsertOutcome::{AlreadyExists, Inserted};
+    assert_eq!(
+        outcomes,
+        [Inserted, AlreadyExists, Inserted, AlreadyExists, Inserted]
+    );
+    for stored in [&batch[0], &batch[2], &batch[4]] {
+        assert_eq!(
+            store.get(&stored.code).await.expect("get").as_ref(),
+            Some(stored)
+        );
+    }
+    let before = store
+        .get(&code("before"))
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(before.target.as_str(), "https://example.com/");
+    assert!(
+        store
+            .insert_batch(&[])
+            .await
+            .expect("empty batch")
+            .is_empty()
+    );
+}
+
+/// Batches that share codes, racing through separate handles: each code has exactly one
+/// winner across all of them, and none of them deadlocks.
+pub async fn racing_batches_through_separate_handles_have_one_winner_per_code(
+    backend: &impl Backend,
+) {
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        handles.push(backend.another_handle().await);
+    }
+    for round in 0..4 {
+        let start = Arc::new(tokio::sync::Barrier::new(handles.len()));
+        let tasks: Vec<_> = handles
+            .iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let (store, start) = (store.clone(), start.clone());
+                tokio::spawn(async move {
+                    // Half of the batches list the codes backwards: a backend that
+                    // locks rows in the order given would deadlock here.
+                    let order: Vec<usize> = match i % 2 {
+                        0 => (0..16).collect(),
+                        _ => (0..16).rev().collect(),
+                    };
+                    let batch: Vec<Link> = order
+                        .iter()
+                        .map(|c| link(&format!("r{round}c{c}"), &format!("https://e{i}.example/")))
+                        .collect();
+                    start.wait().await;
+                    let outcomes = store.insert_batch(&batch).await.expect("batch");
+                    order.into_iter().zip(outcomes).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut wins = [0; 16];
+        for task in tasks {
+            for (c, outcome) in task.await.expect("join") {
+                wins[c] += usize::from(outcome == InsertOutcome::Inserted);
+            }
+        }
+        assert_eq!(wins, [1; 16], "one winner per code in round {round}");
+    }
 }
 
 /// Expiry is the caller's policy: the store keeps and returns an expired link with its

@@ -11,17 +11,24 @@
 //! redb's API is blocking, so every operation runs on tokio's blocking pool. Reads only
 //! happen on a cache miss, so that hop is off the hot path.
 //!
+//! Creates are made durable by a write-ahead log ([`wal`]): a group of creates costs one
+//! sequential append and fsync, and the tree is flushed at checkpoints, once for
+//! thousands of creates. Deletes and statistics commit to the tree durably, as before.
+//!
 //! Record format: the value is the shared versioned JSON document of [`crate::record`]
 //! (the same bytes the service keeps in Redis).
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 mod stats;
+mod wal;
+
+use wal::{Entry, Wal};
 
 use super::{InsertOutcome, LinkStore, StoreError};
 use crate::aggregate::Counts;
@@ -35,11 +42,28 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// code -> JSON [`Record`].
 const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links_v1");
 
-/// A [`LinkStore`] in one redb file.
+/// Bookkeeping: `APPLIED_LSN` -> the highest create-log group the tree holds.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
+const APPLIED_LSN: &str = "applied_lsn";
+
+/// Past this size, the create log is checkpointed (the tree flushed) and starts over:
+/// about 20,000 links. Larger means fewer flushes of the tree, each longer (the creates
+/// that trigger one wait for it), and a longer replay after a crash.
+const CHECKPOINT_BYTES: u64 = 4 << 20;
+
+/// A [`LinkStore`] in one redb file (and its create log).
 pub struct RedbStore {
     /// `None` once closed. The lock is only taken (uncontended, for reading) to clone the
     /// `Arc` at the start of an operation, on the blocking pool.
     db: RwLock<Option<Arc<Database>>>,
+    /// The create log; its lock orders groups (one at a time, as redb's writer is).
+    log: Arc<Mutex<Log>>,
+}
+
+/// The create log and the sequence number of the next group.
+struct Log {
+    wal: Wal,
+    next_lsn: u64,
 }
 
 impl RedbStore {
@@ -62,42 +86,29 @@ impl RedbStore {
             .map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(LINKS).map_err(backend)?;
+        txn.open_table(META).map_err(backend)?;
         stats::create_tables(&txn)?;
         txn.commit().map_err(backend)?;
+        let log = recover(&db, &Wal::path_for(path))?;
         Ok(Self {
             db: RwLock::new(Some(Arc::new(db))),
+            log: Arc::new(Mutex::new(log)),
         })
     }
 
     /// Bulk load: inserts every link whose code is free, in one transaction and one
     /// fsync, and returns how many were inserted. For seeding benchmarks and importing
-    /// from another shortener; the service's creates go through `insert_if_absent`.
+    /// from another shortener.
     pub async fn import(&self, links: Vec<Link>) -> Result<usize, StoreError> {
-        self.run(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            let mut inserted = 0;
-            {
-                let mut table = txn.open_table(LINKS).map_err(backend)?;
-                for link in &links {
-                    if table.get(link.code.as_str()).map_err(backend)?.is_none() {
-                        table
-                            .insert(link.code.as_str(), encode(link).as_slice())
-                            .map_err(backend)?;
-                        inserted += 1;
-                    }
-                }
-            }
-            txn.commit().map_err(backend)?;
-            Ok(inserted)
-        })
-        .await
+        let outcomes = self.insert_batch(&links).await?;
+        Ok(outcomes
+            .iter()
+            .filter(|outcome| **outcome == InsertOutcome::Inserted)
+            .count())
     }
 
     fn db(&self) -> Result<Arc<Database>, StoreError> {
-        let guard = self
-            .db
-            .read()
-            .map_err(|_| StoreError::Backend("lock poisoned".into()))?;
+        let guard = self.db.read().map_err(|_| poisoned())?;
         guard.clone().ok_or(StoreError::Closed)
     }
 
@@ -117,24 +128,67 @@ impl RedbStore {
 #[async_trait]
 impl LinkStore for RedbStore {
     async fn insert_if_absent(&self, link: &Link) -> Result<InsertOutcome, StoreError> {
-        let code = link.code.clone();
-        let value = encode(link);
+        let mut outcomes = self.insert_batch(std::slice::from_ref(link)).await?;
+        outcomes
+            .pop()
+            .ok_or(StoreError::Backend("no outcome for the insert".into()))
+    }
+
+    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
+        let entries: Vec<Entry> = links
+            .iter()
+            .map(|link| (link.code.clone(), encode(link)))
+            .collect();
+        let log = self.log.clone();
         self.run(move |db| {
+            let mut log = log.lock().map_err(|_| poisoned())?;
             // redb has one writer at a time, so check-then-insert inside one write
-            // transaction is atomic: no other insert can interleave.
-            let txn = db.begin_write().map_err(backend)?;
+            // transaction is atomic: no other insert can interleave. A later link with
+            // the code of an earlier one in the batch sees it, and loses.
+            let mut txn = db.begin_write().map_err(backend)?;
+            txn.set_durability(Durability::None).map_err(backend)?;
+            let mut outcomes = Vec::with_capacity(entries.len());
+            let mut inserted = Vec::with_capacity(entries.len());
             {
                 let mut table = txn.open_table(LINKS).map_err(backend)?;
-                if table.get(code.as_str()).map_err(backend)?.is_some() {
-                    return Ok(InsertOutcome::AlreadyExists);
+                for entry @ (code, value) in &entries {
+                    if table.get(code.as_str()).map_err(backend)?.is_some() {
+                        outcomes.push(InsertOutcome::AlreadyExists);
+                        continue;
+                    }
+                    table
+                        .insert(code.as_str(), value.as_slice())
+                        .map_err(backend)?;
+                    outcomes.push(InsertOutcome::Inserted);
+                    inserted.push(entry);
                 }
-                table
-                    .insert(code.as_str(), value.as_slice())
-                    .map_err(backend)?;
             }
-            // Durability::Immediate (the default): fsynced before commit returns.
-            txn.commit().map_err(backend)?;
-            Ok(InsertOutcome::Inserted)
+            if inserted.is_empty() {
+                // Nothing to make durable; dropping the transaction aborts it.
+                return Ok(outcomes);
+            }
+            let lsn = log.next_lsn;
+            txn.open_table(META)
+                .map_err(backend)?
+                .insert(APPLIED_LSN, lsn)
+                .map_err(backend)?;
+            // Log first, then apply: the group is durable once the append returns. If
+            // the append fails, the transaction is dropped (aborted) and no link of the
+            // group is visible; if the commit fails, the append is taken back.
+            let before = log.wal.len();
+            log.wal.append(lsn, &inserted).map_err(backend)?;
+            if let Err(error) = txn.commit() {
+                log.wal.truncate(before).map_err(backend)?;
+                return Err(backend(error));
+            }
+            log.next_lsn += 1;
+            if log.wal.len() > CHECKPOINT_BYTES
+                && let Err(error) = checkpoint(db, &mut log)
+            {
+                // The creates are durable in the log; the next group tries again.
+                tracing::warn!(%error, "create log checkpoint failed");
+            }
+            Ok(outcomes)
         })
         .await
     }
@@ -214,15 +268,15 @@ impl LinkStore for RedbStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        let db = self
-            .db
-            .write()
-            .map_err(|_| StoreError::Backend("lock poisoned".into()))?
-            .take();
+        let db = self.db.write().map_err(|_| poisoned())?.take();
         // Operations still running hold their own `Arc`; the file is released (and marked
         // clean) when the last one drops it. The server drains requests before closing,
         // so normally this is the last reference.
         if let Some(db) = db {
+            // A clean close leaves an empty create log: everything is in the tree.
+            let mut log = self.log.lock().map_err(|_| poisoned())?;
+            checkpoint(&db, &mut log)?;
+            drop(log);
             match Arc::try_unwrap(db) {
                 Ok(db) => drop(db),
                 Err(_) => tracing::warn!("store closed while operations were in flight"),
@@ -230,6 +284,57 @@ impl LinkStore for RedbStore {
         }
         Ok(())
     }
+}
+
+/// Flushes the tree (a durable commit also persists every non-durable one before it) and
+/// empties the create log, which the tree now holds entirely.
+fn checkpoint(db: &Database, log: &mut Log) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    txn.commit().map_err(backend)?;
+    log.wal.reset().map_err(backend)
+}
+
+/// Opens the create log of the database and applies the groups the tree lost in a crash
+/// (those after its stored LSN), durably; then empties the log.
+fn recover(db: &Database, path: &Path) -> Result<Log, StoreError> {
+    let (mut wal, groups) = Wal::open(path).map_err(backend)?;
+    let txn = db.begin_write().map_err(backend)?;
+    let mut replayed = 0;
+    let last = {
+        let mut meta = txn.open_table(META).map_err(backend)?;
+        let applied = meta
+            .get(APPLIED_LSN)
+            .map_err(backend)?
+            .map_or(0, |v| v.value());
+        let mut links = txn.open_table(LINKS).map_err(backend)?;
+        let mut last = applied;
+        for group in groups.into_iter().filter(|g| g.lsn > applied) {
+            for (code, value) in &group.links {
+                if links.get(code.as_str()).map_err(backend)?.is_none() {
+                    links
+                        .insert(code.as_str(), value.as_slice())
+                        .map_err(backend)?;
+                    replayed += 1;
+                }
+            }
+            last = last.max(group.lsn);
+        }
+        meta.insert(APPLIED_LSN, last).map_err(backend)?;
+        last
+    };
+    txn.commit().map_err(backend)?;
+    wal.reset().map_err(backend)?;
+    if replayed > 0 {
+        tracing::info!(replayed, "applied acknowledged creates from the create log");
+    }
+    Ok(Log {
+        wal,
+        next_lsn: last + 1,
+    })
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("lock poisoned".into())
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -315,6 +420,62 @@ mod tests {
             Some(original)
         );
         store.ping().await.expect("ping");
+    }
+
+    /// A crash after acknowledged creates, before a checkpoint: the files as the disk
+    /// has them (copied while the store is open: the tree at its last durable commit, and
+    /// the log) hold every acknowledged create once reopened, and deletes stay deleted.
+    #[tokio::test]
+    async fn acknowledged_creates_survive_a_crash_before_the_checkpoint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("links.redb");
+        let store = RedbStore::open(&path).expect("open");
+        store
+            .insert_batch(&[link("gone", "https://example.com/gone")])
+            .await
+            .expect("batch");
+        assert!(
+            store
+                .delete(&ShortCode::parse("gone").expect("code"))
+                .await
+                .expect("delete")
+        );
+        let mut acknowledged = Vec::new();
+        for group in 0..5 {
+            let batch: Vec<Link> = (0..10)
+                .map(|i| link(&format!("g{group}n{i}"), "https://example.com/"))
+                .collect();
+            store.insert_batch(&batch).await.expect("batch");
+            acknowledged.extend(batch);
+        }
+        let wal = Wal::path_for(&path);
+        assert!(
+            std::fs::metadata(&wal).expect("log").len() > 0,
+            "creates are in the log"
+        );
+        let crashed = dir.path().join("crashed.redb");
+        std::fs::copy(&path, &crashed).expect("copy tree");
+        std::fs::copy(&wal, Wal::path_for(&crashed)).expect("copy log");
+        drop(store);
+
+        let store = RedbStore::open(&crashed).expect("reopen after the crash");
+        for link in &acknowledged {
+            assert_eq!(
+                store.get(&link.code).await.expect("get").as_ref(),
+                Some(link)
+            );
+        }
+        let gone = ShortCode::parse("gone").expect("code");
+        assert_eq!(
+            store.get(&gone).await.expect("get"),
+            None,
+            "a delete stays deleted"
+        );
+        let replayed = std::fs::metadata(Wal::path_for(&crashed))
+            .expect("log")
+            .len();
+        assert_eq!(replayed, 0, "the replayed log is emptied");
+        store.close().await.expect("close");
     }
 
     #[tokio::test]

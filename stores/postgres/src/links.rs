@@ -5,6 +5,9 @@
 //! - insert-if-absent: `INSERT ... ON CONFLICT (code) DO NOTHING`; one row affected means
 //!   this insert won. The unique index decides races between instances, so no lock or
 //!   read-before-write is needed;
+//! - batch insert (group commit): the same, for many rows in one statement, from arrays
+//!   (`unnest`), sorted by code so that two instances' batches take their index locks in
+//!   the same order and cannot deadlock; `RETURNING code` names the winners;
 //! - get: `SELECT ... WHERE code = $1` (primary-key lookup);
 //! - delete: the link and its statistics in one transaction;
 //! - list: links after a cursor in code order, `LEFT JOIN` their totals, `LIMIT`: one
@@ -24,6 +27,12 @@ const INSERT: &str =
     "INSERT INTO links (code, target, created_at, expires_at, redirect, max_clicks)
     VALUES ($1, $2, $3, $4, $5, $6)
     ON CONFLICT (code) DO NOTHING";
+const INSERT_BATCH: &str =
+    "INSERT INTO links (code, target, created_at, expires_at, redirect, max_clicks)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+        $5::smallint[], $6::bigint[])
+    ON CONFLICT (code) DO NOTHING
+    RETURNING code";
 const GET: &str =
     "SELECT code, target, created_at, expires_at, redirect, max_clicks FROM links WHERE code = $1";
 const DELETE: &str = "DELETE FROM links WHERE code = $1";
@@ -66,6 +75,58 @@ impl LinkStore for PostgresStore {
         } else {
             InsertOutcome::AlreadyExists
         })
+    }
+
+    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
+        // The first link of each code is sent, in code order; later ones lose at once.
+        let mut sent: Vec<usize> = (0..links.len()).collect();
+        sent.sort_by(|&a, &b| links[a].code.cmp(&links[b].code).then(a.cmp(&b)));
+        sent.dedup_by(|later, first| links[*later].code == links[*first].code);
+        if sent.is_empty() {
+            return Ok(Vec::new());
+        }
+        let codes: Vec<&str> = sent.iter().map(|&i| links[i].code.as_str()).collect();
+        let targets: Vec<&str> = sent.iter().map(|&i| links[i].target.as_str()).collect();
+        let created: Vec<OffsetDateTime> =
+            sent.iter().map(|&i| millis(links[i].created_at)).collect();
+        let expires: Vec<Option<OffsetDateTime>> = sent
+            .iter()
+            .map(|&i| links[i].expires_at.map(millis))
+            .collect();
+        let redirects: Vec<i16> = sent
+            .iter()
+            .map(|&i| links[i].redirect.status() as i16)
+            .collect();
+        let max_clicks = sent
+            .iter()
+            .map(|&i| links[i].max_clicks.map(i64::try_from).transpose())
+            .collect::<Result<Vec<Option<i64>>, _>>()
+            .map_err(backend)?;
+        let client = self.client().await?;
+        let statement = client.prepare_cached(INSERT_BATCH).await.map_err(backend)?;
+        self.sent(1);
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &codes,
+                    &targets,
+                    &created,
+                    &expires,
+                    &redirects,
+                    &max_clicks,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        let won: std::collections::HashSet<&str> = rows.iter().map(|row| row.get(0)).collect();
+        let mut outcomes = vec![InsertOutcome::AlreadyExists; links.len()];
+        for &i in &sent {
+            if won.contains(links[i].code.as_str()) {
+                outcomes[i] = InsertOutcome::Inserted;
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn get(&self, code: &ShortCode) -> Result<Option<Link>, StoreError> {

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Durable creates under load, on loopback: group commit against one commit per create,
+# for both backends, measured in turn within each round so machine noise hits them alike.
+#
+#   embedded-1   redb, store.max_group = 1 (one fsync per create: the old behaviour)
+#   embedded     redb, group commit (store.max_group default)
+#   postgres-1   PostgreSQL, store.max_group = 1 (one INSERT and WAL flush per create)
+#   postgres     PostgreSQL, group commit (one multi-row INSERT per group)
+#
+#   scripts/bench-create.sh                    # 3 rounds of 10 s, 64 connections
+#   ROUNDS=5 DURATION=5s scripts/bench-create.sh
+#
+# Each request POSTs a distinct URL (scripts/create-links.lua); codes are generated. The
+# service runs on CPU 0, wrk and PostgreSQL on CPU 1. Reports creates/s, p50, p99 and the
+# service's CPU per create, medians, and ratios to embedded-1; and the group sizes seen.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+PG_PORT=${PG_PORT:-15432}
+
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+source scripts/lib/wrk.sh
+source scripts/lib/postgres.sh
+
+cargo build --release --quiet --features postgres --bin shortener
+data=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_postgres "$data/pg"; rm -rf "$data"; }
+trap cleanup EXIT
+
+pg_url=$(start_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU")
+APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" RUST_LOG=error \
+    target/release/shortener migrate >/dev/null
+
+names=(embedded-1 embedded postgres-1 postgres)
+declare -A port admin pid env
+port=([embedded-1]=18281 [embedded]=18282 [postgres-1]=18283 [postgres]=18284)
+env=(
+    [embedded-1]="APP__STORE__MAX_GROUP=1"
+    [embedded]=""
+    [postgres-1]="APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL=$pg_url APP__STORE__MAX_GROUP=1"
+    [postgres]="APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL=$pg_url"
+)
+for name in "${names[@]}"; do
+    admin[$name]=$((port[$name] + 1000))
+    # shellcheck disable=SC2086 # env[...] is a list of assignments
+    env APP__HTTP__LISTEN="127.0.0.1:${port[$name]}" APP__ADMIN__LISTEN="127.0.0.1:${admin[$name]}" \
+        APP__STORE__PATH="$data/$name.redb" APP__CLICKS__ENABLED=false RUST_LOG=error ${env[$name]} \
+        taskset -c "$SERVER_CPU" target/release/shortener serve & pids+=($!)
+    pid[$name]=$!
+done
+for name in "${names[@]}"; do wait_http "http://127.0.0.1:${port[$name]}/healthz"; done
+
+echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION --latency -s scripts/create-links.lua; services CPU $SERVER_CPU, wrk + PostgreSQL CPU $CLIENT_CPU"
+printf "%-6s %-11s %11s %8s %8s %12s\n" round target "creates/s" "p50 ms" "p99 ms" "CPU us/req"
+for name in "${names[@]}"; do : >"$data/$name"; done
+for round in $(seq "$ROUNDS"); do
+    for name in "${names[@]}"; do
+        read -r rps p50 p99 cpu < <(run "$name" "http://127.0.0.1:${port[$name]}/" "${pid[$name]}" scripts/create-links.lua)
+        printf "%-6s %-11s %11s %8s %8s %12s\n" "$round" "$name" "$rps" "$p50" "$p99" "$cpu"
+        echo "$rps $p50 $p99 $cpu" >>"$data/$name"
+    done
+done
+
+echo "medians over $ROUNDS rounds (ratio: throughput / embedded-1's):"
+base=$(awk '{print $1}' "$data/embedded-1" | median)
+for name in "${names[@]}"; do
+    for col in 1 2 3 4; do declare "m$col=$(awk -v c=$col '{print $c}' "$data/$name" | median)"; done
+    printf "  %-11s creates/s %8.0f   p50 %6.3f ms   p99 %6.3f ms   CPU %6.3f us/req   ratio %.2f\n" \
+        "$name" "$m1" "$m2" "$m3" "$m4" "$(awk -v a="$m1" -v b="$base" 'BEGIN {print a / b}')"
+done
+
+echo "group sizes (whole run: commits, creates, creates per commit):"
+for name in "${names[@]}"; do
+    curl -s "http://127.0.0.1:${admin[$name]}/metrics" | awk -v n="$name" '
+        /^shortener_store_group_size_count/ {c=$2} /^shortener_store_group_size_sum/ {s=$2}
+        END {printf "  %-11s %9d %10d %8.1f\n", n, c, s, (c ? s / c : 0)}'
+done
