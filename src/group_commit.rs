@@ -23,7 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use metrics::Histogram;
 use shortener_core::aggregate::Counts;
-use shortener_core::{InsertOutcome, Link, LinkStore, ShortCode, StoreError};
+use shortener_core::{ClickClaim, InsertOutcome, Link, LinkStore, ShortCode, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::STORE_GROUP_SIZE;
@@ -111,6 +111,14 @@ impl LinkStore for GroupCommit {
 
     async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
         self.store.insert_batch(links).await
+    }
+
+    fn keeps_click_budgets(&self) -> bool {
+        self.store.keeps_click_budgets()
+    }
+
+    async fn claim_click(&self, code: &ShortCode) -> Result<ClickClaim, StoreError> {
+        self.store.claim_click(code).await
     }
 
     async fn get(&self, code: &ShortCode) -> Result<Option<Link>, StoreError> {

@@ -25,7 +25,7 @@ pub const HTTP_REJECTED: &str = "shortener_http_rejected_total";
 pub const HTTP_CONNECTIONS: &str = "shortener_http_connections";
 /// Redirect cache lookups, by `result`: `hit`, `negative_hit` (known-unknown code), `miss`.
 pub const CACHE_REQUESTS: &str = "shortener_cache_requests_total";
-/// Store operation latency, by `op` (`get`, `insert`, `delete`, `ping`).
+/// Store operation latency, by `op` (`get`, `insert`, `insert_batch`, `claim_click`, `delete`, `list`, `ping`).
 pub const STORE_OPERATION_DURATION: &str = "shortener_store_operation_duration_seconds";
 /// Store operations that failed, by `op`.
 pub const STORE_ERRORS: &str = "shortener_store_errors_total";

@@ -16,8 +16,8 @@ use std::time::Duration;
 use http::HeaderValue;
 use metrics::Counter;
 use shortener_core::{
-    Alias, CodeGenerator, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, StoreError,
-    TargetUrl,
+    Alias, ClickClaim, CodeGenerator, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode,
+    StoreError, TargetUrl,
 };
 use time::OffsetDateTime;
 
@@ -113,6 +113,10 @@ pub struct LinkService {
     /// clicks. Seeded from the stored totals the first time this process loads the link,
     /// so with one process the limit is exact. Only links with `max_clicks` have an entry.
     budgets: Mutex<HashMap<ShortCode, Arc<AtomicU64>>>,
+    /// Whether the store keeps the authoritative click budgets (a shared store): then
+    /// every click of a `max_clicks` link is claimed there, and neither Redis's counter
+    /// nor this process's decides.
+    store_budgets: bool,
     l2: Option<L2Cache>,
 }
 
@@ -126,6 +130,7 @@ impl LinkService {
         let generator = settings.code_generator()?;
         let permanent_max_age = Duration::from_secs(settings.links.permanent_redirect_max_age_s);
         Ok(Self {
+            store_budgets: store.keeps_click_budgets(),
             store: Arc::new(MeteredStore::new(store)),
             stats,
             cache: LinkCache::new(&settings.cache),
@@ -265,8 +270,8 @@ impl LinkService {
 
     /// The redirect hot path's synchronous half: the answer if the in-process cache can
     /// give it without waiting, else `None` and the caller awaits [`LinkService::resolve`].
-    /// `None` for codes not in L1, and for `max_clicks` links when Redis holds their
-    /// shared counter. Same semantics as `resolve` otherwise.
+    /// `None` for codes not in L1, and for `max_clicks` links whose counter is shared
+    /// (kept by the store or by Redis). Same semantics as `resolve` otherwise.
     pub fn resolve_now(&self, code: &str, is_click: bool) -> Option<Resolution> {
         if !ShortCode::is_valid(code) {
             return Some(Resolution::NotFound);
@@ -274,7 +279,7 @@ impl LinkService {
         let entry = self.cache.get_now(code)?;
         if let CacheEntry::Found(link) = &entry
             && link.budget.is_some()
-            && self.l2.is_some()
+            && (self.store_budgets || self.l2.is_some())
         {
             return None;
         }
@@ -312,7 +317,7 @@ impl LinkService {
         // Boxed: the claim may talk to Redis, and its future inline would make every
         // redirect's future larger; only `max_clicks` links pay for the allocation.
         if let Some((max, used)) = &link.budget
-            && Box::pin(self.claim(&link.code, used, is_click)).await >= *max
+            && Box::pin(self.claim(&link.code, *max, used, is_click)).await? >= *max
         {
             return Ok(Resolution::Exhausted);
         }
@@ -320,20 +325,37 @@ impl LinkService {
     }
 
     /// How many clicks of a `max_clicks` link were claimed before this one; claims one if
-    /// `is_click`. With Redis, the counter is shared by all instances (exact); without
-    /// it, or while it is unavailable, it is this instance's `local` counter.
-    async fn claim(&self, code: &ShortCode, local: &AtomicU64, is_click: bool) -> u64 {
+    /// `is_click`. Which counter decides, in order: the store's, if it keeps budgets (a
+    /// shared store: exact for any number of instances, and a failure to claim is a
+    /// failure of the redirect, never a free click); else Redis's, shared by all
+    /// instances, while it is available; else this process's `local` counter.
+    async fn claim(
+        &self,
+        code: &ShortCode,
+        max: u64,
+        local: &AtomicU64,
+        is_click: bool,
+    ) -> Result<u64, ServiceError> {
         if !is_click {
-            return claim_local(local, false);
+            return Ok(claim_local(local, false));
+        }
+        if self.store_budgets {
+            let before = match self.store.claim_click(code).await? {
+                ClickClaim::Claimed { used_before } => used_before,
+                ClickClaim::Exhausted => max,
+            };
+            // Keep the local view current, for HEAD.
+            local.fetch_max(before + 1, Ordering::Relaxed);
+            return Ok(before);
         }
         if let Some(l2) = &self.l2
             && let Some(before) = l2.claim_click(code, local.load(Ordering::Relaxed)).await
         {
             // Keep the local view current, for HEAD and for the fallback.
             local.fetch_max(before + 1, Ordering::Relaxed);
-            return before;
+            return Ok(before);
         }
-        claim_local(local, is_click)
+        Ok(claim_local(local, is_click))
     }
 
     /// The cache's miss path: the link, prepared, with its click budget if it has one.

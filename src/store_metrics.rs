@@ -10,7 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use metrics::{Counter, Histogram};
 use shortener_core::aggregate::Counts;
-use shortener_core::{InsertOutcome, Link, LinkStore, ShortCode, StoreError};
+use shortener_core::{ClickClaim, InsertOutcome, Link, LinkStore, ShortCode, StoreError};
 
 use crate::metrics::{STORE_ERRORS, STORE_OPERATION_DURATION};
 
@@ -41,6 +41,8 @@ pub struct MeteredStore {
     inner: Arc<dyn LinkStore>,
     get: OpMetrics,
     insert: OpMetrics,
+    insert_batch: OpMetrics,
+    claim_click: OpMetrics,
     delete: OpMetrics,
     ping: OpMetrics,
     list: OpMetrics,
@@ -53,6 +55,8 @@ impl MeteredStore {
             inner,
             get: OpMetrics::new("get"),
             insert: OpMetrics::new("insert"),
+            insert_batch: OpMetrics::new("insert_batch"),
+            claim_click: OpMetrics::new("claim_click"),
             delete: OpMetrics::new("delete"),
             ping: OpMetrics::new("ping"),
             list: OpMetrics::new("list"),
@@ -66,6 +70,24 @@ impl LinkStore for MeteredStore {
         let started = Instant::now();
         let result = self.inner.insert_if_absent(link).await;
         self.insert.record(started, &result);
+        result
+    }
+
+    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.insert_batch(links).await;
+        self.insert_batch.record(started, &result);
+        result
+    }
+
+    fn keeps_click_budgets(&self) -> bool {
+        self.inner.keeps_click_budgets()
+    }
+
+    async fn claim_click(&self, code: &ShortCode) -> Result<ClickClaim, StoreError> {
+        let started = Instant::now();
+        let result = self.inner.claim_click(code).await;
+        self.claim_click.record(started, &result);
         result
     }
 

@@ -1,24 +1,14 @@
 //! Process-level tests against the real `shortener` binary: durability across SIGKILL,
 //! graceful SIGTERM, and refusing bad configuration at start.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use serde_json::{Value, json};
+use serde_json::json;
 
-/// A running server process and what it logged.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    logs: mpsc::Receiver<String>,
-    client: reqwest::Client,
-}
+#[path = "support/process.rs"]
+mod process;
+use process::Server;
 
 /// Starts the binary on a free port over `data_dir` and waits for its bound address.
 fn start(data_dir: &Path) -> Server {
@@ -27,169 +17,20 @@ fn start(data_dir: &Path) -> Server {
 
 /// Like [`start`], with extra `APP__*` variables.
 fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shortener"))
-        .arg("serve")
-        .envs(env.iter().copied())
-        .env("APP__HTTP__LISTEN", "127.0.0.1:0")
-        .env("APP__ADMIN__LISTEN", "127.0.0.1:0")
-        .env("APP__STORE__PATH", data_dir.join("links.redb"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the server binary");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, logs) = mpsc::channel();
-    // Drain stderr for the life of the process so the pipe never fills and blocks it.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = loop {
-        let line = logs
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server logged its address");
-        if line.contains("public listener bound") {
-            let addr = line.split("addr=").nth(1).expect("addr field").trim();
-            break addr.parse().expect("socket address");
-        }
-    };
-    Server {
-        child,
-        addr,
-        logs,
-        client: client(),
-    }
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// `POST /api/v1/links`, asserting 201; returns the link JSON.
-    async fn create(&self, body: Value) -> Value {
-        let response = self
-            .client
-            .post(self.url("/api/v1/links"))
-            .json(&body)
-            .send()
-            .await
-            .expect("create");
-        assert_eq!(response.status(), 201);
-        response.json().await.expect("json")
-    }
-
-    /// The status of `GET path`.
-    async fn status(&self, path: &str) -> u16 {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
-            .status()
-            .as_u16()
-    }
-
-    /// `GET /api/v1/links/{code}` as JSON.
-    async fn link(&self, code: &str) -> Value {
-        let response = self
-            .client
-            .get(self.url(&format!("/api/v1/links/{code}")))
-            .send()
-            .await
-            .expect("get");
-        response.json().await.expect("json")
-    }
-
-    /// Sends SIGTERM (what orchestrators send) and asserts a clean, zero exit.
-    fn terminate(&mut self) {
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"));
-        kill(pid, Signal::SIGTERM).expect("send SIGTERM");
-        let status = self.child.wait().expect("exit");
-        assert!(status.success(), "exit status {status}");
-    }
-
-    /// SIGKILL, then reap: no shutdown code runs.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
+    let path = data_dir.join("links.redb");
+    let path = path.to_str().expect("utf-8 temp path");
+    let mut all = vec![("APP__STORE__PATH", path)];
+    all.extend_from_slice(env);
+    Server::start(&all)
 }
 
 #[tokio::test]
 async fn every_acknowledged_link_survives_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = start(dir.path());
-
-    // Eight writers create links as fast as the store acknowledges them; the process is
-    // killed mid-stream, so some creates are in flight at the moment of death.
-    let writers: Vec<_> = (0..8)
-        .map(|writer| {
-            let (client, create) = (client(), server.url("/api/v1/links"));
-            tokio::spawn(async move {
-                let mut acknowledged = Vec::new();
-                for i in 0.. {
-                    let url = format!("https://example.com/{writer}/{i}");
-                    let sent = client.post(&create).json(&json!({"url": url})).send().await;
-                    let Ok(response) = sent else { break };
-                    if response.status() != 201 {
-                        break;
-                    }
-                    let Ok(body) = response.json::<Value>().await else {
-                        break;
-                    };
-                    acknowledged.push((body["code"].as_str().expect("code").to_owned(), url));
-                }
-                acknowledged
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.kill();
-
-    let mut acknowledged = Vec::new();
-    for writer in writers {
-        acknowledged.extend(writer.await.expect("writer"));
-    }
-    assert!(
-        acknowledged.len() >= 10,
-        "only {} creates before the kill",
-        acknowledged.len()
-    );
-
+    let acknowledged = server.create_until_killed(1500).await;
     let mut restarted = start(dir.path());
-    for (code, url) in &acknowledged {
-        let meta = restarted
-            .client
-            .get(restarted.url(&format!("/api/v1/links/{code}")))
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(meta.status(), 200, "acknowledged link {code} lost");
-        assert_eq!(
-            meta.json::<Value>().await.expect("json")["url"],
-            url.as_str()
-        );
-        let redirect = restarted
-            .client
-            .get(restarted.url(&format!("/{code}")))
-            .send()
-            .await
-            .expect("redirect");
-        assert_eq!(redirect.status(), 302);
-        assert_eq!(redirect.headers()["location"], url.as_str());
-    }
+    restarted.assert_links(&acknowledged).await;
     restarted.kill();
 }
 

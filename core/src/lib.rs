@@ -22,5 +22,5 @@ pub mod visitors;
 
 pub use code::{Alias, CodeError, CodeGenerator, GeneratorConfigError, ShortCode};
 pub use link::{Link, RedirectKind};
-pub use store::{InsertOutcome, LinkStore, StoreError};
+pub use store::{ClickClaim, InsertOutcome, LinkStore, StoreError};
 pub use target::{TargetUrl, TargetUrlError};

@@ -31,6 +31,18 @@ pub enum InsertOutcome {
     AlreadyExists,
 }
 
+/// The result of [`LinkStore::claim_click`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClickClaim {
+    /// One click of the budget was left and is now used; this many were used before it.
+    Claimed {
+        /// Clicks claimed before this one.
+        used_before: u64,
+    },
+    /// The link has used up its `max_clicks` (or has none, or does not exist).
+    Exhausted,
+}
+
 /// A storage failure. The HTTP layer answers these with an opaque 5xx and logs the cause.
 ///
 /// `Clone` because one failed group commit answers every create in the group.
@@ -70,6 +82,24 @@ pub trait LinkStore: Send + Sync + 'static {
             outcomes.push(self.insert_if_absent(link).await?);
         }
         Ok(outcomes)
+    }
+
+    /// Whether this backend keeps the click budgets of `max_clicks` links itself, one
+    /// counter per link for every instance ([`LinkStore::claim_click`]). A backend that
+    /// only one process can open (the embedded file) does not need to: that process's
+    /// own counter is exact.
+    fn keeps_click_budgets(&self) -> bool {
+        false
+    }
+
+    /// Claims one click of the link's `max_clicks` budget, atomically across every handle
+    /// on the store: of any number of concurrent claims, exactly as many succeed as
+    /// clicks were left. Durable like any write. Only for backends that
+    /// [keep click budgets](LinkStore::keeps_click_budgets); the default refuses.
+    async fn claim_click(&self, code: &ShortCode) -> Result<ClickClaim, StoreError> {
+        Err(StoreError::Backend(format!(
+            "this store keeps no click budgets (claim for {code})"
+        )))
     }
 
     /// The link with this code, if any (expired links are returned; policy is the caller's).

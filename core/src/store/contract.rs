@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use crate::aggregate::{Aggregator, BatchAggregate, BatchId, Counts, Dimension, HOUR_MS};
 use crate::click::{CLICK_EVENT_VERSION, ClickEvent, DAY_MS};
 use crate::stats::{Granularity, StatsQuery, StatsStore};
-use crate::{InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, TargetUrl};
+use crate::{ClickClaim, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, TargetUrl};
 
 /// A backend under test.
 #[async_trait]
@@ -51,6 +51,7 @@ macro_rules! store_contract {
             racing_inserts_through_separate_handles_have_one_winner,
             a_batch_insert_fails_only_the_taken_codes,
             racing_batches_through_separate_handles_have_one_winner_per_code,
+            click_budgets_are_exact_across_handles_or_not_kept_at_all,
             expired_links_are_returned_with_their_expiry,
             delete_removes_the_link_and_its_statistics,
             list_pages_in_code_order_with_totals,
@@ -264,6 +265,64 @@ pub async fn racing_batches_through_separate_handles_have_one_winner_per_code(
         }
         assert_eq!(wins, [1; 16], "one winner per code in round {round}");
     }
+}
+
+/// `max_clicks` budgets. A backend that keeps them: 80 claims on a link with 10 clicks,
+/// racing through eight handles, succeed exactly 10 times, each seeing a different count
+/// before it; a link without `max_clicks`, an unknown code and a deleted-and-recreated
+/// link behave. A backend that does not keep them says so and refuses every claim (the
+/// service then counts in its one process).
+pub async fn click_budgets_are_exact_across_handles_or_not_kept_at_all(backend: &impl Backend) {
+    let store = backend.store();
+    let mut limited = link("limited", "https://example.com/");
+    limited.max_clicks = Some(10);
+    store.insert_if_absent(&limited).await.expect("insert");
+    if !store.keeps_click_budgets() {
+        assert!(store.claim_click(&limited.code).await.is_err());
+        return;
+    }
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        handles.push(backend.another_handle().await);
+    }
+    let tasks: Vec<_> = (0..80)
+        .map(|i| {
+            let store = handles[i % handles.len()].clone();
+            tokio::spawn(async move { store.claim_click(&code("limited")).await.expect("claim") })
+        })
+        .collect();
+    let mut before = Vec::new();
+    for task in tasks {
+        if let ClickClaim::Claimed { used_before } = task.await.expect("join") {
+            before.push(used_before);
+        }
+    }
+    before.sort_unstable();
+    assert_eq!(
+        before,
+        (0..10).collect::<Vec<u64>>(),
+        "exactly max_clicks claims"
+    );
+
+    let mut unlimited = link("unlimited", "https://example.com/");
+    unlimited.max_clicks = None;
+    store.insert_if_absent(&unlimited).await.expect("insert");
+    for code in [&unlimited.code, &code("nosuch")] {
+        assert_eq!(
+            store.claim_click(code).await.expect("claim"),
+            ClickClaim::Exhausted
+        );
+    }
+    assert!(store.delete(&limited.code).await.expect("delete"));
+    store
+        .insert_if_absent(&limited)
+        .await
+        .expect("insert again");
+    assert_eq!(
+        store.claim_click(&limited.code).await.expect("claim"),
+        ClickClaim::Claimed { used_before: 0 },
+        "a recreated link starts with its whole budget"
+    );
 }
 
 /// Expiry is the caller's policy: the store keeps and returns an expired link with its

@@ -8,6 +8,9 @@
 //! - batch insert (group commit): the same, for many rows in one statement, from arrays
 //!   (`unnest`), sorted by code so that two instances' batches take their index locks in
 //!   the same order and cannot deadlock; `RETURNING code` names the winners;
+//! - click claim (`max_clicks`): `UPDATE ... SET clicks_used = clicks_used + 1 WHERE
+//!   code = $1 AND clicks_used < max_clicks RETURNING clicks_used`: the row lock orders
+//!   claims from every instance and the condition refuses the one past the limit;
 //! - get: `SELECT ... WHERE code = $1` (primary-key lookup);
 //! - delete: the link and its statistics in one transaction;
 //! - list: links after a cursor in code order, `LEFT JOIN` their totals, `LIMIT`: one
@@ -16,7 +19,7 @@
 use async_trait::async_trait;
 use shortener_core::aggregate::Counts;
 use shortener_core::{
-    InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, StoreError, TargetUrl,
+    ClickClaim, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, StoreError, TargetUrl,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -35,6 +38,9 @@ const INSERT_BATCH: &str =
     RETURNING code";
 const GET: &str =
     "SELECT code, target, created_at, expires_at, redirect, max_clicks FROM links WHERE code = $1";
+const CLAIM_CLICK: &str = "UPDATE links SET clicks_used = clicks_used + 1
+    WHERE code = $1 AND clicks_used < max_clicks
+    RETURNING clicks_used";
 const DELETE: &str = "DELETE FROM links WHERE code = $1";
 const DELETE_TOTALS: &str = "DELETE FROM stats_totals WHERE code = $1";
 const DELETE_DAYS: &str = "DELETE FROM stats_days WHERE code = $1";
@@ -138,6 +144,26 @@ impl LinkStore for PostgresStore {
             .await
             .map_err(backend)?;
         row.map(|row| decode(&row)).transpose()
+    }
+
+    fn keeps_click_budgets(&self) -> bool {
+        true
+    }
+
+    async fn claim_click(&self, code: &ShortCode) -> Result<ClickClaim, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(CLAIM_CLICK).await.map_err(backend)?;
+        self.sent(1);
+        let row = client
+            .query_opt(&statement, &[&code.as_str()])
+            .await
+            .map_err(backend)?;
+        Ok(match row {
+            Some(row) => ClickClaim::Claimed {
+                used_before: u64::try_from(row.get::<_, i64>(0) - 1).unwrap_or(0),
+            },
+            None => ClickClaim::Exhausted,
+        })
     }
 
     async fn delete(&self, code: &ShortCode) -> Result<bool, StoreError> {

@@ -11,11 +11,18 @@ use shortener_core::StoreError;
 use super::backend;
 
 /// Every migration: (version, description, SQL). Append only; never edit a released one.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "links and per-day statistics",
-    include_str!("../migrations/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "links and per-day statistics",
+        include_str!("../migrations/0001_init.sql"),
+    ),
+    (
+        2,
+        "click budgets of max_clicks links",
+        include_str!("../migrations/0002_click_budgets.sql"),
+    ),
+];
 
 /// The schema version this build reads and writes.
 pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

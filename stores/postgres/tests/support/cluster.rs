@@ -11,13 +11,19 @@
 //! A test binary's statics are never dropped, so the server cannot be stopped by a
 //! destructor. Instead it runs under a small shell that holds a pipe from this process
 //! and stops the server (and deletes its directory) when the pipe closes, which happens
-//! however the test binary exits.
+//! however the test binary exits. The same pipe takes `stop` (an immediate shutdown, as
+//! `pg_ctl stop -m immediate`: a crash as far as clients can tell) and `start` lines, for
+//! outage tests; a binary that uses them should hold only such tests.
 
+// Shared with the service's test binaries, which each use different parts.
+#![allow(dead_code)]
+
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const INSTALL_HINT: &str = "PostgreSQL is not installed: apt-get install -y postgresql";
@@ -27,9 +33,10 @@ pub struct PgCluster {
     port: u16,
     bin: PathBuf,
     data: PathBuf,
-    /// The shell supervising the server: held, never read; the server stops when its
-    /// stdin closes (when this process exits).
-    _supervisor: (Child, ChildStdin),
+    /// The shell supervising the server; the server stops when its stdin closes (when
+    /// this process exits).
+    _supervisor: Child,
+    commands: Mutex<ChildStdin>,
 }
 
 /// The test binary's cluster, started on first use; `None` (after saying so) when the
@@ -73,10 +80,12 @@ impl PgCluster {
                 "-D",
             ])
             .arg(&pgdata));
+        // SIGQUIT is PostgreSQL's immediate shutdown; SIGINT its fast, clean one.
         let script = format!(
-            "'{postgres}' -D '{pgdata}' -p {port} -k '{data}' -c listen_addresses=127.0.0.1 \
-             -c max_connections=200 >'{data}/log' 2>&1 & pid=$!; \
-             read _; kill -INT $pid; wait $pid; rm -rf '{data}'",
+            "up() {{ '{postgres}' -D '{pgdata}' -p {port} -k '{data}' \
+             -c listen_addresses=127.0.0.1 -c max_connections=200 >>'{data}/log' 2>&1 & pid=$!; }}; \
+             up; while read cmd; do case $cmd in stop) kill -QUIT $pid; wait $pid;; start) up;; esac; done; \
+             kill -INT $pid; wait $pid; rm -rf '{data}'",
             postgres = bin.join("postgres").display(),
             pgdata = pgdata.display(),
             data = data.display(),
@@ -92,7 +101,8 @@ impl PgCluster {
             port,
             bin,
             data,
-            _supervisor: (child, stdin),
+            _supervisor: child,
+            commands: Mutex::new(stdin),
         };
         cluster.wait_ready();
         Some(cluster)
@@ -121,14 +131,39 @@ impl PgCluster {
         self.url(&name)
     }
 
+    /// Stops the server at once (no checkpoint, connections cut), and returns once it no
+    /// longer answers.
+    pub fn stop_immediately(&self) {
+        self.command("stop");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.is_ready() {
+            assert!(Instant::now() < deadline, "postgres did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again (crash recovery replays its WAL) and waits until it answers.
+    pub fn start_again(&self) {
+        self.command("start");
+        self.wait_ready();
+    }
+
+    fn command(&self, line: &str) {
+        let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        writeln!(commands, "{line}").expect("the cluster's supervisor is alive");
+    }
+
+    fn is_ready(&self) -> bool {
+        Command::new(self.bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
+            if self.is_ready() {
                 return;
             }
             assert!(

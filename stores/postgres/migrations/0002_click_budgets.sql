@@ -1,0 +1,11 @@
+-- Version 2: the click budget of `max_clicks` links, kept where every instance sees it.
+--
+-- A redirect of a link with max_clicks claims one click with a conditional update:
+--   UPDATE links SET clicks_used = clicks_used + 1
+--   WHERE code = $1 AND clicks_used < max_clicks RETURNING clicks_used
+-- The row lock it takes orders concurrent claims from any number of instances, and the
+-- WHERE clause refuses the claim past the limit: exact, with no read-modify-write race.
+--
+-- A constant default: since PostgreSQL 11 this adds the column without rewriting the
+-- table (the default lives in the catalog), so the migration is instant on any size.
+ALTER TABLE links ADD COLUMN clicks_used bigint NOT NULL DEFAULT 0;

@@ -1,0 +1,194 @@
+//! The real `shortener` binary as a child process, for the process-level tests (SIGKILL,
+//! SIGTERM, several instances on one database): start it, talk HTTP to it, signal it.
+//! Shared by several test binaries (included with `#[path]`), so not every binary uses
+//! every helper.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+/// A running server process and what it logged.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub logs: mpsc::Receiver<String>,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts `shortener serve` on free ports with the `APP__*` variables in `env`, and
+    /// waits until both listeners are bound.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shortener"))
+            .arg("serve")
+            .env("APP__HTTP__LISTEN", "127.0.0.1:0")
+            .env("APP__ADMIN__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the server binary");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, logs) = mpsc::channel();
+        // Drain stderr for the life of the process so the pipe never fills and blocks it.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let bound = |what: &str| loop {
+            let line = logs
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("server logged its {what} address"));
+            if line.contains(what) {
+                let addr = line.split("addr=").nth(1).expect("addr field");
+                let addr = addr.split_whitespace().next().expect("addr value");
+                break addr.parse::<SocketAddr>().expect("socket address");
+            }
+        };
+        let addr = bound("public listener bound");
+        let admin = bound("admin listener bound");
+        Self {
+            child,
+            addr,
+            admin,
+            logs,
+            client: client(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `POST /api/v1/links`, asserting 201; returns the link JSON.
+    pub async fn create(&self, body: Value) -> Value {
+        let response = self
+            .client
+            .post(self.url("/api/v1/links"))
+            .json(&body)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(response.status(), 201);
+        response.json().await.expect("json")
+    }
+
+    /// The status of `GET path`.
+    pub async fn status(&self, path: &str) -> u16 {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    }
+
+    /// `GET /api/v1/links/{code}` as JSON.
+    pub async fn link(&self, code: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(&format!("/api/v1/links/{code}")))
+            .send()
+            .await
+            .expect("get");
+        response.json().await.expect("json")
+    }
+
+    /// Sends SIGTERM (what orchestrators send) and asserts a clean, zero exit.
+    pub fn terminate(&mut self) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"));
+        kill(pid, Signal::SIGTERM).expect("send SIGTERM");
+        let status = self.child.wait().expect("exit");
+        assert!(status.success(), "exit status {status}");
+    }
+
+    /// SIGKILL, then reap: no shutdown code runs.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// Eight writers create links as fast as the server acknowledges them, for `for_ms`;
+    /// then the process is killed mid-stream, so some creates are in flight at the moment
+    /// of death. Returns the acknowledged ones: (code, url).
+    pub async fn create_until_killed(&mut self, for_ms: u64) -> Vec<(String, String)> {
+        let writers: Vec<_> = (0..8)
+            .map(|writer| {
+                let (client, create) = (client(), self.url("/api/v1/links"));
+                tokio::spawn(async move {
+                    let mut acknowledged = Vec::new();
+                    for i in 0.. {
+                        let url = format!("https://example.com/{writer}/{i}");
+                        let sent = client.post(&create).json(&json!({"url": url})).send().await;
+                        let Ok(response) = sent else { break };
+                        if response.status() != 201 {
+                            break;
+                        }
+                        let Ok(body) = response.json::<Value>().await else {
+                            break;
+                        };
+                        let code = body["code"].as_str().expect("code").to_owned();
+                        acknowledged.push((code, url));
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(for_ms)).await;
+        self.kill();
+        let mut acknowledged = Vec::new();
+        for writer in writers {
+            acknowledged.extend(writer.await.expect("writer"));
+        }
+        assert!(
+            acknowledged.len() >= 10,
+            "only {} creates before the kill",
+            acknowledged.len()
+        );
+        acknowledged
+    }
+
+    /// Asserts that every (code, url) is stored and redirects to its url.
+    pub async fn assert_links(&self, links: &[(String, String)]) {
+        for (code, url) in links {
+            let meta = self
+                .client
+                .get(self.url(&format!("/api/v1/links/{code}")))
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(meta.status(), 200, "acknowledged link {code} lost");
+            let meta: Value = meta.json().await.expect("json");
+            assert_eq!(meta["url"], url.as_str());
+            let redirect = self
+                .client
+                .get(self.url(&format!("/{code}")))
+                .send()
+                .await
+                .expect("redirect");
+            assert_eq!(redirect.status(), 302);
+            assert_eq!(redirect.headers()["location"], url.as_str());
+        }
+    }
+}
+
+/// A client that does not follow redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
