@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -129,4 +130,121 @@ fn invalid_configuration_fails_at_start_with_the_key_named() {
         .expect("run");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("shortener.toml"));
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop; `None` (after
+/// saying so) where mounting needs privileges this process lacks (CI runs as root).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(test: &str, size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !mounted {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: cannot mount a tmpfs (needs root)"
+            );
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs (needs root)");
+            return None;
+        }
+        Some(Self { dir })
+    }
+
+    /// Fills the disk with one file.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.dir.path().join("filler")).expect("filler");
+        let block = vec![0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.dir.path().join("filler")).expect("remove filler");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_not_ready_and_the_store_recovers_by_itself_once_freed() {
+    let test = "a_full_disk_is_not_ready_and_the_store_recovers_by_itself_once_freed";
+    let Some(disk) = SmallDisk::mount(test, "4m") else {
+        return;
+    };
+    let mut server = start_with(disk.dir.path(), &[("APP__STATS__FLUSH_INTERVAL_MS", "50")]);
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let url = format!("https://example.com/before/{i}");
+        let body = server.create(json!({"url": url})).await;
+        acknowledged.push((body["code"].as_str().expect("code").to_owned(), url));
+    }
+    assert_eq!(server.status("/readyz").await, 200);
+
+    disk.fill();
+    // Creates fail once the little space left is used up; clicks keep the statistics
+    // writer failing too (the tree's own commits, not only the create log).
+    let mut statuses = Vec::new();
+    for i in 0..2_000 {
+        let response = server
+            .client
+            .post(server.url("/api/v1/links"))
+            .json(&json!({"url": format!("https://example.com/full/{i}")}))
+            .send()
+            .await
+            .expect("an answer");
+        statuses.push(response.status().as_u16());
+        if response.status() == 201 {
+            let body: serde_json::Value = response.json().await.expect("json");
+            let url = format!("https://example.com/full/{i}");
+            acknowledged.push((body["code"].as_str().expect("code").to_owned(), url));
+        } else if statuses.iter().rev().take(20).all(|s| *s == 503) {
+            break;
+        }
+        server.status(&format!("/{}", acknowledged[0].0)).await;
+    }
+    assert_eq!(statuses.last(), Some(&503), "creates fail on a full disk");
+    assert_eq!(
+        server.status("/readyz").await,
+        503,
+        "a full disk is not ready"
+    );
+
+    disk.free();
+    let mut ready = false;
+    for _ in 0..100 {
+        if server.status("/readyz").await == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ready,
+        "ready again once the disk has room, without a restart"
+    );
+    let body = server
+        .create(json!({"url": "https://example.com/after"}))
+        .await;
+    acknowledged.push((
+        body["code"].as_str().expect("code").to_owned(),
+        "https://example.com/after".into(),
+    ));
+    server.assert_links(&acknowledged).await;
+    server.terminate();
+
+    let mut restarted = start(disk.dir.path());
+    restarted.assert_links(&acknowledged).await;
+    restarted.kill();
 }

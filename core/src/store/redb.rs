@@ -19,8 +19,10 @@
 //! (the same bytes the service keeps in Redis).
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -45,6 +47,12 @@ const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links_v1");
 /// Bookkeeping: `APPLIED_LSN` -> the highest create-log group the tree holds.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta_v1");
 const APPLIED_LSN: &str = "applied_lsn";
+/// Written by every readiness probe: proof that a durable commit works right now.
+const PROBED_AT: &str = "probed_at";
+
+/// After a failed attempt to reopen the database, the next one waits this long, so a
+/// full disk costs one attempt per second, not one per request.
+const REOPEN_RETRY: Duration = Duration::from_secs(1);
 
 /// Past this size, the create log is checkpointed (the tree flushed) and starts over:
 /// about 20,000 links. Larger means fewer flushes of the tree, each longer (the creates
@@ -52,12 +60,38 @@ const APPLIED_LSN: &str = "applied_lsn";
 const CHECKPOINT_BYTES: u64 = 4 << 20;
 
 /// A [`LinkStore`] in one redb file (and its create log).
+///
+/// **Failures.** After an I/O error (a full disk, a failing device) redb refuses every
+/// later operation until the database is closed and opened again. So any failed
+/// operation marks the store as failed, and the next one first reopens it (waiting for
+/// the operations in flight to let go of the file, and retrying at most once per
+/// [`REOPEN_RETRY`] while that fails): once the disk has room again the store recovers
+/// by itself, with the create log replayed, and [`LinkStore::ping`] (readiness) tries a
+/// real durable write, so it says "not ready" exactly while writes fail.
 pub struct RedbStore {
-    /// `None` once closed. The lock is only taken (uncontended, for reading) to clone the
-    /// `Arc` at the start of an operation, on the blocking pool.
-    db: RwLock<Option<Arc<Database>>>,
+    handle: Arc<Handle>,
     /// The create log; its lock orders groups (one at a time, as redb's writer is).
     log: Arc<Mutex<Log>>,
+}
+
+/// The open database, and what it takes to open it again.
+struct Handle {
+    path: PathBuf,
+    cache_bytes: usize,
+    /// The lock is only taken for reading (uncontended) to clone the `Arc` at the start
+    /// of an operation, on the blocking pool; for writing to close or reopen.
+    state: RwLock<State>,
+    /// An operation failed since the database was opened: reopen before the next.
+    failed: AtomicBool,
+    /// No reopen attempt before this instant (the last one failed).
+    retry_at: Mutex<Option<Instant>>,
+}
+
+enum State {
+    Open(Arc<Database>),
+    /// Dropped after a failure, and not reopened yet.
+    Failed,
+    Closed,
 }
 
 /// The create log and the sequence number of the next group.
@@ -77,21 +111,16 @@ impl RedbStore {
     /// at most `cache_bytes` of page cache. After an unclean shutdown redb repairs the
     /// file here, before we serve anything.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(backend)?;
-        }
-        let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(backend)?;
-        let txn = db.begin_write().map_err(backend)?;
-        txn.open_table(LINKS).map_err(backend)?;
-        txn.open_table(META).map_err(backend)?;
-        stats::create_tables(&txn)?;
-        txn.commit().map_err(backend)?;
+        let db = open_database(path, cache_bytes)?;
         let log = recover(&db, &Wal::path_for(path))?;
         Ok(Self {
-            db: RwLock::new(Some(Arc::new(db))),
+            handle: Arc::new(Handle {
+                path: path.to_owned(),
+                cache_bytes,
+                state: RwLock::new(State::Open(Arc::new(db))),
+                failed: AtomicBool::new(false),
+                retry_at: Mutex::new(None),
+            }),
             log: Arc::new(Mutex::new(log)),
         })
     }
@@ -107,22 +136,97 @@ impl RedbStore {
             .count())
     }
 
-    fn db(&self) -> Result<Arc<Database>, StoreError> {
-        let guard = self.db.read().map_err(|_| poisoned())?;
-        guard.clone().ok_or(StoreError::Closed)
-    }
-
-    /// Runs a blocking redb operation on the blocking pool.
+    /// Runs a blocking redb operation on the blocking pool; a backend error marks the
+    /// store as failed (see [`RedbStore`]).
     async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = self.db()?;
-        tokio::task::spawn_blocking(move || op(&db))
-            .await
-            .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+        let (handle, log) = (self.handle.clone(), self.log.clone());
+        tokio::task::spawn_blocking(move || {
+            let db = handle.database(&log)?;
+            let result = op(&db);
+            if let Err(StoreError::Backend(error)) = &result {
+                tracing::warn!(%error, "embedded store operation failed; reopening before the next");
+                handle.failed.store(true, Ordering::Release);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
     }
+}
+
+impl Handle {
+    /// The open database, reopened first if an operation failed.
+    fn database(&self, log: &Mutex<Log>) -> Result<Arc<Database>, StoreError> {
+        if self.failed.load(Ordering::Acquire) {
+            self.reopen(log)?;
+        }
+        match &*self.state.read().map_err(|_| poisoned())? {
+            State::Open(db) => Ok(db.clone()),
+            State::Failed => Err(StoreError::Backend(
+                "the embedded store failed and could not be reopened yet".into(),
+            )),
+            State::Closed => Err(StoreError::Closed),
+        }
+    }
+
+    /// Closes the failed database and opens it again, replaying the create log.
+    fn reopen(&self, log: &Mutex<Log>) -> Result<(), StoreError> {
+        let mut state = self.state.write().map_err(|_| poisoned())?;
+        if !self.failed.load(Ordering::Acquire) || matches!(*state, State::Closed) {
+            return Ok(()); // reopened meanwhile, or closing anyway
+        }
+        {
+            let mut retry_at = self.retry_at.lock().map_err(|_| poisoned())?;
+            let now = Instant::now();
+            if retry_at.is_some_and(|at| now < at) {
+                return Err(StoreError::Backend(
+                    "the embedded store failed; reopening it is retried every second".into(),
+                ));
+            }
+            *retry_at = Some(now + REOPEN_RETRY);
+        }
+        // New operations wait on the lock we hold; let those in flight finish and drop
+        // their handles, so that the file (locked by redb while open) is released.
+        if let State::Open(db) = &*state {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Arc::strong_count(db) > 1 {
+                if Instant::now() > deadline {
+                    return Err(StoreError::Backend(
+                        "the embedded store failed; operations still hold it".into(),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        *state = State::Failed;
+        let db = open_database(&self.path, self.cache_bytes)?;
+        *log.lock().map_err(|_| poisoned())? = recover(&db, &Wal::path_for(&self.path))?;
+        *state = State::Open(Arc::new(db));
+        self.failed.store(false, Ordering::Release);
+        tracing::warn!(path = %self.path.display(), "embedded store reopened after a failure");
+        Ok(())
+    }
+}
+
+/// Opens (or creates) the database file, creating parent directories and the tables.
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(backend)?;
+    }
+    let db = redb::Builder::new()
+        .set_cache_size(cache_bytes)
+        .create(path)
+        .map_err(backend)?;
+    let txn = db.begin_write().map_err(backend)?;
+    txn.open_table(LINKS).map_err(backend)?;
+    txn.open_table(META).map_err(backend)?;
+    stats::create_tables(&txn)?;
+    txn.commit().map_err(backend)?;
+    Ok(db)
 }
 
 #[async_trait]
@@ -258,29 +362,59 @@ impl LinkStore for RedbStore {
         .await
     }
 
+    /// Readiness: whether a create would be durable right now. Appends an empty group to
+    /// the create log and commits a timestamp durably (two small fsyncs), so a full or
+    /// failing disk is "not ready", not only once a create has failed.
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|db| {
-            let txn = db.begin_read().map_err(backend)?;
-            txn.open_table(LINKS).map_err(backend)?;
-            Ok(())
+        let log = self.log.clone();
+        self.run(move |db| {
+            log.lock()
+                .map_err(|_| poisoned())?
+                .wal
+                .append(0, &[])
+                .map_err(backend)?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let txn = db.begin_write().map_err(backend)?;
+            txn.open_table(META)
+                .map_err(backend)?
+                .insert(PROBED_AT, u64::try_from(now).unwrap_or(0))
+                .map_err(backend)?;
+            txn.commit().map_err(backend)
         })
         .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        let db = self.db.write().map_err(|_| poisoned())?.take();
-        // Operations still running hold their own `Arc`; the file is released (and marked
-        // clean) when the last one drops it. The server drains requests before closing,
-        // so normally this is the last reference.
-        if let Some(db) = db {
-            // A clean close leaves an empty create log: everything is in the tree.
-            let mut log = self.log.lock().map_err(|_| poisoned())?;
-            checkpoint(&db, &mut log)?;
-            drop(log);
-            match Arc::try_unwrap(db) {
-                Ok(db) => drop(db),
-                Err(_) => tracing::warn!("store closed while operations were in flight"),
-            }
+        let (handle, log) = (self.handle.clone(), self.log.clone());
+        tokio::task::spawn_blocking(move || handle.close(&log))
+            .await
+            .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+    }
+}
+
+impl Handle {
+    /// Checkpoints (a clean close leaves an empty create log) and releases the file.
+    /// Later calls fail with [`StoreError::Closed`].
+    fn close(&self, log: &Mutex<Log>) -> Result<(), StoreError> {
+        // A failed store is reopened first, so that what the log holds reaches the tree.
+        let db = self.database(log);
+        let previous = std::mem::replace(
+            &mut *self.state.write().map_err(|_| poisoned())?,
+            State::Closed,
+        );
+        drop(previous);
+        let db = match db {
+            Ok(db) => db,
+            Err(StoreError::Closed) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        checkpoint(&db, &mut *log.lock().map_err(|_| poisoned())?)?;
+        // Operations still running hold their own `Arc`; the file is released (and
+        // marked clean) when the last one drops it. The server drains requests before
+        // closing, so normally this is the last reference.
+        match Arc::try_unwrap(db) {
+            Ok(db) => drop(db),
+            Err(_) => tracing::warn!("store closed while operations were in flight"),
         }
         Ok(())
     }

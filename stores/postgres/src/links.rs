@@ -202,10 +202,20 @@ impl LinkStore for PostgresStore {
             .collect()
     }
 
+    /// Readiness: a connection, and a server that takes writes (a standby in recovery
+    /// answers reads but would fail every create).
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         self.sent(1);
-        client.simple_query("SELECT 1").await.map_err(backend)?;
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(backend)?;
+        if row.get::<_, bool>(0) {
+            return Err(StoreError::Backend(
+                "postgres: the server is a standby in recovery and takes no writes".into(),
+            ));
+        }
         Ok(())
     }
 
