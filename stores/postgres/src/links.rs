@@ -44,9 +44,12 @@ const CLAIM_CLICK: &str = "UPDATE links SET clicks_used = clicks_used + 1
 const DELETE: &str = "DELETE FROM links WHERE code = $1";
 const DELETE_TOTALS: &str = "DELETE FROM stats_totals WHERE code = $1";
 const DELETE_DAYS: &str = "DELETE FROM stats_days WHERE code = $1";
+// `t.code > $1` is implied by the join, but spelled out it bounds the totals' index scan
+// too: without it the merge join read the totals from the first code on, 50,000 rows for
+// a page of 100 in the middle of a million links (86 ms; 0.3 ms with it; docs/postgres.md).
 const LIST: &str = "SELECT l.code, l.target, l.created_at, l.expires_at, l.redirect, l.max_clicks,
         coalesce(t.total, 0), coalesce(t.human, 0), coalesce(t.bot, 0)
-    FROM links l LEFT JOIN stats_totals t ON t.code = l.code
+    FROM links l LEFT JOIN stats_totals t ON t.code = l.code AND t.code > $1
     WHERE l.code > $1
     ORDER BY l.code
     LIMIT $2";
