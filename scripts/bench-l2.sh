@@ -6,13 +6,14 @@
 #   hit-redis   L1 hit, Redis configured             (one hot link: Redis must not matter)
 #   miss-redis  L1 miss served by Redis              (CODES links, an L1 of ~30 entries)
 #   miss-store  L1 miss served by the embedded store (same, no Redis)
+#   miss-pg     L1 miss served by PostgreSQL          (same, no Redis)
 #
 #   scripts/bench-l2.sh                       # 3 rounds of 10 s, 64 connections
 #   ROUNDS=5 CODES=20000 scripts/bench-l2.sh
 #
 # Click recording is off in all four: with thousands of distinct links, each statistics
 # flush rewrites thousands of per-link rows, and that (not the cache) would dominate.
-# Services on CPU 0 (one loaded at a time), wrk and redis-server on CPU 1. Reports req/s,
+# Services on CPU 0 (one loaded at a time), wrk, redis-server and PostgreSQL on CPU 1. Reports req/s,
 # p50, p99 and the service's CPU per request, medians, and ratios to hit-local; and the
 # L1/L2 counters of the miss instances, so the miss share is measured, not assumed.
 set -euo pipefail
@@ -25,31 +26,37 @@ CODES=${CODES:-10000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 REDIS_PORT=${REDIS_PORT:-16379}
+PG_PORT=${PG_PORT:-15435}
 TINY_L1=8192   # bytes: about 30 entries
 
 for tool in wrk redis-server; do
     command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install -y $tool" >&2; exit 1; }
 done
 source scripts/lib/wrk.sh
+source scripts/lib/postgres.sh
 
-cargo build --release --quiet --bin shortener
+cargo build --release --quiet --features postgres --bin shortener
 data=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$data"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_postgres "$data/pg"; rm -rf "$data"; }
 trap cleanup EXIT
+pg_url=$(start_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU")
+APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" RUST_LOG=error \
+    target/release/shortener migrate >/dev/null
 
 taskset -c "$CLIENT_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     >/dev/null & pids+=($!)
 redis_url="redis://127.0.0.1:$REDIS_PORT"
 
-names=(hit-local hit-redis miss-redis miss-store)
+names=(hit-local hit-redis miss-redis miss-store miss-pg)
 declare -A port admin pid env
-port=([hit-local]=18181 [hit-redis]=18182 [miss-redis]=18183 [miss-store]=18184)
+port=([hit-local]=18181 [hit-redis]=18182 [miss-redis]=18183 [miss-store]=18184 [miss-pg]=18185)
 env=(
     [hit-local]=""
     [hit-redis]="APP__REDIS__URL=$redis_url APP__REDIS__KEY_PREFIX=hit:"
     [miss-redis]="APP__REDIS__URL=$redis_url APP__REDIS__KEY_PREFIX=miss: APP__CACHE__MAX_CAPACITY_BYTES=$TINY_L1"
     [miss-store]="APP__CACHE__MAX_CAPACITY_BYTES=$TINY_L1"
+    [miss-pg]="APP__CACHE__MAX_CAPACITY_BYTES=$TINY_L1 APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL=$pg_url"
 )
 for name in "${names[@]}"; do
     admin[$name]=$((port[$name] + 1000))
@@ -68,7 +75,7 @@ create() { # port alias
 for name in hit-local hit-redis; do create "${port[$name]}" bench01; curl -s -o /dev/null "http://127.0.0.1:${port[$name]}/bench01"; done
 echo "creating $CODES links on each miss instance..."
 export -f create
-for name in miss-redis miss-store; do
+for name in miss-redis miss-store miss-pg; do
     seq 0 $((CODES - 1)) | xargs -P 16 -I{} bash -c "create ${port[$name]} bench-{}"
 done
 
@@ -96,7 +103,7 @@ for name in "${names[@]}"; do
 done
 
 echo "cache counters of the miss instances (whole run):"
-for name in miss-redis miss-store; do
+for name in miss-redis miss-store miss-pg; do
     curl -s "http://127.0.0.1:${admin[$name]}/metrics" |
         grep -E '^shortener_(cache_requests_total|l2_requests_total|redis_breaker_state)' |
         grep -v ' 0$' | sed "s/^/  $name: /"
