@@ -7,6 +7,11 @@
 #   LINKS_LIST="10000 100000 1000000" ROUNDS=5 scripts/bench-longtail.sh
 #   EXTRA_ENV="APP__STATS__FLUSH_INTERVAL_MS=5000" scripts/bench-longtail.sh
 #   TARGETS="clicks_on" SERVICE_BIN=/tmp/shortener.before scripts/bench-longtail.sh
+#   BACKEND=postgres TARGETS="clicks_off clicks_on" scripts/bench-longtail.sh
+#
+# BACKEND=postgres runs the service on a throwaway PostgreSQL (Debian's postgresql
+# package, on CLIENT_CPU) instead of a redb file: links seeded with SQL, statistics
+# tables emptied before each run, bytes per click from pg_total_relation_size.
 #
 # Each service run starts from a fresh copy of the seeded store, warms up for WARMUP,
 # then wrk measures for DURATION. After it, the script waits until every recorded click
@@ -44,6 +49,32 @@ metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 ==
 
 source scripts/lib/service.sh   # start_service, stop_server
 
+if [ "${BACKEND:-embedded}" = postgres ]; then
+    source scripts/lib/postgres.sh
+    cargo build --release --quiet --features postgres --bin shortener
+    PG_PORT=${PG_PORT:-15436}
+    pg_url=$(start_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU")
+    trap 'cleanup; stop_postgres "$data/pg"' EXIT
+    APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" RUST_LOG=error "$service" migrate >/dev/null
+    pg() { as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d shortener -X -q -c "$1"; }
+    seed_links() { # count prefix
+        pg "TRUNCATE links; INSERT INTO links (code, target, created_at, redirect)
+            SELECT '$2' || i, 'https://example.com/landing/' || i, now(), 302 FROM generate_series(0, $1 - 1) i"
+        pg "VACUUM ANALYZE links"
+    }
+    start_service() { # clicks_enabled; sets pid
+        pg "TRUNCATE stats_totals, stats_days, stats_sources"
+        env APP__HTTP__LISTEN="127.0.0.1:$PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \
+            APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" APP__CLICKS__ENABLED="$1" \
+            APP__CLICKS__TRUSTED_PROXIES=127.0.0.0/8 RUST_LOG=error ${EXTRA_ENV:-} \
+            taskset -c "$SERVER_CPU" "$service" serve &
+        pid=$!
+        wait_http "http://127.0.0.1:$PORT/healthz"
+    }
+else
+    seed_links() { "$bin/examples/seed-links" "$data/seed.redb" "$1" "$2" 2>/dev/null; }
+fi
+
 # One measured run: prints "rps p99 dropped bytes_per_click rss_mb cpu_us_per_request
 # write_us_per_cell" (the last: stats store write time per link-day written).
 measure() { # target
@@ -79,11 +110,11 @@ measure() { # target
     echo "$rps $p99 $dropped $bytes_per_click $rss $cpu $per_cell"
 }
 
-echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up), Zipf(1.0), browser headers; server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU"
+echo "backend: ${BACKEND:-embedded}; machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up), Zipf(1.0), browser headers; server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU"
 for links in $LINKS_LIST; do
     rm -f "$data/seed.redb"
     LINKS_SEED_START=$(date +%s.%N)
-    "$bin/examples/seed-links" "$data/seed.redb" "$links" L 2>/dev/null
+    seed_links "$links" L
     echo
     echo "== $links links (seeded in $(awk -v s="$LINKS_SEED_START" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}') s)"
     printf "%-6s %-11s %10s %8s %10s %8s %8s %8s %9s\n" round target "req/s" "p99 ms" dropped "B/click" "RSS MB" "CPU us" "us/cell"
