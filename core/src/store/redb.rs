@@ -11,7 +11,7 @@
 //! redb's API is blocking, so every operation runs on tokio's blocking pool. Reads only
 //! happen on a cache miss, so that hop is off the hot path.
 //!
-//! Creates are made durable by a write-ahead log ([`wal`]): a group of creates costs one
+//! Creates are made durable by a write-ahead log (`wal.rs`): a group of creates costs one
 //! sequential append and fsync, and the tree is flushed at checkpoints, once for
 //! thousands of creates. Deletes and statistics commit to the tree durably, as before.
 //!
@@ -65,7 +65,7 @@ const CHECKPOINT_BYTES: u64 = 4 << 20;
 /// later operation until the database is closed and opened again. So any failed
 /// operation marks the store as failed, and the next one first reopens it (waiting for
 /// the operations in flight to let go of the file, and retrying at most once per
-/// [`REOPEN_RETRY`] while that fails): once the disk has room again the store recovers
+/// a second while that fails): once the disk has room again the store recovers
 /// by itself, with the create log replayed, and [`LinkStore::ping`] (readiness) tries a
 /// real durable write, so it says "not ready" exactly while writes fail.
 pub struct RedbStore {
