@@ -64,7 +64,7 @@ const CHECKPOINT_BYTES: u64 = 4 << 20;
 /// **Failures.** After an I/O error (a full disk, a failing device) redb refuses every
 /// later operation until the database is closed and opened again. So any failed
 /// operation marks the store as failed, and the next one first reopens it (waiting for
-/// the operations in flight to let go of the file, and retrying at most once per
+/// the operations in flight to let go of the file, and retrying at most once
 /// a second while that fails): once the disk has room again the store recovers
 /// by itself, with the create log replayed, and [`LinkStore::ping`] (readiness) tries a
 /// real durable write, so it says "not ready" exactly while writes fail.
