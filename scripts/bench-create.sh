@@ -57,23 +57,9 @@ done
 for name in "${names[@]}"; do wait_http "http://127.0.0.1:${port[$name]}/healthz"; done
 
 echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION --latency -s scripts/create-links.lua; services CPU $SERVER_CPU, wrk + PostgreSQL CPU $CLIENT_CPU"
-printf "%-6s %-11s %11s %8s %8s %12s\n" round target "creates/s" "p50 ms" "p99 ms" "CPU us/req"
-for name in "${names[@]}"; do : >"$data/$name"; done
-for round in $(seq "$ROUNDS"); do
-    for name in "${names[@]}"; do
-        read -r rps p50 p99 cpu < <(run "$name" "http://127.0.0.1:${port[$name]}/" "${pid[$name]}" scripts/create-links.lua)
-        printf "%-6s %-11s %11s %8s %8s %12s\n" "$round" "$name" "$rps" "$p50" "$p99" "$cpu"
-        echo "$rps $p50 $p99 $cpu" >>"$data/$name"
-    done
-done
-
-echo "medians over $ROUNDS rounds (ratio: throughput / embedded-1's):"
-base=$(awk '{print $1}' "$data/embedded-1" | median)
-for name in "${names[@]}"; do
-    for col in 1 2 3 4; do declare "m$col=$(awk -v c=$col '{print $c}' "$data/$name" | median)"; done
-    printf "  %-11s creates/s %8.0f   p50 %6.3f ms   p99 %6.3f ms   CPU %6.3f us/req   ratio %.2f\n" \
-        "$name" "$m1" "$m2" "$m3" "$m4" "$(awk -v a="$m1" -v b="$base" 'BEGIN {print a / b}')"
-done
+target_url() { echo "http://127.0.0.1:${port[$1]}/"; }
+target_script() { echo scripts/create-links.lua; }
+rounds_and_medians creates/s
 
 echo "group sizes (whole run: commits, creates, creates per commit):"
 for name in "${names[@]}"; do

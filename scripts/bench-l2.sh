@@ -79,28 +79,12 @@ for name in miss-redis miss-store miss-pg; do
     seq 0 $((CODES - 1)) | xargs -P 16 -I{} bash -c "create ${port[$name]} bench-{}"
 done
 
-url() { case $1 in hit-*) echo "http://127.0.0.1:${port[$1]}/bench01" ;; *) echo "http://127.0.0.1:${port[$1]}/" ;; esac; }
-script() { case $1 in miss-*) echo scripts/random-codes.lua ;; *) echo "" ;; esac; }
+target_url() { case $1 in hit-*) echo "http://127.0.0.1:${port[$1]}/bench01" ;; *) echo "http://127.0.0.1:${port[$1]}/" ;; esac; }
+target_script() { case $1 in miss-*) echo scripts/random-codes.lua ;; *) echo "" ;; esac; }
 export CODES CODE_PREFIX=bench-
 
 echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION --latency; services CPU $SERVER_CPU, wrk + redis CPU $CLIENT_CPU; $CODES codes"
-printf "%-6s %-11s %11s %8s %8s %12s\n" round target "req/s" "p50 ms" "p99 ms" "CPU us/req"
-for name in "${names[@]}"; do : >"$data/$name"; done
-for round in $(seq "$ROUNDS"); do
-    for name in "${names[@]}"; do
-        read -r rps p50 p99 cpu < <(run "$name" "$(url "$name")" "${pid[$name]}" "$(script "$name")")
-        printf "%-6s %-11s %11s %8s %8s %12s\n" "$round" "$name" "$rps" "$p50" "$p99" "$cpu"
-        echo "$rps $p50 $p99 $cpu" >>"$data/$name"
-    done
-done
-
-echo "medians over $ROUNDS rounds (ratio: throughput / hit-local's):"
-base=$(awk '{print $1}' "$data/hit-local" | median)
-for name in "${names[@]}"; do
-    for col in 1 2 3 4; do declare "m$col=$(awk -v c=$col '{print $c}' "$data/$name" | median)"; done
-    printf "  %-11s req/s %9.0f   p50 %6.3f ms   p99 %6.3f ms   CPU %6.3f us/req   ratio %.3f\n" \
-        "$name" "$m1" "$m2" "$m3" "$m4" "$(awk -v a="$m1" -v b="$base" 'BEGIN {print a / b}')"
-done
+rounds_and_medians req/s
 
 echo "cache counters of the miss instances (whole run):"
 for name in miss-redis miss-store miss-pg; do

@@ -6,7 +6,6 @@
 //! PostgreSQL's binaries (skipped loudly without them; CI fails instead).
 #![cfg(feature = "postgres")]
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -21,13 +20,7 @@ use process::Server;
 async fn database(test: &str) -> Option<String> {
     let cluster = cluster::cluster(test)?;
     let url = cluster.fresh_database().await;
-    let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
-        .arg("migrate")
-        .env("APP__STORE__BACKEND", "postgres")
-        .env("APP__STORE__POSTGRES__URL", &url)
-        .output()
-        .expect("run shortener migrate");
-    assert!(output.status.success(), "{output:?}");
+    process::migrate_postgres(&url);
     Some(url)
 }
 

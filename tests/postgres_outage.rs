@@ -6,7 +6,6 @@
 //! the service reconnects by itself.
 #![cfg(feature = "postgres")]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -39,13 +38,7 @@ async fn a_stopped_database_fails_fast_and_the_service_reconnects_by_itself() {
         return;
     };
     let url = cluster.fresh_database().await;
-    let migrated = Command::new(env!("CARGO_BIN_EXE_shortener"))
-        .arg("migrate")
-        .env("APP__STORE__BACKEND", "postgres")
-        .env("APP__STORE__POSTGRES__URL", &url)
-        .status()
-        .expect("run shortener migrate");
-    assert!(migrated.success());
+    process::migrate_postgres(&url);
     let mut server = Server::start(&[
         ("APP__STORE__BACKEND", "postgres"),
         ("APP__STORE__POSTGRES__URL", &url),

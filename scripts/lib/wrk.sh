@@ -32,3 +32,30 @@ run() { # name url pid [wrk lua script] -> "rps p50 p99 cpu_us_per_request"
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
+
+# Rounds over several running targets, measured in turn within each round so that the
+# machine's drift hits them alike, then their medians and throughput ratios to the
+# first. The caller sets `names` (the targets, the baseline first), `pid` (name -> the
+# server's pid), `data` (a directory for the rows) and defines `target_url NAME` and
+# `target_script NAME` (a wrk Lua script, or nothing).
+rounds_and_medians() { # throughput-label
+    local name round rps p50 p99 cpu base col m1 m2 m3 m4
+    printf "%-6s %-11s %11s %8s %8s %12s\n" round target "$1" "p50 ms" "p99 ms" "CPU us/req"
+    for name in "${names[@]}"; do : >"$data/$name"; done
+    for round in $(seq "$ROUNDS"); do
+        for name in "${names[@]}"; do
+            read -r rps p50 p99 cpu < <(run "$name" "$(target_url "$name")" "${pid[$name]}" "$(target_script "$name")")
+            printf "%-6s %-11s %11s %8s %8s %12s\n" "$round" "$name" "$rps" "$p50" "$p99" "$cpu"
+            echo "$rps $p50 $p99 $cpu" >>"$data/$name"
+        done
+    done
+    echo "medians over $ROUNDS rounds (ratio: throughput / ${names[0]}'s):"
+    base=$(awk '{print $1}' "$data/${names[0]}" | median)
+    for name in "${names[@]}"; do
+        for col in 1 2 3 4; do
+            declare "m$col=$(awk -v c=$col '{print $c}' "$data/$name" | median)"
+        done
+        printf "  %-11s %s %9.0f   p50 %6.3f ms   p99 %6.3f ms   CPU %6.3f us/req   ratio %.3f\n" \
+            "$name" "$1" "$m1" "$m2" "$m3" "$m4" "$(awk -v a="$m1" -v b="$base" 'BEGIN {print a / b}')"
+    done
+}

@@ -185,6 +185,17 @@ impl Server {
     }
 }
 
+/// `shortener migrate` on the PostgreSQL database at `url`, asserting success.
+pub fn migrate_postgres(url: &str) {
+    let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
+        .arg("migrate")
+        .env("APP__STORE__BACKEND", "postgres")
+        .env("APP__STORE__POSTGRES__URL", url)
+        .output()
+        .expect("run shortener migrate");
+    assert!(output.status.success(), "{output:?}");
+}
+
 /// A client that does not follow redirects.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
