@@ -185,6 +185,15 @@ impl Server {
     }
 }
 
+/// A test that fails midway must not leave its server running (or, over a tmpfs, the
+/// mount busy): the process is killed when its handle goes.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `shortener migrate` on the PostgreSQL database at `url`, asserting success.
 pub fn migrate_postgres(url: &str) {
     let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
