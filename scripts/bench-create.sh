@@ -33,9 +33,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_postgres "$data/pg"; rm -rf "$data"; }
 trap cleanup EXIT
 
-pg_url=$(start_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU")
-APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" RUST_LOG=error \
-    target/release/shortener migrate >/dev/null
+pg_url=$(migrated_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU" target/release/shortener)
 
 names=(embedded-1 embedded postgres-1 postgres)
 declare -A port admin pid env

@@ -40,9 +40,7 @@ data=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_postgres "$data/pg"; rm -rf "$data"; }
 trap cleanup EXIT
-pg_url=$(start_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU")
-APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" RUST_LOG=error \
-    target/release/shortener migrate >/dev/null
+pg_url=$(migrated_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU" target/release/shortener)
 
 taskset -c "$CLIENT_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     >/dev/null & pids+=($!)

@@ -53,9 +53,8 @@ if [ "${BACKEND:-embedded}" = postgres ]; then
     source scripts/lib/postgres.sh
     cargo build --release --quiet --features postgres --bin shortener
     PG_PORT=${PG_PORT:-15436}
-    pg_url=$(start_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU")
     trap 'stop_postgres "$data/pg"; cleanup' EXIT
-    APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" RUST_LOG=error "$service" migrate >/dev/null
+    pg_url=$(migrated_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU" "$service")
     pg() { as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d shortener -X -q -c "$1"; }
     seed_links() { # count prefix
         pg "TRUNCATE links; INSERT INTO links (code, target, created_at, redirect)

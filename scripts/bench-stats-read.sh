@@ -15,9 +15,7 @@ cargo build --release --quiet --features postgres --bin shortener --example stat
 data=$(mktemp -d)
 cleanup() { stop_postgres "$data/pg"; rm -rf "$data"; }
 trap cleanup EXIT
-url=$(start_postgres "$data/pg" "$PG_PORT" 1)
-APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$url" RUST_LOG=warn \
-    target/release/shortener migrate >/dev/null
+url=$(migrated_postgres "$data/pg" "$PG_PORT" 1 target/release/shortener)
 
 taskset -c 0 target/release/examples/stats-read
 PG_URL="$url" taskset -c 0 target/release/examples/stats-read

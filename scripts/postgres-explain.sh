@@ -20,9 +20,7 @@ cargo build --release --quiet --features postgres --bin shortener
 data=$(mktemp -d)
 cleanup() { stop_postgres "$data/pg"; rm -rf "$data"; }
 trap cleanup EXIT
-url=$(start_postgres "$data/pg" "$PG_PORT")
-APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$url" RUST_LOG=warn \
-    target/release/shortener migrate >/dev/null
+url=$(migrated_postgres "$data/pg" "$PG_PORT" "" target/release/shortener)
 sql() { as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d shortener -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 echo "PostgreSQL $(sql -At -c 'SHOW server_version'); seeding $LINKS links..."

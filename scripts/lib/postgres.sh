@@ -17,3 +17,10 @@ start_postgres() { # dir port [cpu] -> prints the URL of database "shortener"
 }
 
 stop_postgres() { as_pg "$PG_BIN/pg_ctl" -D "$1/data" -m immediate stop >/dev/null 2>&1 || true; }
+
+migrated_postgres() { # dir port cpu shortener-binary -> prints the URL, schema applied
+    local url
+    url=$(start_postgres "$1" "$2" "$3")
+    APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$url" RUST_LOG=error "$4" migrate >/dev/null
+    echo "$url"
+}
