@@ -35,7 +35,7 @@ done
 source scripts/lib/wrk.sh
 source scripts/lib/postgres.sh
 
-cargo build --release --quiet --features postgres --bin shortener
+cargo build --release --quiet --features postgres,redis --bin shortener
 data=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_postgres "$data/pg"; rm -rf "$data"; }

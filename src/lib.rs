@@ -9,6 +9,7 @@
 //! 4. [`cache`]: single-flight, negative caching, ready-to-send entries.
 //! 5. `shortener_core::store`: the storage contract and the embedded backend.
 
+#[cfg(feature = "redis")]
 pub mod breaker;
 pub mod cache;
 pub mod clicks;

@@ -74,7 +74,7 @@ pub struct Application {
     /// receiver and sink to the batcher task started by `run_until_stopped`.
     clicks: Option<ClickPipeline>,
     /// The invalidation subscriber, when Redis is configured.
-    subscriber: Option<fred::clients::SubscriberClient>,
+    subscriber: Option<l2::Subscriber>,
 }
 
 struct ClickPipeline {
@@ -196,7 +196,7 @@ impl Application {
         } = self;
         let (stop_listener, listener_stopped) = oneshot::channel::<()>();
         let listener = subscriber.map(|subscriber| {
-            tokio::spawn(l2::invalidation::run(
+            tokio::spawn(l2::listen(
                 subscriber,
                 settings.redis.invalidation_channel.clone(),
                 service.l1(),

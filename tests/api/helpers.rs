@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 #[path = "../support/prometheus.rs"]
 mod prometheus;
+#[cfg(feature = "redis")]
 #[path = "../support/redis.rs"]
 pub mod redis;
 use prometheus::metric_value;
@@ -170,6 +171,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 /// Two instances sharing one store, as behind a load balancer (each has its own L1).
+#[cfg(feature = "redis")]
 pub async fn spawn_pair_with(configure: impl Fn(&mut Settings)) -> (TestApp, TestApp) {
     let a = spawn_app_with(&configure).await;
     let settings = test_settings(&a._dir, &configure);
@@ -240,6 +242,7 @@ impl TestApp {
     }
 
     /// Creates `n` links to distinct targets and returns their codes.
+    #[cfg(feature = "redis")]
     pub async fn create_links(&self, n: usize) -> Vec<String> {
         let mut codes = Vec::with_capacity(n);
         for i in 0..n {

@@ -6,6 +6,7 @@ mod clicks;
 mod create;
 mod errors;
 mod helpers;
+#[cfg(feature = "redis")]
 mod l2;
 mod ops;
 mod redirect;
