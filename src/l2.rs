@@ -25,7 +25,7 @@
 //!
 //! Redis support is the cargo feature `redis` (`cargo run --release --features redis`):
 //! the default embedded build does not compile a Redis client. Without it, [`L2Cache`] is
-//! a type with no values ([`absent`]), so the service's `Option<L2Cache>` is always
+//! a type with no values (`l2/absent.rs`), so the service's `Option<L2Cache>` is always
 //! `None`, the compiler drops every Redis branch, and a configured `redis.url` is refused
 //! at startup with that hint.
 
