@@ -35,12 +35,7 @@ done
 source scripts/lib/wrk.sh
 source scripts/lib/postgres.sh
 
-cargo build --release --quiet --features postgres,redis --bin shortener
-data=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_postgres "$data/pg"; rm -rf "$data"; }
-trap cleanup EXIT
-pg_url=$(migrated_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU" target/release/shortener)
+bench_with_postgres postgres,redis
 
 taskset -c "$CLIENT_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     >/dev/null & pids+=($!)

@@ -27,12 +27,7 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2;
 source scripts/lib/wrk.sh
 source scripts/lib/postgres.sh
 
-cargo build --release --quiet --features postgres --bin shortener
-data=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_postgres "$data/pg"; rm -rf "$data"; }
-trap cleanup EXIT
-pg_url=$(migrated_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU" target/release/shortener)
+bench_with_postgres postgres
 
 names=()
 declare -A port admin pid

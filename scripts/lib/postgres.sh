@@ -24,3 +24,14 @@ migrated_postgres() { # dir port cpu shortener-binary -> prints the URL, schema 
     APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$url" RUST_LOG=error "$4" migrate >/dev/null
     echo "$url"
 }
+
+# For the benchmark scripts: builds the service with the given features, makes $data (a
+# temporary directory) and $pids (children to kill), removes all three on exit, and
+# starts a migrated cluster in $data/pg on $PG_PORT pinned to $CLIENT_CPU: sets $pg_url.
+bench_with_postgres() { # cargo-features
+    cargo build --release --quiet --features "$1" --bin shortener
+    data=$(mktemp -d)
+    pids=()
+    trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_postgres "$data/pg"; rm -rf "$data"' EXIT
+    pg_url=$(migrated_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU" target/release/shortener)
+}
