@@ -25,8 +25,8 @@ use shortener::config::Settings;
 use shortener::http::app::{App, AppState};
 use shortener::http::middleware::Stack;
 use shortener::service::{LinkService, NewLink};
-use shortener_core::store::redb::RedbStore;
 use shortener_core::{Alias, RedirectKind, TargetUrl};
+use shortener_redb::RedbStore;
 use tower::ServiceExt;
 
 fn redirect(c: &mut Criterion) {

@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use shortener_core::store::redb::RedbStore;
 use shortener_core::{Link, RedirectKind, ShortCode, TargetUrl};
+use shortener_redb::RedbStore;
 
 /// Links per transaction: bounds the memory of one import step.
 const CHUNK: usize = 100_000;

@@ -18,7 +18,7 @@ use shortener_core::ShortCode;
 use shortener_core::aggregate::Aggregator;
 use shortener_core::click::{CLICK_EVENT_VERSION, ClickEvent, DAY_MS};
 use shortener_core::stats::{Granularity, StatsQuery, StatsStore};
-use shortener_core::store::redb::RedbStore;
+use shortener_redb::RedbStore;
 use uuid::Uuid;
 
 const CLICKS: usize = 1_000_000;

@@ -17,7 +17,7 @@ use shortener_core::ShortCode;
 use shortener_core::aggregate::Aggregator;
 use shortener_core::click::{CLICK_EVENT_VERSION, ClickEvent};
 use shortener_core::stats::StatsStore;
-use shortener_core::store::redb::RedbStore;
+use shortener_redb::RedbStore;
 use uuid::Uuid;
 
 const LINKS: usize = 100_000;

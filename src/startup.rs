@@ -16,8 +16,8 @@ use http::HeaderName;
 use metrics_exporter_prometheus::{BuildError, PrometheusHandle};
 use shortener_core::aggregate::MemoLimits;
 use shortener_core::stats::StatsStore;
-use shortener_core::store::redb::RedbStore;
 use shortener_core::{LinkStore, StoreError};
+use shortener_redb::RedbStore;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 

@@ -2,8 +2,9 @@
 //!
 //! The service (`src/`) and the analytics consumer (`analytics/`) never depend on each
 //! other; everything both need lives here: the validated domain types ([`code`],
-//! [`target`], [`link`]) and the storage contract with its embedded backend ([`store`]).
-//! Nothing in this crate knows about HTTP.
+//! [`target`], [`link`]) and the storage contracts ([`store`], [`stats`]) that every
+//! backend under `stores/` implements. Nothing in this crate knows about HTTP or any
+//! storage engine.
 
 pub mod agent;
 pub mod aggregate;

@@ -1,7 +1,8 @@
 //! The storage contract for links, and its backends.
 //!
 //! [`LinkStore`] is deliberately narrow: insert-if-absent, get, delete, and health. Every
-//! backend (the embedded [`redb`] store, PostgreSQL in `stores/postgres`, ScyllaDB later) must give the
+//! backend (the embedded redb store in `stores/redb`, PostgreSQL in `stores/postgres`,
+//! ScyllaDB later) must give the
 //! same guarantees:
 //!
 //! - `insert_if_absent` is atomic: of two concurrent inserts of one code, exactly one
@@ -15,7 +16,6 @@
 
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
-pub mod redb;
 
 use async_trait::async_trait;
 

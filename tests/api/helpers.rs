@@ -13,8 +13,8 @@ use shortener::service::LinkService;
 use shortener::startup::Application;
 use shortener_core::aggregate::{BatchAggregate, Counts};
 use shortener_core::stats::{Footprint, LinkStats, StatsQuery, StatsStore};
-use shortener_core::store::redb::RedbStore;
 use shortener_core::{InsertOutcome, Link, LinkStore, ShortCode, StoreError};
+use shortener_redb::RedbStore;
 use tokio::sync::oneshot;
 
 #[path = "../support/prometheus.rs"]

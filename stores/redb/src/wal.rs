@@ -21,13 +21,13 @@
 //!
 //! Record format (little-endian): `len: u32`, `checksum: [u8; 8]` (BLAKE3 of the
 //! payload, truncated), payload = `lsn: u64`, `count: u32`, then per link
-//! `code_len: u8`, `code`, `record_len: u32`, `record` (the [`crate::record`] bytes).
+//! `code_len: u8`, `code`, `record_len: u32`, `record` (the [`shortener_core::record`] bytes).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::ShortCode;
+use shortener_core::ShortCode;
 
 /// A link as the log keeps it: its code and its encoded record.
 pub(super) type Entry = (ShortCode, Vec<u8>);

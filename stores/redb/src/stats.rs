@@ -23,14 +23,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
-use super::{RedbStore, backend};
-use crate::aggregate::{BatchAggregate, Counts, DayAggregate, HOUR_MS};
-use crate::click::DAY_MS;
-use crate::encoding::{self, DecodeError};
-use crate::stats::{Footprint, LinkStats, StatsQuery, StatsStore, TableFootprint};
-use crate::topk::TopK;
-use crate::visitors::VisitorSketch;
-use crate::{ShortCode, StoreError};
+use crate::{RedbStore, backend};
+use shortener_core::aggregate::{BatchAggregate, Counts, DayAggregate, HOUR_MS};
+use shortener_core::click::DAY_MS;
+use shortener_core::encoding::{self, DecodeError};
+use shortener_core::stats::{Footprint, LinkStats, StatsQuery, StatsStore, TableFootprint};
+use shortener_core::topk::TopK;
+use shortener_core::visitors::VisitorSketch;
+use shortener_core::{ShortCode, StoreError};
 
 pub(super) const TOTALS: TableDefinition<&str, &[u8]> = TableDefinition::new("stats_totals_v2");
 const DAYS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("stats_days_v2");
@@ -212,13 +212,13 @@ mod v1 {
     pub const TOP: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("stats_top_v1");
 
     /// Three little-endian u64s: total, human, bot.
-    pub fn counts(b: [u8; 24]) -> crate::aggregate::Counts {
+    pub fn counts(b: [u8; 24]) -> shortener_core::aggregate::Counts {
         let word = |i: usize| {
             let mut w = [0u8; 8];
             w.copy_from_slice(&b[i * 8..i * 8 + 8]);
             u64::from_le_bytes(w)
         };
-        crate::aggregate::Counts {
+        shortener_core::aggregate::Counts {
             total: word(0),
             human: word(1),
             bot: word(2),
@@ -260,7 +260,7 @@ fn migrate_v1(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         for row in visitors.iter().map_err(backend)? {
             let (key, value) = row.map_err(backend)?;
             let (code, day) = key.value();
-            let registers = crate::hll::HyperLogLog::from_bytes(value.value())
+            let registers = shortener_core::hll::HyperLogLog::from_bytes(value.value())
                 .ok_or_else(|| corrupt(code, DecodeError::Invalid("version-1 visitor sketch")))?;
             days.entry((code.to_owned(), day)).or_default().visitors =
                 VisitorSketch::Dense(registers);
@@ -309,10 +309,10 @@ fn migrate_v1(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::Dimension;
-    use crate::aggregate::{Aggregator, HOUR_MS};
-    use crate::click::{CLICK_EVENT_VERSION, ClickEvent};
-    use crate::stats::Granularity;
+    use shortener_core::aggregate::Dimension;
+    use shortener_core::aggregate::{Aggregator, HOUR_MS};
+    use shortener_core::click::{CLICK_EVENT_VERSION, ClickEvent};
+    use shortener_core::stats::Granularity;
 
     const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
@@ -341,7 +341,7 @@ mod tests {
             b[16..].copy_from_slice(&(total - human).to_le_bytes());
             b
         };
-        let mut sketch = crate::hll::HyperLogLog::default();
+        let mut sketch = shortener_core::hll::HyperLogLog::default();
         (0..500u64)
             .for_each(|i| sketch.insert(i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(7)));
         {

@@ -15,7 +15,7 @@
 //! sequential append and fsync, and the tree is flushed at checkpoints, once for
 //! thousands of creates. Deletes and statistics commit to the tree durably, as before.
 //!
-//! Record format: the value is the shared versioned JSON document of [`crate::record`]
+//! Record format: the value is the shared versioned JSON document of [`shortener_core::record`]
 //! (the same bytes the service keeps in Redis).
 
 use std::ops::Bound;
@@ -32,10 +32,10 @@ mod wal;
 
 use wal::{Entry, Wal};
 
-use super::{InsertOutcome, LinkStore, StoreError};
-use crate::aggregate::Counts;
-use crate::record;
-use crate::{Link, ShortCode};
+use shortener_core::aggregate::Counts;
+use shortener_core::record;
+use shortener_core::store::{InsertOutcome, LinkStore, StoreError};
+use shortener_core::{Link, ShortCode};
 
 /// Page cache when none is configured (`store.cache_bytes` in the service). redb's own
 /// default is 1 GiB, which a long tail of statistics fills: RSS then grows to it.
@@ -489,7 +489,7 @@ fn decode(code: ShortCode, bytes: &[u8]) -> Result<Link, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{RedirectKind, TargetUrl};
+    use shortener_core::{RedirectKind, TargetUrl};
     use time::OffsetDateTime;
 
     fn link(code: &str, url: &str) -> Link {
@@ -511,7 +511,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl crate::store::contract::Backend for Redb {
+    impl shortener_core::store::contract::Backend for Redb {
         type Store = RedbStore;
 
         fn store(&self) -> Arc<RedbStore> {
@@ -531,7 +531,7 @@ mod tests {
 
     mod contract {
         use super::fresh;
-        crate::store_contract!(fresh());
+        shortener_core::store_contract!(fresh());
     }
 
     #[tokio::test]
