@@ -12,6 +12,9 @@
 //! comparison, the same keys into fjall (an LSM tree: inserts go to a memtable and its
 //! journal), with one `persist(SyncAll)` per batch.
 
+// A benchmark binary: printing its results is its job.
+#![allow(clippy::print_stdout)]
+
 use redb::{Database, Durability, TableDefinition};
 
 const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links_v1");
