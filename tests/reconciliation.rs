@@ -63,7 +63,13 @@ async fn redirects_reconcile_with_recorded_dropped_and_aggregated_clicks() {
         }
     }
 
-    // Wait until the batcher has caught up (recorded = aggregated + lost).
+    // Wait until the batcher has caught up: it has taken every click that was queued,
+    // and settled every click it took. Every redirect has been answered, so every
+    // `record` call has returned and `redirects - dropped{queue_full, closed}` clicks
+    // went into the queue: while any of them is still queued, `recorded` is smaller
+    // (the batcher counts a click when it takes it), so this cannot hold early. A
+    // click lost without being counted keeps it from ever holding: the deadline fails
+    // the test with both sides printed.
     // The admin listener speaks HTTP/1.1 only.
     let scraper = reqwest::Client::new();
     let scrape = || async {
@@ -77,18 +83,24 @@ async fn redirects_reconcile_with_recorded_dropped_and_aggregated_clicks() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let text = loop {
         let text = scrape().await;
+        let queued = metric(&text, "shortener_redirects_total")
+            - metric(
+                &text,
+                r#"shortener_clicks_dropped_total{reason="queue_full"}"#,
+            )
+            - metric(&text, r#"shortener_clicks_dropped_total{reason="closed"}"#);
         let recorded = metric(&text, "shortener_clicks_recorded_total");
         let settled = metric(&text, "shortener_clicks_aggregated_total")
             + metric(
                 &text,
                 r#"shortener_clicks_dropped_total{reason="sink_error"}"#,
             );
-        if recorded == settled {
+        if recorded == queued && recorded == settled {
             break text;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "batcher did not catch up: {recorded} vs {settled}"
+            "batcher did not catch up: queued {queued}, recorded {recorded}, settled {settled}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
