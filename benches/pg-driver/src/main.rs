@@ -73,20 +73,21 @@ async fn sequential_sqlx(pool: &sqlx::PgPool) -> Result<f64, Error> {
     Ok(started.elapsed().as_secs_f64() * 1e6 / SEQUENTIAL as f64)
 }
 
-/// Reads per second, TASKS tasks each taking a connection from the pool per read.
-async fn concurrent_tokio_postgres(pool: &deadpool_postgres::Pool) -> Result<f64, Error> {
+/// Reads per second, TASKS tasks each taking a connection from `pool` per read; `read`
+/// answers whether the row was found.
+async fn concurrent<P, F, Fut>(pool: &P, read: F) -> Result<f64, Error>
+where
+    P: Clone + Send + 'static,
+    F: Fn(P, String) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = Result<bool, Error>> + Send,
+{
     let started = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
             let pool = pool.clone();
             tokio::spawn(async move {
                 for i in 0..PER_TASK {
-                    let client = pool.get().await?;
-                    let statement = client.prepare_cached(QUERY).await?;
-                    let row = client
-                        .query_opt(&statement, &[&code(t * PER_TASK + i)])
-                        .await?;
-                    assert!(row.is_some());
+                    assert!(read(pool.clone(), code(t * PER_TASK + i)).await?);
                 }
                 Ok::<(), Error>(())
             })
@@ -98,27 +99,18 @@ async fn concurrent_tokio_postgres(pool: &deadpool_postgres::Pool) -> Result<f64
     Ok((TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64())
 }
 
-async fn concurrent_sqlx(pool: &sqlx::PgPool) -> Result<f64, Error> {
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|t| {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                for i in 0..PER_TASK {
-                    let row: Option<(String,)> = sqlx::query_as(QUERY)
-                        .bind(code(t * PER_TASK + i))
-                        .fetch_optional(&pool)
-                        .await?;
-                    assert!(row.is_some());
-                }
-                Ok::<(), Error>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    Ok((TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64())
+async fn read_tokio_postgres(pool: deadpool_postgres::Pool, code: String) -> Result<bool, Error> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(QUERY).await?;
+    Ok(client.query_opt(&statement, &[&code]).await?.is_some())
+}
+
+async fn read_sqlx(pool: sqlx::PgPool, code: String) -> Result<bool, Error> {
+    let row: Option<(String,)> = sqlx::query_as(QUERY)
+        .bind(code)
+        .fetch_optional(&pool)
+        .await?;
+    Ok(row.is_some())
 }
 
 #[tokio::main]
@@ -158,8 +150,8 @@ async fn main() -> Result<(), Error> {
             let b = sequential_sqlx(&sqlx).await?;
             (sequential_tokio_postgres(&deadpool).await?, b)
         };
-        let c = concurrent_tokio_postgres(&deadpool).await?;
-        let d = concurrent_sqlx(&sqlx).await?;
+        let c = concurrent(&deadpool, read_tokio_postgres).await?;
+        let d = concurrent(&*sqlx, read_sqlx).await?;
         println!(
             "round {round}: one at a time: tokio-postgres {a:.1} us, sqlx {b:.1} us; \
              {TASKS} tasks over {POOL} connections: deadpool {c:.0}/s, sqlx {d:.0}/s"
