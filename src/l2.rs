@@ -7,16 +7,17 @@
 //!                 └───────────────────────────┴────────────────────────┘
 //! ```
 //!
-//! What it holds, under `{key_prefix}link:{code}`: the link's [`record`](shortener_core::record) (the same bytes
-//! as the embedded store), or `MISSING` (`-`) for a code known not to exist (shorter TTL).
+//! What it holds, under `{key_prefix}link:{code}`: the link's
+//! [`record`](shortener_core::record) (the same bytes as the embedded store), or
+//! `MISSING` (`-`) for a code known not to exist (shorter TTL).
 //! Creates write through (plain `SET`, replacing a cached "missing"); deletes replace the
 //! entry with a "missing" tombstone rather than deleting it, and cache fills use
 //! `SET NX`, so an instance that read the link from the store just before the delete
 //! cannot put it back (the classic cache-aside race). Every change is announced on the
 //! invalidation channel (`l2::invalidation`) so other instances evict their L1 copy.
 //!
-//! Redis is an accelerator, never a dependency. Every call goes through a breaker (`crate::breaker`)
-//! and has a short command timeout; any failure is reported to the caller as
+//! Redis is an accelerator, never a dependency. Every call goes through a breaker
+//! (`crate::breaker`) and has a short command timeout; any failure is reported to the caller as
 //! [`Lookup::Unknown`] (or ignored, for writes), and the service asks the store. Nothing
 //! here returns an error to a request.
 //!
