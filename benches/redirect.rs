@@ -58,6 +58,7 @@ fn redirect(c: &mut Criterion) {
             forward_query: false,
             public_base_url: None,
             clicks: None,
+            body_read_timeout: settings.http.body_read_timeout(),
         });
         let stack = Stack::new(&settings.http).service::<Empty<Bytes>>(app.clone());
         // Warm the cache (and the negative entry) so the loop measures hits only.
@@ -98,6 +99,7 @@ fn redirect(c: &mut Criterion) {
             forward_query: false,
             public_base_url: None,
             clicks: Some(Arc::new(recorder)),
+            body_read_timeout: settings.http.body_read_timeout(),
         });
         Stack::new(&settings.http).service::<Empty<Bytes>>(app)
     });

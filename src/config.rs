@@ -125,10 +125,16 @@ pub struct HttpSettings {
     pub public_base_url: String,
     pub request_timeout_ms: u64,
     pub header_read_timeout_ms: u64,
+    pub http2_idle_timeout_ms: u64,
+    pub http2_keep_alive_interval_ms: u64,
+    pub http2_keep_alive_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub max_connections: usize,
     pub max_headers: usize,
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
-    pub concurrency_limit: usize,
+    pub redirect_concurrency_limit: usize,
+    pub api_concurrency_limit: usize,
     pub shutdown_grace_ms: u64,
 }
 
@@ -252,8 +258,22 @@ impl Settings {
         if h.request_timeout_ms == 0 {
             return invalid("http.request_timeout_ms", "must be > 0");
         }
-        if h.header_read_timeout_ms == 0 {
-            return invalid("http.header_read_timeout_ms", "must be > 0");
+        for (key, value) in [
+            ("http.header_read_timeout_ms", h.header_read_timeout_ms),
+            ("http.http2_idle_timeout_ms", h.http2_idle_timeout_ms),
+            (
+                "http.http2_keep_alive_interval_ms",
+                h.http2_keep_alive_interval_ms,
+            ),
+            (
+                "http.http2_keep_alive_timeout_ms",
+                h.http2_keep_alive_timeout_ms,
+            ),
+            ("http.body_read_timeout_ms", h.body_read_timeout_ms),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be > 0");
+            }
         }
         if h.max_headers == 0 {
             return invalid("http.max_headers", "must be > 0");
@@ -267,8 +287,11 @@ impl Settings {
         if h.max_body_bytes == 0 {
             return invalid("http.max_body_bytes", "must be > 0");
         }
-        if h.concurrency_limit == 0 {
-            return invalid("http.concurrency_limit", "must be > 0");
+        if h.redirect_concurrency_limit == 0 {
+            return invalid("http.redirect_concurrency_limit", "must be > 0");
+        }
+        if h.api_concurrency_limit == 0 {
+            return invalid("http.api_concurrency_limit", "must be > 0");
         }
         if !h.public_base_url.is_empty() {
             let base = url::Url::parse(&h.public_base_url).map_err(|e| ConfigError::Invalid {
@@ -411,6 +434,26 @@ impl HttpSettings {
     /// `header_read_timeout_ms` as a duration.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// `http2_idle_timeout_ms` as a duration.
+    pub fn http2_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.http2_idle_timeout_ms)
+    }
+
+    /// `http2_keep_alive_interval_ms` as a duration.
+    pub fn http2_keep_alive_interval(&self) -> Duration {
+        Duration::from_millis(self.http2_keep_alive_interval_ms)
+    }
+
+    /// `http2_keep_alive_timeout_ms` as a duration.
+    pub fn http2_keep_alive_timeout(&self) -> Duration {
+        Duration::from_millis(self.http2_keep_alive_timeout_ms)
+    }
+
+    /// `body_read_timeout_ms` as a duration.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
 
     /// `shutdown_grace_ms` as a duration.

@@ -1,6 +1,7 @@
 //! The HTTP transport: the only module that knows about hyper.
 //!
-//! - [`server`]: the accept loop, connection settings and graceful drain.
+//! - [`server`]: the accept loop, connection settings and the connection cap.
+//! - [`connection`]: one connection's deadlines and its part in the graceful drain.
 //! - [`adapter`]: the tower stack as a hyper service, called as soon as a request is parsed.
 //! - [`middleware`]: the tower stack (metrics, request id, tracing, load shedding, deadline, body limit).
 //! - [`app`]: the innermost service, dispatching by [`router::Route`] to the handlers in
@@ -11,7 +12,7 @@ pub mod adapter;
 pub mod admin;
 mod api;
 pub mod app;
-mod drain;
+pub mod connection;
 pub mod error;
 pub mod middleware;
 mod redirect;

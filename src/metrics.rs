@@ -19,10 +19,19 @@ use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, Promet
 pub const HTTP_REQUESTS: &str = "shortener_http_requests_total";
 /// HTTP request latency (first byte of headers parsed to response ready), by route and status.
 pub const HTTP_REQUEST_DURATION: &str = "shortener_http_request_duration_seconds";
-/// Requests refused by the overload guards, by `reason` (`concurrency`, `timeout`).
+/// Requests refused by the overload guards, by `reason` (`concurrency`, `timeout`,
+/// `body_timeout`) and, for `concurrency`, by `budget` (`redirect`, `api`).
 pub const HTTP_REJECTED: &str = "shortener_http_rejected_total";
 /// Open client connections on the public listener.
 pub const HTTP_CONNECTIONS: &str = "shortener_http_connections";
+/// Connections the server closed at a deadline, by `reason` (`first_request_timeout`,
+/// `http2_idle`, `drain`). HTTP/1's header timeout is hyper's and is not counted here.
+pub const HTTP_CONNECTIONS_CLOSED: &str = "shortener_http_connections_closed_total";
+/// Connections closed at accept because `http.max_connections` were open.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "shortener_http_connections_refused_total";
+/// Failed `accept` calls, by `kind` (`fd_exhausted`: EMFILE/ENFILE/ENOBUFS/ENOMEM, the
+/// loop backs off; `connection`: a connection that failed before it was accepted).
+pub const HTTP_ACCEPT_ERRORS: &str = "shortener_http_accept_errors_total";
 /// Redirect cache lookups, by `result`: `hit`, `negative_hit` (known-unknown code), `miss`.
 pub const CACHE_REQUESTS: &str = "shortener_cache_requests_total";
 /// Store operation latency, by `op` (`get`, `insert`, `insert_batch`, `claim_click`, `delete`, `list`, `ping`).
@@ -224,6 +233,21 @@ fn describe() {
         HTTP_CONNECTIONS,
         Unit::Count,
         "Open connections on the public listener."
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_CLOSED,
+        Unit::Count,
+        "Connections closed at a deadline, by reason."
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED,
+        Unit::Count,
+        "Connections closed at accept because http.max_connections were open."
+    );
+    describe_counter!(
+        HTTP_ACCEPT_ERRORS,
+        Unit::Count,
+        "Failed accept calls, by kind."
     );
     describe_counter!(
         CACHE_REQUESTS,

@@ -232,10 +232,20 @@ impl Application {
             forward_query: settings.links.forward_query,
             public_base_url: public_base_url(&settings),
             clicks: recorder,
+            body_read_timeout: settings.http.body_read_timeout(),
         });
         let stack = Stack::new(&settings.http);
         let make_service = move |peer: SocketAddr| stack.clone().service(app.with_peer(peer.ip()));
-        server::serve(public, make_service, &settings.http, shutdown).await;
+        let max_connections = server::connection_cap(&settings.http);
+        tracing::info!(max_connections, "public listener serving");
+        server::serve(
+            public,
+            make_service,
+            &settings.http,
+            max_connections,
+            shutdown,
+        )
+        .await;
 
         // Every request has finished, so every click of an answered redirect is queued:
         // flush them all before the store closes.

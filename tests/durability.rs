@@ -117,12 +117,12 @@ async fn max_clicks_budget_carries_over_a_graceful_restart() {
 fn invalid_configuration_fails_at_start_with_the_key_named() {
     let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
         .arg("serve")
-        .env("APP__HTTP__CONCURRENCY_LIMIT", "0")
+        .env("APP__HTTP__API_CONCURRENCY_LIMIT", "0")
         .output()
         .expect("run");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("http.concurrency_limit"), "{stderr}");
+    assert!(stderr.contains("http.api_concurrency_limit"), "{stderr}");
 
     let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
         .args(["serve", "--config", "/nonexistent/shortener.toml"])

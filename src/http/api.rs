@@ -21,6 +21,7 @@ use url::form_urlencoded;
 use super::app::{AppState, BoxError, empty};
 use super::error::ApiError;
 use crate::l2::Health;
+use crate::metrics::HTTP_REJECTED;
 use crate::service::NewLink;
 
 /// `POST /api/v1/links` body. Unknown fields are refused so a typo (`expire_at`) is an
@@ -64,9 +65,12 @@ where
 {
     require_json(req.headers())?;
     let (parts, body) = req.into_parts();
-    let bytes = body
-        .collect()
+    // A total deadline on the body, so one trickled a byte at a time cannot hold its
+    // request (and its admission slot) for long. A body that is already here costs no
+    // timer: `timeout` polls the read first and registers its timer only if it waits.
+    let bytes = tokio::time::timeout(state.body_read_timeout, body.collect())
         .await
+        .map_err(|_| body_timeout())?
         .map_err(|e| body_error(e.into()))?
         .to_bytes();
     let request: CreateLinkRequest = serde_json::from_slice(&bytes).map_err(json_error)?;
@@ -168,6 +172,17 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
             "Content-Type must be application/json",
         ))
     }
+}
+
+/// The body did not arrive within `http.body_read_timeout_ms`: 408, and (as RFC 9110
+/// asks) the connection is closed, since the rest of the body is still on its way.
+fn body_timeout() -> ApiError {
+    metrics::counter!(HTTP_REJECTED, "reason" => "body_timeout").increment(1);
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        "the request body did not arrive in time",
+    )
 }
 
 fn body_error(e: BoxError) -> ApiError {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -33,6 +34,8 @@ pub struct AppState {
     pub public_base_url: Option<Arc<str>>,
     /// Where redirects record clicks; `None` when `clicks.enabled` is off.
     pub clicks: Option<Arc<ClickRecorder>>,
+    /// `http.body_read_timeout_ms`: the most a request body may take to arrive.
+    pub body_read_timeout: Duration,
 }
 
 /// The router service, one per connection. Cloning is an `Arc` bump and a copy of the

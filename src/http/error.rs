@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
@@ -103,6 +103,10 @@ impl ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Tell well-behaved clients and load balancers when to come back.
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the request may still be arriving: this connection is done.
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

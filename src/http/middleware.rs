@@ -8,7 +8,8 @@
 //!    layers below are called.
 //! 3. [`request_id`]: inside the span, so it records the id there and every log line of
 //!    the request carries it; it also sets the id on the response.
-//! 4. [`load_shed`]: at most `http.concurrency_limit` requests in flight; past that, a
+//! 4. [`load_shed`]: at most `http.redirect_concurrency_limit` requests in flight outside
+//!    `/api/` and `http.api_concurrency_limit` under it; past its budget, a request gets a
 //!    503 at once instead of a queue. Outside the timeout so shed requests cost no timer.
 //! 5. [`deadline`]: bounds a request's time in the handler and answers a JSON 503 past
 //!    it; the timer is armed only for requests that actually wait.
@@ -50,7 +51,10 @@ impl Stack {
         Self {
             metrics: metrics::MetricsLayer::new(),
             request_id: request_id::RequestIdLayer::new(),
-            load_shed: load_shed::LoadShedLayer::new(settings.concurrency_limit),
+            load_shed: load_shed::LoadShedLayer::new(
+                settings.redirect_concurrency_limit,
+                settings.api_concurrency_limit,
+            ),
             deadline: deadline::DeadlineLayer::new(Duration::from_millis(
                 settings.request_timeout_ms,
             )),

@@ -71,7 +71,7 @@ async fn request_ids_are_minted_or_echoed() {
 
 #[tokio::test]
 async fn requests_past_the_concurrency_limit_are_shed_with_503() {
-    let app = spawn_app_with(|s| s.http.concurrency_limit = 1).await;
+    let app = spawn_app_with(|s| s.http.redirect_concurrency_limit = 1).await;
     let code = app.create_ok(link("https://example.com/")).await;
     app.store.get_delay_ms.store(500, Ordering::SeqCst);
     // The first request holds the only slot while its store read sleeps.
@@ -89,7 +89,7 @@ async fn requests_past_the_concurrency_limit_are_shed_with_503() {
     assert!(
         app.metrics()
             .await
-            .contains(r#"shortener_http_rejected_total{reason="concurrency"}"#)
+            .contains(r#"shortener_http_rejected_total{reason="concurrency",budget="redirect"}"#)
     );
 }
 
