@@ -3,6 +3,7 @@
 
 mod cache;
 mod clicks;
+mod connections;
 mod create;
 mod errors;
 mod helpers;

@@ -27,7 +27,21 @@ impl Server {
     /// Starts `shortener serve` on free ports with the `APP__*` variables in `env`, and
     /// waits until both listeners are bound.
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shortener"))
+        Self::start_command(Command::new(env!("CARGO_BIN_EXE_shortener")), env)
+    }
+
+    /// Like [`Server::start`], with the process allowed `open_files` descriptors (soft
+    /// and hard limit, set by util-linux's `prlimit`, which then execs the server).
+    pub fn start_with_open_files(open_files: u32, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={open_files}:{open_files}"))
+            .arg(env!("CARGO_BIN_EXE_shortener"));
+        Self::start_command(command, env)
+    }
+
+    fn start_command(mut command: Command, env: &[(&str, &str)]) -> Self {
+        let mut child = command
             .arg("serve")
             .env("APP__HTTP__LISTEN", "127.0.0.1:0")
             .env("APP__ADMIN__LISTEN", "127.0.0.1:0")
@@ -109,10 +123,38 @@ impl Server {
 
     /// Sends SIGTERM (what orchestrators send) and asserts a clean, zero exit.
     pub fn terminate(&mut self) {
+        self.signal_terminate();
+        self.wait_success();
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn signal_terminate(&self) {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"));
         kill(pid, Signal::SIGTERM).expect("send SIGTERM");
+    }
+
+    /// Waits for the process to exit and asserts it exited with 0.
+    pub fn wait_success(&mut self) {
         let status = self.child.wait().expect("exit");
         assert!(status.success(), "exit status {status}");
+    }
+
+    /// Waits (at most 20 s) for a log line containing `needle` and returns it.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .logs
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("the server logged {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Every log line so far (and since the last call).
+    pub fn drain_logs(&self) -> Vec<String> {
+        self.logs.try_iter().collect()
     }
 
     /// SIGKILL, then reap: no shutdown code runs.
