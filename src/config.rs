@@ -65,6 +65,7 @@ pub struct RedisSettings {
     pub invalidation_channel: String,
     pub breaker_failures: u32,
     pub breaker_open_ms: u64,
+    pub probe_interval_ms: u64,
 }
 
 impl RedisSettings {
@@ -81,6 +82,11 @@ impl RedisSettings {
     /// `write_timeout_ms` as a duration.
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+
+    /// `probe_interval_ms` as a duration.
+    pub fn probe_interval(&self) -> Duration {
+        Duration::from_millis(self.probe_interval_ms)
     }
 }
 
@@ -410,6 +416,9 @@ impl Settings {
         }
         if r.breaker_failures == 0 || r.breaker_open_ms == 0 {
             return invalid("redis.breaker_failures/breaker_open_ms", "must be > 0");
+        }
+        if r.probe_interval_ms == 0 {
+            return invalid("redis.probe_interval_ms", "must be > 0");
         }
         Ok(())
     }

@@ -156,6 +156,13 @@ impl LinkService {
         self.cache.clone()
     }
 
+    /// Probes Redis once for readiness (nothing when it is not configured).
+    pub async fn probe_l2(&self) {
+        if let Some(l2) = &self.l2 {
+            l2.probe().await;
+        }
+    }
+
     /// Redis as seen by readiness: `None` when it is not configured.
     pub fn l2_health(&self) -> Option<l2::Health> {
         self.l2.as_ref().map(L2Cache::health)

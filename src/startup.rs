@@ -205,6 +205,16 @@ impl Application {
                 },
             ))
         });
+        let (stop_probe, probe_stopped) = oneshot::channel::<()>();
+        let probe = settings.redis.enabled().then(|| {
+            tokio::spawn(probe_redis(
+                service.clone(),
+                settings.redis.probe_interval(),
+                async move {
+                    let _ = probe_stopped.await;
+                },
+            ))
+        });
         let (stop_admin, admin_stopped) = watch::channel(());
         let mut admin_stopped_rx = admin_stopped.clone();
         let admin_task = tokio::spawn(admin::serve(admin, metrics, stats, async move {
@@ -257,6 +267,10 @@ impl Application {
         if let Some(listener) = listener {
             let _ = listener.await;
         }
+        let _ = stop_probe.send(());
+        if let Some(probe) = probe {
+            let _ = probe.await;
+        }
         // The admin listener outlives the drain so the drain itself can be observed.
         let _ = stop_admin.send(());
         let _ = admin_task.await;
@@ -266,6 +280,25 @@ impl Application {
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         tracing::info!("store closed; bye");
         Ok(())
+    }
+}
+
+/// Probes Redis every `interval` until `stop` resolves, so that readiness follows Redis
+/// without waiting for traffic to find out (see `L2Cache::probe`).
+async fn probe_redis(
+    service: Arc<LinkService>,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    // A probe that took long (a timeout) is not followed by a burst of catch-up probes.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => service.probe_l2().await,
+            () = &mut stop => return,
+        }
     }
 }
 

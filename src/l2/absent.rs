@@ -55,6 +55,10 @@ impl L2Cache {
         match *self {}
     }
 
+    pub async fn probe(&self) {
+        match *self {}
+    }
+
     pub fn health(&self) -> Health {
         match *self {}
     }

@@ -2,6 +2,7 @@
 //! with the commands the module docs of [`crate::l2`] describe.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,10 +47,11 @@ enum Command {
     Set,
     Publish,
     Claim,
+    Ping,
 }
 
 impl Command {
-    const ALL: [Self; 4] = [Self::Get, Self::Set, Self::Publish, Self::Claim];
+    const ALL: [Self; 5] = [Self::Get, Self::Set, Self::Publish, Self::Claim, Self::Ping];
 
     fn label(self) -> &'static str {
         match self {
@@ -57,6 +59,7 @@ impl Command {
             Self::Set => "set",
             Self::Publish => "publish",
             Self::Claim => "claim",
+            Self::Ping => "ping",
         }
     }
 }
@@ -70,7 +73,7 @@ struct Meters {
     skipped: Counter,
     sent: Counter,
     /// Indexed like [`Command::ALL`].
-    durations: [Histogram; 4],
+    durations: [Histogram; 5],
 }
 
 impl Meters {
@@ -101,6 +104,8 @@ pub struct L2Cache {
     /// Per-command options of the write path (its longer timeout).
     writes: Options,
     meters: Meters,
+    /// The last background probe got every pooled connection's PONG in time.
+    probe_ok: AtomicBool,
 }
 
 /// How a link entry is written.
@@ -139,6 +144,7 @@ impl L2Cache {
                     ..Options::default()
                 },
                 meters: Meters::new(),
+                probe_ok: AtomicBool::new(false),
             },
             subscriber,
         ))
@@ -236,9 +242,29 @@ impl L2Cache {
         Some(after.saturating_sub(1))
     }
 
-    /// For `/readyz`.
+    /// PINGs every pooled connection through the breaker, with the request path's
+    /// timeout, and remembers whether all answered. Run on a timer (`startup`'s probe task),
+    /// so readiness follows Redis without waiting for traffic: a Redis that came back is
+    /// seen at the next probe (the probe is also the breaker's trial request once its
+    /// open period is over), and one that is paused or slower than the redirect path can
+    /// wait for counts as degraded, though its connections are up.
+    pub async fn probe(&self) {
+        let mut ok = true;
+        for client in self.pool.clients() {
+            ok &= self
+                .call(Command::Ping, || client.ping::<()>(None))
+                .await
+                .is_some();
+        }
+        self.probe_ok.store(ok, Ordering::Relaxed);
+    }
+
+    /// For `/readyz`: connected, the breaker closed, and the last probe answered.
     pub fn health(&self) -> Health {
-        if self.pool.is_connected() && self.breaker.state() == BreakerState::Closed {
+        if self.pool.is_connected()
+            && self.breaker.state() == BreakerState::Closed
+            && self.probe_ok.load(Ordering::Relaxed)
+        {
             Health::Ok
         } else {
             Health::Degraded

@@ -458,3 +458,86 @@ async fn readiness_reports_redis_as_degraded_not_failed_and_recovers() {
     assert!(stored.is_some_and(|v| v.contains("https://example.com/")));
     admin.quit().await.expect("quit");
 }
+
+/// Polls `/readyz` (which reads the probe's verdict and never touches Redis) until it
+/// reports Redis as `want`; returns how long that took. `within` guards against a hang.
+async fn time_until_redis_is(app: &TestApp, want: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    let want = format!(r#""redis":"{want}""#);
+    loop {
+        let body = app.get("/readyz").await.text().await.expect("text");
+        if body.contains(&want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{want} not reported within {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+const PROBE_MS: u64 = 200;
+const BREAKER_OPEN_MS: u64 = 300;
+
+fn with_fast_probe(redis: &RedisServer) -> impl Fn(&mut Settings) + use<> {
+    let use_redis = with_redis(redis);
+    move |s: &mut Settings| {
+        use_redis(s);
+        s.redis.probe_interval_ms = PROBE_MS;
+        s.redis.breaker_open_ms = BREAKER_OPEN_MS;
+    }
+}
+
+#[tokio::test]
+async fn readiness_clears_without_traffic_once_redis_is_back() {
+    let Some(mut redis) = RedisServer::start("l2 readiness probe") else {
+        return;
+    };
+    let app = spawn_app_with(with_fast_probe(&redis)).await;
+    wait_until_redis_ok(&app).await;
+    let codes = app.create_links(5).await;
+    redis.kill();
+    // Traffic while Redis is down opens the breaker (what used to keep /readyz degraded
+    // until the next request happened to be its trial).
+    for code in codes.iter().cycle().take(50) {
+        app.service.l1().clear();
+        assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
+    }
+    assert_eq!(
+        app.metric("shortener_redis_breaker_state").await,
+        2.0,
+        "breaker open"
+    );
+    time_until_redis_is(&app, "degraded", Duration::from_secs(5)).await;
+
+    // From here on, no request touches Redis: only the background probe can notice.
+    redis.restart();
+    let took = time_until_redis_is(&app, "ok", Duration::from_secs(10)).await;
+    eprintln!("redis back, /readyz ok after {took:?} with no traffic");
+    // fred reconnects with backoff (capped at 2 s), then the next probe is the
+    // breaker's trial.
+    assert!(
+        took < Duration::from_millis(2000 + PROBE_MS + BREAKER_OPEN_MS + 1000),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_paused_redis_is_degraded_though_connected() {
+    let Some(redis) = RedisServer::start("l2 readiness pause") else {
+        return;
+    };
+    let app = spawn_app_with(with_fast_probe(&redis)).await;
+    wait_until_redis_ok(&app).await;
+    let admin = redis.admin().await;
+    admin
+        .client_pause(3000, Some(ClientPauseKind::All))
+        .await
+        .expect("CLIENT PAUSE");
+    // Connections stay up and no traffic fails: only the probe's PING, unanswered within
+    // the command timeout, can tell.
+    time_until_redis_is(&app, "degraded", Duration::from_secs(3)).await;
+    time_until_redis_is(&app, "ok", Duration::from_secs(10)).await;
+    admin.quit().await.expect("quit");
+}
