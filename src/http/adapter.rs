@@ -16,83 +16,113 @@
 //! so a handler that answers synchronously has dropped the request before hyper reads
 //! again. A stack that is not ready gets the general path: the returned future polls
 //! readiness with the real waker, then calls, exactly like hyper-util's adapter.
+//!
+//! It is also where a connection sees its requests: each one is counted in the
+//! connection's [`Activity`] (for its deadlines and its drain, see `connection`), and
+//! while the connection drains an HTTP/1 response is marked `Connection: close`. That
+//! lives here rather than in a tower layer of its own because this is the one
+//! per-connection wrapper that hyper does not clone per request, and whose future every
+//! response already passes through: a separate layer cost an `Arc` clone and a move of
+//! the response more per request.
 
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
 
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
-/// A tower service as a hyper service; see the module docs.
+use super::connection::{Activity, InFlight};
+
+/// A tower service as a hyper service, counting requests in its connection's
+/// [`Activity`]; see the module docs.
 #[derive(Debug, Clone)]
 pub struct TowerService<S> {
     service: S,
+    activity: Arc<Activity>,
 }
 
 impl<S> TowerService<S> {
-    /// Wraps `service` (cloned per request, as tower's `&mut self` requires).
-    pub fn new(service: S) -> Self {
-        Self { service }
+    /// Wraps `service` (cloned per request, as tower's `&mut self` requires) for the
+    /// connection whose requests `activity` counts.
+    pub fn new(service: S, activity: Arc<Activity>) -> Self {
+        Self { service, activity }
     }
 }
 
-impl<S, R> hyper::service::Service<R> for TowerService<S>
+impl<S, B, RB> hyper::service::Service<Request<B>> for TowerService<S>
 where
-    S: Service<R> + Clone,
+    S: Service<Request<B>, Response = Response<RB>> + Clone,
 {
-    type Response = S::Response;
+    type Response = Response<RB>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, R>;
+    type Future = ResponseFuture<S, Request<B>>;
 
-    fn call(&self, req: R) -> Self::Future {
+    fn call(&self, req: Request<B>) -> Self::Future {
+        let in_flight = self.activity.start(req.version());
         let mut service = self.service.clone();
         // A `Pending` here registers nothing: the `Waiting` future polls again with the
         // task's real waker.
-        match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => ResponseFuture::Called {
+        let state = match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => State::Called {
                 future: service.call(req),
             },
-            Poll::Ready(Err(error)) => ResponseFuture::Failed { error: Some(error) },
-            Poll::Pending => ResponseFuture::Waiting {
+            Poll::Ready(Err(error)) => State::Failed { error: Some(error) },
+            Poll::Pending => State::Waiting {
                 future: service.oneshot(req),
             },
-        }
+        };
+        ResponseFuture { state, in_flight }
     }
 }
 
 pin_project! {
     /// The future of [`TowerService`].
-    #[project = ResponseFutureProj]
-    #[allow(missing_docs)] // variant fields: the inner future or the readiness error
-    pub enum ResponseFuture<S, R>
+    pub struct ResponseFuture<S, R>
     where
         S: Service<R>,
     {
-        /// The service was ready and has been called.
+        #[pin]
+        state: State<S, R>,
+        in_flight: InFlight,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, R>
+    where
+        S: Service<R>,
+    {
+        // The service was ready and has been called.
         Called { #[pin] future: S::Future },
-        /// The service was not ready yet: readiness, then the call.
+        // The service was not ready yet: readiness, then the call.
         Waiting { #[pin] future: Oneshot<S, R> },
-        /// The service failed its readiness check.
+        // The service failed its readiness check.
         Failed { error: Option<S::Error> },
     }
 }
 
-impl<S, R> Future for ResponseFuture<S, R>
+impl<S, R, RB> Future for ResponseFuture<S, R>
 where
-    S: Service<R>,
+    S: Service<R, Response = Response<RB>>,
 {
-    type Output = Result<S::Response, S::Error>;
+    type Output = Result<Response<RB>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ResponseFutureProj::Called { future } => future.poll(cx),
-            ResponseFutureProj::Waiting { future } => future.poll(cx),
-            ResponseFutureProj::Failed { error } => match error.take() {
+        let this = self.project();
+        let mut response = ready!(match this.state.project() {
+            StateProj::Called { future } => future.poll(cx),
+            StateProj::Waiting { future } => future.poll(cx),
+            StateProj::Failed { error } => match error.take() {
                 Some(error) => Poll::Ready(Err(error)),
                 None => Poll::Pending,
             },
-        }
+        })?;
+        this.in_flight.finish(&mut response);
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -111,10 +141,10 @@ mod tests {
         calls: Arc<AtomicUsize>,
     }
 
-    impl Service<u32> for Probe {
-        type Response = u32;
+    impl Service<Request<u32>> for Probe {
+        type Response = Response<u32>;
         type Error = &'static str;
-        type Future = std::future::Ready<Result<u32, &'static str>>;
+        type Future = std::future::Ready<Result<Response<u32>, &'static str>>;
 
         fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
             if self.ready.load(Ordering::SeqCst) {
@@ -124,21 +154,30 @@ mod tests {
             }
         }
 
-        fn call(&mut self, req: u32) -> Self::Future {
+        fn call(&mut self, req: Request<u32>) -> Self::Future {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            std::future::ready(Ok(req + 1))
+            std::future::ready(Ok(Response::new(req.into_body() + 1)))
         }
     }
 
-    fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
-        future.poll(&mut Context::from_waker(Waker::noop()))
+    /// Polls once; the body of a ready response.
+    fn poll_once<F: Future<Output = Result<Response<u32>, &'static str>>>(
+        future: Pin<&mut F>,
+    ) -> Poll<Result<u32, &'static str>> {
+        future
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .map_ok(Response::into_body)
+    }
+
+    fn adapter(probe: &Probe) -> TowerService<Probe> {
+        TowerService::new(probe.clone(), Activity::new())
     }
 
     #[test]
     fn a_ready_service_is_called_before_the_future_is_polled() {
         let probe = Probe::default();
         probe.ready.store(true, Ordering::SeqCst);
-        let future = TowerService::new(probe.clone()).call(41);
+        let future = adapter(&probe).call(Request::new(41));
         assert_eq!(probe.calls.load(Ordering::SeqCst), 1, "called by `call`");
         let mut future = std::pin::pin!(future);
         assert_eq!(poll_once(future.as_mut()), Poll::Ready(Ok(42)));
@@ -147,7 +186,7 @@ mod tests {
     #[test]
     fn a_service_that_is_not_ready_is_called_once_it_is() {
         let probe = Probe::default();
-        let future = TowerService::new(probe.clone()).call(1);
+        let future = adapter(&probe).call(Request::new(1));
         let mut future = std::pin::pin!(future);
         assert_eq!(poll_once(future.as_mut()), Poll::Pending);
         assert_eq!(probe.calls.load(Ordering::SeqCst), 0);

@@ -17,8 +17,8 @@
 //! before there is an HTTP/1 connection to time, and HTTP/2 has no idle timer at all.
 //! [`Watched`] covers those states.
 //!
-//! How it knows: [`Track`], the connection's outermost service, counts requests started
-//! and in flight in the connection's [`Activity`]. [`Watched`] wraps the connection's
+//! How it knows: the connection's hyper service (`adapter::TowerService`) counts requests
+//! started and in flight in the connection's [`Activity`] ([`Activity::start`]). [`Watched`] wraps the connection's
 //! future and owns one timer, armed for the current state's deadline. Per request that
 //! is two relaxed atomic adds on a line only this connection touches and an `Arc` bump;
 //! the timer is never touched by a request. So an HTTP/2 connection is checked on a
@@ -50,19 +50,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::metrics::HTTP_CONNECTIONS_CLOSED;
 use http::header::{CONNECTION, HeaderValue};
-use http::{Request, Response, Version};
+use http::{Response, Version};
 use hyper_util::server::graceful::GracefulConnection;
 use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
-use tower::Service;
-
-use crate::metrics::HTTP_CONNECTIONS_CLOSED;
 
 /// While draining, how long an idle HTTP/1 connection is kept open for a request its
 /// client may already have sent. Long enough for a client that sends back to back (or an
@@ -124,7 +122,7 @@ impl Drain {
 }
 
 /// What a connection's requests tell its [`Watched`] future: one per connection, shared
-/// with the [`Track`] service in front of its stack.
+/// with the connection's hyper service (`adapter::TowerService`), which counts them.
 #[derive(Debug, Default)]
 pub struct Activity {
     /// Requests started on this connection (written only by the connection's task).
@@ -154,89 +152,49 @@ impl Activity {
     }
 }
 
-/// The connection's outermost service: counts its requests in [`Activity`] and, once the
-/// connection is draining, marks HTTP/1 responses `Connection: close`.
-#[derive(Debug, Clone)]
-pub struct Track<S> {
-    inner: S,
+/// A request in flight on a connection, from [`Activity::start`]: counted finished when
+/// dropped (whether its response was sent or the request was cancelled).
+#[derive(Debug)]
+pub struct InFlight {
     activity: Arc<Activity>,
+    http1: bool,
 }
 
-impl<S> Track<S> {
-    /// `inner`, counted in `activity`.
-    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
-    }
-}
-
-impl<S, B, RB> Service<Request<B>> for Track<S>
-where
-    S: Service<Request<B>, Response = Response<RB>>,
-{
-    type Response = Response<RB>;
-    type Error = S::Error;
-    type Future = TrackFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let activity = &self.activity;
-        let http1 = req.version() < Version::HTTP_2;
+impl Activity {
+    /// Counts a request of `version` starting on this connection (called by the
+    /// connection's hyper service, `adapter::TowerService`, from the connection's task).
+    pub fn start(self: &Arc<Self>, version: Version) -> InFlight {
+        let http1 = version < Version::HTTP_2;
         if !http1 {
-            activity.http2.store(true, Ordering::Relaxed);
+            self.http2.store(true, Ordering::Relaxed);
         }
         // One writer (hyper calls services from the connection's task): no RMW needed.
-        activity
-            .started
-            .store(activity.started() + 1, Ordering::Relaxed);
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        TrackFuture {
-            inner: self.inner.call(req),
-            in_flight: InFlight(activity.clone()),
+        self.started.store(self.started() + 1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            activity: self.clone(),
             http1,
         }
     }
 }
 
-/// A request in flight: counted down when its response future ends or is dropped.
-#[derive(Debug)]
-struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-pin_project! {
-    /// The future of [`Track`].
-    pub struct TrackFuture<F> {
-        #[pin]
-        inner: F,
-        in_flight: InFlight,
-        http1: bool,
-    }
-}
-
-impl<F, RB, E> Future for TrackFuture<F>
-where
-    F: Future<Output = Result<Response<RB>, E>>,
-{
-    type Output = Result<Response<RB>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        // Decided when the response is ready, not when the request came: a request that
-        // was in the handler when draining started must close its connection too.
-        if *this.http1 && this.in_flight.0.closing.load(Ordering::Relaxed) {
+impl InFlight {
+    /// Marks `response` `Connection: close` if its connection is draining (HTTP/1; an
+    /// HTTP/2 client gets GOAWAY instead). Decided when the response is ready, not when
+    /// the request came: a request already in the handler when draining started must
+    /// close its connection too.
+    pub fn finish<B>(&self, response: &mut Response<B>) {
+        if self.http1 && self.activity.closing.load(Ordering::Relaxed) {
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        Poll::Ready(Ok(response))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -387,7 +345,7 @@ mod tests {
             .expect("connect");
         let (stream, _) = listener.accept().await.expect("accept");
         let gate = std::sync::Arc::new(std::sync::Mutex::new(gate));
-        let service = service_fn(move |_: Request<hyper::body::Incoming>| {
+        let service = service_fn(move |_: http::Request<hyper::body::Incoming>| {
             let first = gate.lock().expect("lock").take();
             async move {
                 if let Some((started, released)) = first {
@@ -398,11 +356,10 @@ mod tests {
             }
         });
         let activity = Activity::new();
-        let service = Track::new(service, activity.clone());
         let connection = auto::Builder::new(TokioExecutor::new())
             .serve_connection(
                 TokioIo::new(stream),
-                crate::http::adapter::TowerService::new(service),
+                crate::http::adapter::TowerService::new(service, activity.clone()),
             )
             .into_owned();
         let watched = drain.watch(connection, activity, deadlines);

@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 use tower::Service;
 
 use super::adapter::TowerService;
-use super::connection::{Activity, Deadlines, Drain, Track};
+use super::connection::{Activity, Deadlines, Drain};
 use crate::config::HttpSettings;
 use crate::metrics::{HTTP_ACCEPT_ERRORS, HTTP_CONNECTIONS, HTTP_CONNECTIONS_REFUSED};
 
@@ -138,9 +138,9 @@ pub async fn serve<S, M>(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
         let activity = Activity::new();
-        let service = Track::new(make_service(peer), activity.clone());
+        let service = TowerService::new(make_service(peer), activity.clone());
         let connection = builder
-            .serve_connection(TokioIo::new(stream), TowerService::new(service))
+            .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let connection = drain.watch(connection, activity, deadlines);
         let connections = connections.clone();
