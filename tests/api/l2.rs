@@ -303,11 +303,9 @@ async fn killing_redis_under_load_causes_no_errors_and_it_recovers() {
         ok.load(Ordering::Relaxed) > served_before_kill,
         "still serving while Redis is down"
     );
-    assert_eq!(
-        app.metric("shortener_redis_breaker_state").await,
-        2.0,
-        "breaker open"
-    );
+    // Not `shortener_redis_breaker_state`: the gauge is process-wide, and the other
+    // instances of this test binary (each with its own breaker, and its own background
+    // probe) set it too. The skipped count only ever rises, so it can tell.
     let skipped = r#"shortener_l2_requests_total{result="skipped"}"#;
     assert!(
         app.metric(skipped).await > 0.0,
@@ -504,10 +502,10 @@ async fn readiness_clears_without_traffic_once_redis_is_back() {
         app.service.l1().clear();
         assert_eq!(app.get(&format!("/{code}")).await.status(), 302);
     }
-    assert_eq!(
-        app.metric("shortener_redis_breaker_state").await,
-        2.0,
-        "breaker open"
+    let skipped = r#"shortener_l2_requests_total{result="skipped"}"#;
+    assert!(
+        app.metric(skipped).await > 0.0,
+        "breaker open: Redis skipped"
     );
     time_until_redis_is(&app, "degraded", Duration::from_secs(5)).await;
 
