@@ -250,3 +250,35 @@ async fn a_slow_body_flood_on_the_api_sheds_no_redirect() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_http2_peer_that_stops_answering_pings_is_dropped_with_its_stream_open() {
+    const PING: u8 = 0x6;
+    const END_HEADERS: u8 = 0x4;
+    let app = spawn_app_with(|s| {
+        s.http.http2_keep_alive_interval_ms = 200;
+        s.http.http2_keep_alive_timeout_ms = 200;
+        // Far later, so only the PING can explain the close.
+        s.http.body_read_timeout_ms = 30_000;
+        s.http.request_timeout_ms = 30_000;
+    })
+    .await;
+    let mut stream = h2_connection(app.addr).await;
+    // POST /api/v1/links, content-type: application/json, and no END_STREAM: the stream
+    // stays open while the handler waits for a body that never comes.
+    let mut block = vec![0x83, 0x86, 0x04, 13];
+    block.extend_from_slice(b"/api/v1/links");
+    block.extend_from_slice(&[0x0f, 0x10, 16]);
+    block.extend_from_slice(b"application/json");
+    stream
+        .write_all(&frame(HEADERS, END_HEADERS, 1, &block))
+        .await
+        .expect("request");
+    // Read (never answering the PING) until the server gives up on us.
+    let (kinds, elapsed) = frames_until_closed(&mut stream).await;
+    assert!(kinds.contains(&PING), "pinged: {kinds:?}");
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "dropped for the unanswered PING, not a body deadline: {elapsed:?}"
+    );
+}
