@@ -19,7 +19,7 @@ use shortener_core::stats::StatsStore;
 use shortener_core::{LinkStore, StoreError};
 use shortener_redb::RedbStore;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::mpsc;
 
 use crate::clicks::batcher::{self, BatcherConfig};
 use crate::clicks::sink::AggregatingConfig;
@@ -31,6 +31,7 @@ use crate::http::middleware::Stack;
 use crate::http::{admin, server};
 use crate::l2::{self, L2Cache, L2Error};
 use crate::service::LinkService;
+use crate::shutdown::{Background, TaskPanicked};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,10 @@ pub enum StartupError {
     /// error: the service starts degraded and keeps reconnecting).
     #[error(transparent)]
     Redis(#[from] L2Error),
+    /// A background task panicked while the service ran (reported at shutdown, after
+    /// the store was closed).
+    #[error(transparent)]
+    Task(#[from] TaskPanicked),
 }
 
 /// A built, bound, not yet running application.
@@ -178,8 +183,11 @@ impl Application {
         self.service.clone()
     }
 
-    /// Serves until `shutdown` resolves. Then, in order: drain in-flight requests, flush
-    /// every recorded click into statistics, close the store.
+    /// Three steps: spawn the background tasks (`spawn_background`), serve until
+    /// `shutdown` resolves and the connections drained, then stop the tasks in order
+    /// (the batcher first: it flushes every recorded click into statistics) and close
+    /// the store. A task that panicked is returned as [`StartupError::Task`], after the
+    /// store is closed.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()>,
@@ -194,93 +202,92 @@ impl Application {
             clicks,
             subscriber,
         } = self;
-        let (stop_listener, listener_stopped) = oneshot::channel::<()>();
-        let listener = subscriber.map(|subscriber| {
-            tokio::spawn(l2::listen(
-                subscriber,
-                settings.redis.invalidation_channel.clone(),
-                service.l1(),
-                async move {
-                    let _ = listener_stopped.await;
-                },
-            ))
-        });
-        let (stop_probe, probe_stopped) = oneshot::channel::<()>();
-        let probe = settings.redis.enabled().then(|| {
-            tokio::spawn(probe_redis(
-                service.clone(),
-                settings.redis.probe_interval(),
-                async move {
-                    let _ = probe_stopped.await;
-                },
-            ))
-        });
-        let (stop_admin, admin_stopped) = watch::channel(());
-        let mut admin_stopped_rx = admin_stopped.clone();
-        let admin_task = tokio::spawn(admin::serve(admin, metrics, stats, async move {
-            let _ = admin_stopped_rx.changed().await;
-        }));
-
-        let (stop_batcher, batcher_stopped) = oneshot::channel::<()>();
-        let (recorder, batcher) = match clicks {
-            Some(ClickPipeline {
-                recorder,
-                queue,
-                sink,
-            }) => {
-                let config = batcher_config(&settings);
-                let task = tokio::spawn(batcher::run(queue, sink, config, async move {
-                    let _ = batcher_stopped.await;
-                }));
-                (Some(recorder), Some(task))
-            }
-            None => (None, None),
-        };
-
-        let app = App::new(AppState {
-            service: service.clone(),
-            forward_query: settings.links.forward_query,
-            public_base_url: public_base_url(&settings),
-            clicks: recorder,
-            body_read_timeout: settings.http.body_read_timeout(),
-        });
-        let stack = Stack::new(&settings.http);
-        let make_service = move |peer: SocketAddr| stack.clone().service(app.with_peer(peer.ip()));
-        let max_connections = server::connection_cap(&settings.http);
-        tracing::info!(max_connections, "public listener serving");
-        server::serve(
-            public,
-            make_service,
-            &settings.http,
-            max_connections,
-            shutdown,
-        )
-        .await;
-
+        let (background, recorder) = spawn_background(
+            &settings, &service, admin, metrics, stats, clicks, subscriber,
+        );
+        serve_public(public, &settings, &service, recorder, shutdown).await;
         // Every request has finished, so every click of an answered redirect is queued:
-        // flush them all before the store closes.
-        let _ = stop_batcher.send(());
-        if let Some(batcher) = batcher {
-            let _ = batcher.await;
-        }
-        let _ = stop_listener.send(());
-        if let Some(listener) = listener {
-            let _ = listener.await;
-        }
-        let _ = stop_probe.send(());
-        if let Some(probe) = probe {
-            let _ = probe.await;
-        }
-        // The admin listener outlives the drain so the drain itself can be observed.
-        let _ = stop_admin.send(());
-        let _ = admin_task.await;
+        // the batcher, stopped first, flushes them all; the store closes last, when no
+        // task can touch it any more, even if one of them panicked.
+        let stopped = background.stop_in_order().await;
         service
             .close()
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         tracing::info!("store closed; bye");
-        Ok(())
+        Ok(stopped?)
     }
+}
+
+/// Starts the background tasks, registered in the order they must stop: the click
+/// batcher (it flushes what the drained requests queued), the invalidation listener, the
+/// Redis probe, and the admin listener last (so the drain itself can be observed).
+/// Returns them and the click recorder the handlers use.
+fn spawn_background(
+    settings: &Settings,
+    service: &Arc<LinkService>,
+    admin: TcpListener,
+    metrics: PrometheusHandle,
+    stats: Arc<dyn StatsStore>,
+    clicks: Option<ClickPipeline>,
+    subscriber: Option<l2::Subscriber>,
+) -> (Background, Option<Arc<ClickRecorder>>) {
+    let mut background = Background::new();
+    let recorder = clicks.map(|pipeline| {
+        let config = batcher_config(settings);
+        let ClickPipeline {
+            recorder,
+            queue,
+            sink,
+        } = pipeline;
+        background.spawn("click batcher", |stop| {
+            batcher::run(queue, sink, config, stop)
+        });
+        recorder
+    });
+    if let Some(subscriber) = subscriber {
+        let (channel, l1) = (settings.redis.invalidation_channel.clone(), service.l1());
+        background.spawn("invalidation listener", |stop| {
+            l2::listen(subscriber, channel, l1, stop)
+        });
+    }
+    if settings.redis.enabled() {
+        let (service, interval) = (service.clone(), settings.redis.probe_interval());
+        background.spawn("redis probe", |stop| probe_redis(service, interval, stop));
+    }
+    background.spawn("admin listener", |stop| {
+        admin::serve(admin, metrics, stats, stop)
+    });
+    (background, recorder)
+}
+
+/// Serves the public listener until `shutdown` resolves and its connections drained.
+async fn serve_public(
+    public: TcpListener,
+    settings: &Settings,
+    service: &Arc<LinkService>,
+    clicks: Option<Arc<ClickRecorder>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let app = App::new(AppState {
+        service: service.clone(),
+        forward_query: settings.links.forward_query,
+        public_base_url: public_base_url(settings),
+        clicks,
+        body_read_timeout: settings.http.body_read_timeout(),
+    });
+    let stack = Stack::new(&settings.http);
+    let make_service = move |peer: SocketAddr| stack.clone().service(app.with_peer(peer.ip()));
+    let max_connections = server::connection_cap(&settings.http);
+    tracing::info!(max_connections, "public listener serving");
+    server::serve(
+        public,
+        make_service,
+        &settings.http,
+        max_connections,
+        shutdown,
+    )
+    .await;
 }
 
 /// Probes Redis every `interval` until `stop` resolves, so that readiness follows Redis
