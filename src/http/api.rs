@@ -19,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use url::form_urlencoded;
 
 use super::app::{AppState, BoxError, empty};
-use super::error::ApiError;
+use super::error::{ApiError, InvalidField};
 use crate::l2::Health;
 use crate::metrics::HTTP_REJECTED;
 use crate::service::NewLink;
@@ -38,6 +38,31 @@ struct CreateLinkRequest {
     redirect: Option<u16>,
     #[serde(default)]
     max_clicks: Option<u64>,
+}
+
+/// The one place a create request becomes the domain's [`NewLink`]: every field is
+/// parsed into its type (which cannot hold an invalid value), and the first that does
+/// not parse is the answer. The error module maps [`InvalidField`] to its 422.
+impl TryFrom<CreateLinkRequest> for NewLink {
+    type Error = InvalidField;
+
+    fn try_from(request: CreateLinkRequest) -> Result<Self, InvalidField> {
+        Ok(Self {
+            target: TargetUrl::parse(&request.url).map_err(InvalidField::Url)?,
+            alias: request
+                .alias
+                .as_deref()
+                .map(Alias::parse)
+                .transpose()
+                .map_err(InvalidField::Alias)?,
+            expires_at: request.expires_at,
+            redirect: match request.redirect {
+                None => RedirectKind::default(),
+                Some(status) => RedirectKind::from_status(status).ok_or(InvalidField::Redirect)?,
+            },
+            max_clicks: request.max_clicks,
+        })
+    }
 }
 
 /// A link as the API shows it.
@@ -75,39 +100,7 @@ where
         .to_bytes();
     let request: CreateLinkRequest = serde_json::from_slice(&bytes).map_err(json_error)?;
 
-    let new = NewLink {
-        target: TargetUrl::parse(&request.url).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_url",
-                e.to_string(),
-            )
-        })?,
-        alias: request
-            .alias
-            .as_deref()
-            .map(Alias::parse)
-            .transpose()
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_alias",
-                    format!("alias {e}"),
-                )
-            })?,
-        expires_at: request.expires_at,
-        redirect: match request.redirect {
-            None => RedirectKind::default(),
-            Some(status) => RedirectKind::from_status(status).ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_redirect",
-                    "redirect must be one of 301, 302, 307, 308",
-                )
-            })?,
-        },
-        max_clicks: request.max_clicks,
-    };
+    let new = NewLink::try_from(request)?;
     let link = state.service.create(new).await?;
     let body = link_body(state, &parts.headers, &link, Counts::default());
     let mut response = serialize(StatusCode::CREATED, &body)?;

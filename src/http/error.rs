@@ -12,6 +12,7 @@ use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+use shortener_core::{CodeError, TargetUrlError};
 
 use crate::service::ServiceError;
 
@@ -120,6 +121,32 @@ pub fn json_error(code: &str, message: &str) -> Bytes {
     serde_json::to_vec(&envelope)
         .map(Bytes::from)
         .unwrap_or_default()
+}
+
+/// A field of a request body that does not hold a valid value: 422, with the field's
+/// error token. Produced where a request becomes a domain type (`TryFrom` in `api`).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidField {
+    /// `url`.
+    #[error("{0}")]
+    Url(#[source] TargetUrlError),
+    /// `alias`.
+    #[error("alias {0}")]
+    Alias(#[source] CodeError),
+    /// `redirect`.
+    #[error("redirect must be one of 301, 302, 307, 308")]
+    Redirect,
+}
+
+impl From<InvalidField> for ApiError {
+    fn from(e: InvalidField) -> Self {
+        let code = match e {
+            InvalidField::Url(_) => "invalid_url",
+            InvalidField::Alias(_) => "invalid_alias",
+            InvalidField::Redirect => "invalid_redirect",
+        };
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+    }
 }
 
 impl From<ServiceError> for ApiError {
