@@ -60,9 +60,18 @@ pub struct CachedLink {
     pub location: HeaderValue,
     /// After this instant the link answers 410.
     pub expires_at: Option<OffsetDateTime>,
-    /// `max_clicks`, and the clicks this process has counted against it (shared by every
-    /// cache generation of the entry: see `LinkService`).
-    pub budget: Option<(u64, Arc<AtomicU64>)>,
+    /// The link's click budget, if it has `max_clicks`.
+    pub budget: Option<ClickBudget>,
+}
+
+/// A link's `max_clicks` and the clicks this process has counted against it (shared by
+/// every cache generation of the entry: see `LinkService`).
+#[derive(Debug)]
+pub struct ClickBudget {
+    /// The link's `max_clicks`.
+    pub max_clicks: u64,
+    /// Clicks counted so far.
+    pub used: Arc<AtomicU64>,
 }
 
 impl CachedLink {
@@ -79,7 +88,10 @@ impl CachedLink {
             location: HeaderValue::from_str(link.target.as_str())
                 .expect("TargetUrl is visible ASCII, hence a valid header value"),
             expires_at: link.expires_at,
-            budget: link.max_clicks.zip(budget),
+            budget: link
+                .max_clicks
+                .zip(budget)
+                .map(|(max_clicks, used)| ClickBudget { max_clicks, used }),
         }
     }
 
@@ -96,9 +108,9 @@ pub fn cache_control_max_age(secs: u64) -> HeaderValue {
         .expect("digits and ASCII are a valid header value")
 }
 
-/// Counters resolved once: the hot path increments handles, never looks names up.
+/// Metric handles resolved once: the hot path increments handles, never looks names up.
 #[derive(Clone)]
-struct CacheCounters {
+struct Meters {
     hit: Counter,
     negative_hit: Counter,
     miss: Counter,
@@ -113,7 +125,7 @@ pub struct LinkCache {
     /// seed is what keeps them from being crafted into collisions.
     inner: Cache<ShortCode, CacheEntry, foldhash::fast::RandomState>,
     front: Arc<front::Front>,
-    counters: CacheCounters,
+    counters: Meters,
 }
 
 impl LinkCache {
@@ -130,7 +142,7 @@ impl LinkCache {
         Self {
             inner,
             front: Arc::new(front::Front::new(front::FRESH_FOR)),
-            counters: CacheCounters {
+            counters: Meters {
                 hit: metrics::counter!(CACHE_REQUESTS, "result" => "hit"),
                 negative_hit: metrics::counter!(CACHE_REQUESTS, "result" => "negative_hit"),
                 miss: metrics::counter!(CACHE_REQUESTS, "result" => "miss"),
@@ -332,7 +344,7 @@ mod tests {
             cached
                 .budget
                 .as_ref()
-                .is_some_and(|(max, used)| *max == 5 && used.load(Ordering::SeqCst) == 2)
+                .is_some_and(|b| b.max_clicks == 5 && b.used.load(Ordering::SeqCst) == 2)
         );
     }
 

@@ -109,10 +109,10 @@ impl Capture {
 /// Not in `http::header` (it is a de-facto standard, not an RFC 9110 field).
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// Counters resolved once. `recorded` is counted by the batcher as clicks leave the
+/// Metric handles resolved once. `recorded` is counted by the batcher as clicks leave the
 /// queue (one atomic less per redirect, and the accounting identity then also checks that
 /// the queue loses nothing).
-struct Counters {
+struct Meters {
     redirects: Counter,
     dropped_queue_full: Counter,
     dropped_closed: Counter,
@@ -122,14 +122,14 @@ struct Counters {
 pub struct ClickRecorder {
     tx: mpsc::Sender<RawClick>,
     capture: Capture,
-    counters: Counters,
+    counters: Meters,
 }
 
 impl ClickRecorder {
     /// A recorder and the receiving end for the batcher, with room for `capacity` clicks.
     pub fn new(capacity: usize, capture: Capture) -> (Self, mpsc::Receiver<RawClick>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let counters = Counters {
+        let counters = Meters {
             redirects: metrics::counter!(REDIRECTS),
             dropped_queue_full: metrics::counter!(CLICKS_DROPPED, "reason" => "queue_full"),
             dropped_closed: metrics::counter!(CLICKS_DROPPED, "reason" => "closed"),

@@ -9,6 +9,7 @@
 //! HTTP layer hands them to `crate::clicks` after answering.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -24,7 +25,7 @@ use time::OffsetDateTime;
 use shortener_core::aggregate::Counts;
 use shortener_core::stats::{LinkStats, StatsQuery, StatsStore};
 
-use crate::cache::{CacheEntry, CachedLink, LinkCache, cache_control_max_age};
+use crate::cache::{CacheEntry, CachedLink, ClickBudget, LinkCache, cache_control_max_age};
 use crate::config::Settings;
 use crate::l2::{self, L2Cache, Lookup};
 use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED};
@@ -180,7 +181,7 @@ impl LinkService {
 
     /// Creates a link; returns it once it is durable.
     pub async fn create(&self, new: NewLink) -> Result<Link, ServiceError> {
-        let now = now_millis();
+        let now = now_truncated_to_ms();
         if new.expires_at.is_some_and(|at| at <= now) {
             return Err(ServiceError::ExpiryInPast);
         }
@@ -292,11 +293,11 @@ impl LinkService {
         }
         self.cache.count_hit(&entry);
         let link = match live(entry) {
-            Ok(link) => link,
-            Err(gone) => return Some(gone),
+            ControlFlow::Continue(link) => link,
+            ControlFlow::Break(answer) => return Some(answer),
         };
-        if let Some((max, used)) = &link.budget
-            && claim_local(used, is_click) >= *max
+        if let Some(ClickBudget { max_clicks, used }) = &link.budget
+            && claim_local(used, is_click) >= *max_clicks
         {
             return Some(Resolution::Exhausted);
         }
@@ -318,13 +319,13 @@ impl LinkService {
             .await
             .map_err(ServiceError::Store)?;
         let link = match live(entry) {
-            Ok(link) => link,
-            Err(gone) => return Ok(gone),
+            ControlFlow::Continue(link) => link,
+            ControlFlow::Break(answer) => return Ok(answer),
         };
         // Boxed: the claim may talk to Redis, and its future inline would make every
         // redirect's future larger; only `max_clicks` links pay for the allocation.
-        if let Some((max, used)) = &link.budget
-            && Box::pin(self.claim(&link.code, *max, used, is_click)).await? >= *max
+        if let Some(ClickBudget { max_clicks, used }) = &link.budget
+            && Box::pin(self.claim(&link.code, *max_clicks, used, is_click)).await? >= *max_clicks
         {
             return Ok(Resolution::Exhausted);
         }
@@ -426,19 +427,21 @@ impl LinkService {
 
 /// Now, truncated to milliseconds: what the store keeps, so that the answer to a create
 /// equals what a later read returns.
-fn now_millis() -> OffsetDateTime {
+fn now_truncated_to_ms() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
         .expect("a truncated nanosecond is in range")
 }
 
-/// The link a cache entry redirects to, or the answer for a code that is unknown or
-/// expired: what both halves of the redirect path decide before any click budget.
-fn live(entry: CacheEntry) -> Result<Arc<CachedLink>, Resolution> {
+/// The link a cache entry redirects to (go on), or the answer for a code that is unknown
+/// or expired (stop here): what both halves of the redirect path decide before any click
+/// budget. A `ControlFlow`, not a `Result`: an unknown code is a normal answer, not an
+/// error.
+fn live(entry: CacheEntry) -> ControlFlow<Resolution, Arc<CachedLink>> {
     match entry {
-        CacheEntry::Found(link) if is_expired(&link) => Err(Resolution::Expired),
-        CacheEntry::Found(link) => Ok(link),
-        CacheEntry::Missing => Err(Resolution::NotFound),
+        CacheEntry::Found(link) if is_expired(&link) => ControlFlow::Break(Resolution::Expired),
+        CacheEntry::Found(link) => ControlFlow::Continue(link),
+        CacheEntry::Missing => ControlFlow::Break(Resolution::NotFound),
     }
 }
 
