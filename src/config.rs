@@ -476,6 +476,28 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// config/default.toml is the documentation of every key (its unit, default and
+    /// trade-off), and the typed tree is the only reader: `deny_unknown_fields` plus
+    /// fields without serde defaults make the file and the structs hold the same keys
+    /// (`from_defaults` fails otherwise). This keeps the other half: every key has a
+    /// comment, directly above it or above the run of keys it belongs to.
+    #[test]
+    fn every_key_in_default_toml_is_commented() {
+        let lines: Vec<&str> = DEFAULT_TOML.lines().map(str::trim).collect();
+        let is_key = |line: &str| !line.is_empty() && !line.starts_with(['#', '[']);
+        for (i, line) in lines.iter().enumerate() {
+            if !is_key(line) {
+                continue;
+            }
+            let above = lines[..i].iter().rev().find(|l| !is_key(l));
+            assert!(
+                above.is_some_and(|l| l.starts_with('#')),
+                "config/default.toml: `{line}` has no comment above it"
+            );
+        }
+        Settings::from_defaults().expect("the file and the structs hold the same keys");
+    }
+
     fn env(vars: &[(&str, &str)]) -> config::Environment {
         let map: HashMap<String, String> = vars
             .iter()
