@@ -16,6 +16,44 @@ use shortener_core::CodeGenerator;
 /// The defaults, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
+/// A configuration value that must not reach a log: a URL that may carry a password, the
+/// visitor-hashing secret. `Debug` (and so `?settings` in a log line or a panic message)
+/// prints `[redacted]`; the value is read only through [`Secret::expose`], which makes
+/// every use greppable. The secrecy crate does the same and also zeroes the memory on
+/// drop; these values live for the whole process, so that part buys nothing here.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "[empty]"
+        } else {
+            "[redacted]"
+        })
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
 /// Why configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,7 +91,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct RedisSettings {
-    pub url: String,
+    pub url: Secret,
     pub pool_size: usize,
     pub command_timeout_ms: u64,
     pub write_timeout_ms: u64,
@@ -71,7 +109,7 @@ pub struct RedisSettings {
 impl RedisSettings {
     /// Whether a Redis URL is configured.
     pub fn enabled(&self) -> bool {
-        !self.url.is_empty()
+        !self.url.expose().is_empty()
     }
 
     /// `command_timeout_ms` as a duration.
@@ -99,7 +137,7 @@ pub struct ClickSettings {
     pub queue_capacity: usize,
     pub batch_max: usize,
     pub flush_interval_ms: u64,
-    pub visitor_secret: String,
+    pub visitor_secret: Secret,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub country_header: String,
 }
@@ -191,7 +229,7 @@ pub struct StoreSettings {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct PostgresSettings {
-    pub url: String,
+    pub url: Secret,
     pub pool_size: usize,
     pub connect_timeout_ms: u64,
     pub acquire_timeout_ms: u64,
@@ -356,7 +394,7 @@ impl Settings {
             return invalid("store.max_group", "must be > 0");
         }
         let pg = &self.store.postgres;
-        if self.store.backend == StoreBackend::Postgres && pg.url.is_empty() {
+        if self.store.backend == StoreBackend::Postgres && pg.url.expose().is_empty() {
             return invalid(
                 "store.postgres.url",
                 "must be set when store.backend = \"postgres\"",
@@ -379,7 +417,7 @@ impl Settings {
         }
         let r = &self.redis;
         if r.enabled() {
-            let url = url::Url::parse(&r.url).map_err(|e| ConfigError::Invalid {
+            let url = url::Url::parse(r.url.expose()).map_err(|e| ConfigError::Invalid {
                 key: "redis.url",
                 reason: e.to_string(),
             })?;
@@ -481,6 +519,17 @@ mod tests {
     /// fields without serde defaults make the file and the structs hold the same keys
     /// (`from_defaults` fails otherwise). This keeps the other half: every key has a
     /// comment, directly above it or above the run of keys it belongs to.
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let mut settings = Settings::from_defaults().expect("defaults");
+        settings.redis.url = "redis://:hunter2@cache:6379".into();
+        settings.store.postgres.url = "postgres://app:hunter2@db/app".into();
+        settings.clicks.visitor_secret = "hunter2".into();
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("[redacted]"));
+    }
+
     #[test]
     fn every_key_in_default_toml_is_commented() {
         let lines: Vec<&str> = DEFAULT_TOML.lines().map(str::trim).collect();

@@ -311,7 +311,7 @@ async fn probe_redis(
 
 fn batcher_config(settings: &Settings) -> BatcherConfig {
     let c = &settings.clicks;
-    let visitor_secret = if c.visitor_secret.is_empty() {
+    let visitor_secret = if c.visitor_secret.expose().is_empty() {
         tracing::warn!(
             "clicks.visitor_secret is empty: using a random one; unique visitors restart with the process"
         );
@@ -319,7 +319,7 @@ fn batcher_config(settings: &Settings) -> BatcherConfig {
         rand::fill(&mut secret);
         secret.to_vec()
     } else {
-        c.visitor_secret.as_bytes().to_vec()
+        c.visitor_secret.expose().as_bytes().to_vec()
     };
     BatcherConfig {
         batch_max: c.batch_max,
@@ -392,7 +392,7 @@ async fn open_postgres(
     use std::time::Duration;
     let pg = &settings.store.postgres;
     let store = shortener_postgres::PostgresStore::connect(&shortener_postgres::PostgresOptions {
-        url: pg.url.clone(),
+        url: pg.url.expose().to_owned(),
         pool_size: pg.pool_size,
         connect_timeout: Duration::from_millis(pg.connect_timeout_ms),
         acquire_timeout: Duration::from_millis(pg.acquire_timeout_ms),

@@ -375,7 +375,7 @@ impl L2Cache {
 /// bounded command buffer (default: unbounded), a connect timeout, detection of a hung
 /// connection, and reconnection forever with capped exponential backoff.
 fn builder(settings: &RedisSettings) -> Result<Builder, RedisError> {
-    let mut config = Config::from_url(&settings.url)?;
+    let mut config = Config::from_url(settings.url.expose())?;
     // fred's default gives up if the *first* connection fails; the service must start
     // before Redis does (and outlive it), so the first connect retries like any other.
     config.fail_fast = false;

@@ -19,7 +19,7 @@ use crate::helpers::{TestApp, link, spawn_app_with, spawn_pair_with};
 /// Settings pointing at `redis`.
 fn with_redis(redis: &RedisServer) -> impl Fn(&mut Settings) + use<> {
     let url = redis.url();
-    move |s: &mut Settings| s.redis.url = url.clone()
+    move |s: &mut Settings| s.redis.url = url.clone().into()
 }
 
 /// A Redis server and two instances using it (each also configured by `configure`),
