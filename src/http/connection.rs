@@ -18,8 +18,9 @@
 //! [`Watched`] covers those states.
 //!
 //! How it knows: the connection's hyper service (`adapter::TowerService`) counts requests
-//! started and in flight in the connection's [`Activity`] ([`Activity::start`]). [`Watched`] wraps the connection's
-//! future and owns one timer, armed for the current state's deadline. Per request that
+//! started and in flight in the connection's [`Activity`] ([`Activity::start`]).
+//! [`Watched`] wraps the connection's future and owns one timer, armed for the current
+//! state's deadline. Per request that
 //! is two relaxed atomic adds on a line only this connection touches and an `Arc` bump;
 //! the timer is never touched by a request. So an HTTP/2 connection is checked on a
 //! coarse tick (idle = nothing started and nothing in flight for a whole tick), which
@@ -53,7 +54,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::metrics::HTTP_CONNECTIONS_CLOSED;
 use http::header::{CONNECTION, HeaderValue};
 use http::{Response, Version};
 use hyper_util::server::graceful::GracefulConnection;
@@ -61,6 +61,8 @@ use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
+
+use crate::metrics::HTTP_CONNECTIONS_CLOSED;
 
 /// While draining, how long an idle HTTP/1 connection is kept open for a request its
 /// client may already have sent. Long enough for a client that sends back to back (or an
@@ -150,17 +152,7 @@ impl Activity {
     fn idle_since(&self, seen: u64) -> bool {
         self.in_flight.load(Ordering::Relaxed) == 0 && self.started() == seen
     }
-}
 
-/// A request in flight on a connection, from [`Activity::start`]: counted finished when
-/// dropped (whether its response was sent or the request was cancelled).
-#[derive(Debug)]
-pub struct InFlight {
-    activity: Arc<Activity>,
-    http1: bool,
-}
-
-impl Activity {
     /// Counts a request of `version` starting on this connection (called by the
     /// connection's hyper service, `adapter::TowerService`, from the connection's task).
     pub fn start(self: &Arc<Self>, version: Version) -> InFlight {
@@ -176,6 +168,14 @@ impl Activity {
             http1,
         }
     }
+}
+
+/// A request in flight on a connection, from [`Activity::start`]: counted finished when
+/// dropped (whether its response was sent or the request was cancelled).
+#[derive(Debug)]
+pub struct InFlight {
+    activity: Arc<Activity>,
+    http1: bool,
 }
 
 impl InFlight {
@@ -207,7 +207,8 @@ enum Phase {
     Http1,
     /// HTTP/2: told to go away after `http2_idle` with no stream.
     Http2,
-    /// An idle HTTP/2 connection was sent GOAWAY; dropped if still open a tick later.
+    /// An idle HTTP/2 connection was sent GOAWAY; dropped if still open, and still idle,
+    /// a tick later (a stream the client opened before it read the GOAWAY is answered).
     GoingAway,
     /// Draining, HTTP/1 or no request yet: closed once idle for [`DRAIN_LINGER`].
     Lingering,
@@ -238,8 +239,7 @@ pin_project! {
 
 impl<C> Watched<C> {
     /// Arms the timer `after` from now (polling it once leaves this task's waker).
-    fn arm(timer: Pin<&mut Sleep>, after: Duration, cx: &mut Context<'_>) {
-        let mut timer = timer;
+    fn arm(mut timer: Pin<&mut Sleep>, after: Duration, cx: &mut Context<'_>) {
         timer.as_mut().reset(Instant::now() + after);
         let _ = timer.poll(cx);
     }
@@ -289,7 +289,8 @@ impl<C: GracefulConnection> Future for Watched<C> {
                     (Some((Phase::GoingAway, this.deadlines.http2_idle)), None)
                 }
                 Phase::Http2 => (Some((Phase::Http2, this.deadlines.http2_idle)), None),
-                Phase::GoingAway => (None, Some("http2_idle")),
+                Phase::GoingAway if activity.idle_since(*this.seen) => (None, Some("http2_idle")),
+                Phase::GoingAway => (Some((Phase::GoingAway, this.deadlines.http2_idle)), None),
                 Phase::Lingering if activity.idle_since(*this.seen) => (None, Some("drain")),
                 Phase::Lingering => (Some((Phase::Lingering, DRAIN_LINGER)), None),
                 Phase::Http1 | Phase::Draining => (None, None),
