@@ -1,25 +1,60 @@
 //! A high-performance URL shortener: the service library.
 //!
 //! The binary (`src/main.rs`) only parses the command line, loads [`config`], installs
-//! [`telemetry`] and calls [`startup::Application`]. Reading order for newcomers:
+//! [`telemetry`] and calls [`startup::Application`].
+//!
+//! # Layout
+//!
+//! Each folder is one room of the request path, in the order a redirect walks through
+//! them; the files at the top level build, watch and stop the rooms.
+//!
+//! ```text
+//! src/
+//! ├── http/            the transport, the only module that knows hyper
+//! │   ├── server.rs        accept loop, connection cap
+//! │   ├── connection.rs    one connection's deadlines and drain
+//! │   ├── adapter.rs       the tower stack as a hyper service
+//! │   ├── middleware/      metrics, request id, trace, load shed, deadline, body limit
+//! │   ├── app.rs, router.rs  dispatch by route
+//! │   ├── redirect.rs      the hot path
+//! │   ├── api.rs           the JSON API
+//! │   ├── error.rs         one error envelope, logged with its causes
+//! │   └── admin.rs         /metrics on its own listener
+//! ├── service.rs       LinkService: the rules, knowing no HTTP
+//! ├── cache/           the tiers a lookup meets before the store
+//! │   ├── front.rs         per-thread table of hot links
+//! │   ├── l1.rs            moka: single-flight, negative entries, byte bound
+//! │   └── l2/              Redis: redis.rs, invalidation.rs, breaker.rs (absent.rs without the feature)
+//! ├── store/           what wraps the backend: metered.rs, group_commit.rs
+//! ├── clicks/          what a redirect leaves behind: recorder, batcher, sink
+//! ├── config.rs        one typed tree, defaults, file, environment
+//! ├── metrics.rs       every metric name and the recorder
+//! ├── telemetry.rs     logging
+//! ├── startup.rs       build, wire, run, stop in order
+//! └── shutdown.rs      the signal and the background tasks' cancellation
+//! ```
+//!
+//! The backends are crates of their own (`stores/redb`, `stores/postgres`), and what the
+//! service shares with the analytics consumer is `shortener_core`.
+//!
+//! # Reading order
 //!
 //! 1. [`startup`]: how the pieces are built and wired, and the shutdown sequence.
 //! 2. [`http::server`] and [`http::middleware`]: the request path up to the router.
 //! 3. `http::redirect` and [`service::LinkService::resolve`]: the redirect hot path.
-//! 4. [`cache`]: single-flight, negative caching, ready-to-send entries.
-//! 5. `shortener_core::store`: the storage contract and the embedded backend.
+//! 4. [`cache`]: the tiers, then `shortener_core::store`: the storage contract.
+//!
+//! The fast path (the front table, answering without a future, the hand-written adapter)
+//! is a set of refinements on top of that plain design; each of those modules opens with
+//! the plain version it replaces and the measurement that justified it.
 
-#[cfg(feature = "redis")]
-pub mod breaker;
 pub mod cache;
 pub mod clicks;
 pub mod config;
-pub mod group_commit;
 pub mod http;
-pub mod l2;
 pub mod metrics;
 pub mod service;
 pub mod shutdown;
 pub mod startup;
-pub mod store_metrics;
+pub mod store;
 pub mod telemetry;

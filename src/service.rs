@@ -25,11 +25,11 @@ use time::OffsetDateTime;
 use shortener_core::aggregate::Counts;
 use shortener_core::stats::{LinkStats, StatsQuery, StatsStore};
 
+use crate::cache::l2::{self, L2Cache, Lookup};
 use crate::cache::{CacheEntry, CachedLink, ClickBudget, LinkCache, cache_control_max_age};
 use crate::config::Settings;
-use crate::l2::{self, L2Cache, Lookup};
 use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED};
-use crate::store_metrics::MeteredStore;
+use crate::store::MeteredStore;
 
 /// A validated request to create a link. Every field is already a domain type, so the
 /// service never sees unparsed input.

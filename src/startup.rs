@@ -21,17 +21,17 @@ use shortener_redb::RedbStore;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::cache::l2::{self, L2Cache, L2Error};
 use crate::clicks::batcher::{self, BatcherConfig};
 use crate::clicks::sink::AggregatingConfig;
 use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
 use crate::config::{ConfigError, Settings, StoreBackend};
-use crate::group_commit::GroupCommit;
 use crate::http::app::{App, AppState};
 use crate::http::middleware::Stack;
 use crate::http::{admin, server};
-use crate::l2::{self, L2Cache, L2Error};
 use crate::service::LinkService;
 use crate::shutdown::{Background, TaskPanicked};
+use crate::store::GroupCommit;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,13 +40,13 @@ pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The store could not be opened.
-    #[error("cannot open the link store: {0}")]
+    #[error("cannot open the link store")]
     Store(#[from] StoreError),
     /// The configured backend is not compiled into this build.
     #[error("this build has no {0} backend: build it with `--features {0}`")]
     NotBuilt(&'static str),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address from config.
         addr: SocketAddr,
@@ -54,7 +54,7 @@ pub enum StartupError {
         source: std::io::Error,
     },
     /// The metrics recorder could not be installed.
-    #[error("cannot install the metrics recorder: {0}")]
+    #[error("cannot install the metrics recorder")]
     Metrics(#[from] BuildError),
     /// The Redis client could not be built (a bad URL; an unreachable Redis is not an
     /// error: the service starts degraded and keeps reconnecting).
@@ -98,7 +98,7 @@ impl Application {
                 let store =
                     tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, cache))
                         .await
-                        .map_err(|e| StoreError::Backend(e.to_string()))??;
+                        .map_err(|e| StoreError::caused("opening the embedded store", e))??;
                 tracing::info!(path = %settings.store.path.display(), "embedded store opened");
                 // One redb file holds links and statistics: the same store, two roles.
                 let store = Arc::new(store);
@@ -213,7 +213,7 @@ impl Application {
         service
             .close()
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::caused("closing the store", e))?;
         tracing::info!("store closed; bye");
         Ok(stopped?)
     }

@@ -5,6 +5,23 @@
 //! [`target`], [`link`]) and the storage contracts ([`store`], [`stats`]) that every
 //! backend under `stores/` implements. Nothing in this crate knows about HTTP or any
 //! storage engine.
+//!
+//! # Layout
+//!
+//! ```text
+//! core/src/
+//! ├── code.rs, target.rs, link.rs   a link's parts, valid by construction
+//! ├── record.rs                     the one serialized form of a link (store and Redis)
+//! ├── store.rs, store/contract.rs   the LinkStore contract and its test suite
+//! ├── report.rs                     an error and its sources on one log line
+//! ├── click.rs                      the click event contract, visitor hashing
+//! ├── agent.rs                      user-agent classes: browser, OS, device, bot
+//! ├── aggregate.rs                  clicks folded into per-link, per-day counts
+//! ├── visitors.rs, hll.rs, topk.rs  the sketches aggregate.rs uses
+//! ├── stats.rs                      the StatsStore contract and what /stats answers
+//! ├── encoding.rs                   the versioned bytes of a statistics row
+//! └── tight.rs                      (private) vectors that grow 1, 2, 4, ... for aggregation
+//! ```
 
 pub mod agent;
 pub mod aggregate;
@@ -14,6 +31,7 @@ pub mod encoding;
 pub mod hll;
 pub mod link;
 pub mod record;
+pub mod report;
 pub mod stats;
 pub mod store;
 pub mod target;

@@ -17,6 +17,10 @@
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
 
+use std::borrow::Cow;
+use std::error::Error;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::aggregate::Counts;
@@ -48,9 +52,16 @@ pub enum ClickClaim {
 /// `Clone` because one failed group commit answers every create in the group.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed (I/O, engine error).
-    #[error("storage backend error: {0}")]
-    Backend(String),
+    /// The backend failed (I/O, engine error). Build it with [`StoreError::backend`] or
+    /// [`StoreError::caused`].
+    #[error("storage backend error: {context}")]
+    Backend {
+        /// What the backend was doing, or what it found wrong.
+        context: Cow<'static, str>,
+        /// The engine's or driver's own error, when there is one (shared: `Clone`).
+        #[source]
+        source: Option<Arc<dyn Error + Send + Sync>>,
+    },
     /// A stored record could not be decoded.
     #[error("corrupt record for code {code}: {reason}")]
     Corrupt {
@@ -62,6 +73,28 @@ pub enum StoreError {
     /// The store was closed (during shutdown).
     #[error("store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// A backend failure with no underlying error (a state the backend refuses to work in).
+    pub fn backend(context: impl Into<Cow<'static, str>>) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A backend failure caused by `source`, which is kept for the log
+    /// ([`crate::report::Report`]), not flattened into the message.
+    pub fn caused(
+        context: impl Into<Cow<'static, str>>,
+        source: impl Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
 }
 
 /// Durable link storage. See the module docs for the guarantees every backend gives.
@@ -97,7 +130,7 @@ pub trait LinkStore: Send + Sync + 'static {
     /// clicks were left. Durable like any write. Only for backends that
     /// [keep click budgets](LinkStore::keeps_click_budgets); the default refuses.
     async fn claim_click(&self, code: &ShortCode) -> Result<ClickClaim, StoreError> {
-        Err(StoreError::Backend(format!(
+        Err(StoreError::backend(format!(
             "this store keeps no click budgets (claim for {code})"
         )))
     }

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use metrics::{Counter, Gauge, Histogram};
 use shortener_core::click::{CLICK_EVENT_VERSION, ClickEvent, EventIds, VisitorHasher};
+use shortener_core::report::Report;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
@@ -208,7 +209,7 @@ impl Batcher {
         // On `Ok` the sink accounts for the clicks itself (`aggregated` once stored).
         if let Err(error) = result {
             self.meters.dropped_sink.increment(size);
-            tracing::error!(%error, clicks = size, "click batch lost");
+            tracing::error!(error = %Report(&error), clicks = size, "click batch lost");
         }
         self.meters.lag.set(0.0);
     }

@@ -36,6 +36,7 @@ use metrics::{Counter, Gauge, Histogram};
 use shortener_core::StoreError;
 use shortener_core::aggregate::{Aggregator, BatchAggregate, BatchId, MemoLimits};
 use shortener_core::click::ClickEvent;
+use shortener_core::report::Report;
 use shortener_core::stats::StatsStore;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -51,7 +52,7 @@ use crate::metrics::{
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// The statistics store refused the batch.
-    #[error("statistics store: {0}")]
+    #[error("statistics store")]
     Store(#[from] StoreError),
     /// The aggregation task failed (a bug: it is pure code).
     #[error("aggregation failed: {0}")]
@@ -306,10 +307,10 @@ async fn write(shared: &Shared, batch: BatchAggregate) {
                     || (closing && attempts >= CLOSE_ATTEMPTS);
                 if give_up {
                     shared.meters.dropped.increment(events);
-                    tracing::error!(%error, clicks = events, "stats write given up; clicks lost");
+                    tracing::error!(error = %Report(&error), clicks = events, "stats write given up; clicks lost");
                     return;
                 }
-                tracing::warn!(%error, clicks = events, attempts, "stats write failed; retrying");
+                tracing::warn!(error = %Report(&error), clicks = events, attempts, "stats write failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
             }
@@ -344,7 +345,7 @@ mod tests {
                 .fail
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
             match failing {
-                Ok(_) => Err(StoreError::Backend("injected".into())),
+                Ok(_) => Err(StoreError::backend("injected")),
                 Err(_) => Ok(()),
             }
         }

@@ -18,9 +18,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use url::form_urlencoded;
 
-use super::app::{AppState, BoxError, empty};
-use super::error::{ApiError, InvalidField};
-use crate::l2::Health;
+use super::app::AppState;
+use super::error::{ApiError, BoxError, InvalidField, empty};
+use crate::cache::l2::Health;
 use crate::metrics::HTTP_REJECTED;
 use crate::service::NewLink;
 

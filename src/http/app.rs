@@ -11,18 +11,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body::Body;
 use http_body_util::Full;
 
-use super::error::ApiError;
+use super::error::{ApiError, BoxError, into_logged_response};
 use super::router::Route;
 use super::{api, redirect};
 use crate::clicks::ClickRecorder;
 use crate::service::LinkService;
-
-/// A boxed error from a request body.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What handlers share: the service and the HTTP-level settings.
 pub struct AppState {
@@ -166,19 +163,4 @@ where
         (Route::Unmatched, _) => Err(ApiError::no_route()),
     };
     result.unwrap_or_else(into_logged_response)
-}
-
-/// Turns an error into its response, logging the cause of server errors.
-pub(super) fn into_logged_response(error: ApiError) -> Response<Full<Bytes>> {
-    if error.status.is_server_error() {
-        tracing::error!(status = error.status.as_u16(), code = error.code, cause = ?error.cause, "request failed");
-    }
-    error.into_response()
-}
-
-/// An empty response with a status.
-pub(super) fn empty(status: StatusCode) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = status;
-    response
 }

@@ -3,7 +3,12 @@
 //! Every error answer is `{"error": {"code": "...", "message": "..."}}`. `code` is a
 //! stable machine-readable token clients can switch on; `message` is for humans. For 5xx
 //! answers the message is generic and the real cause travels in [`ApiError::cause`] to
-//! the log line (with the request id), never to the client.
+//! the log line (with the request id), never to the client. The cause is kept as an
+//! error, not a string, and [`into_logged_response`] logs it with every source under it
+//! (`shortener_core::report::Report`).
+//!
+//! Every handler returns `Result<_, ApiError>`; the one place an error becomes a response
+//! (and a log line) is [`into_logged_response`], called by the router and the redirect.
 
 use std::borrow::Cow;
 
@@ -12,9 +17,13 @@ use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+use shortener_core::report::Report;
 use shortener_core::{CodeError, TargetUrlError};
 
 use crate::service::ServiceError;
+
+/// A boxed error: a request body's, or the cause of a server error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A failed request, ready to become a response.
 #[derive(Debug)]
@@ -27,8 +36,8 @@ pub struct ApiError {
     pub message: Cow<'static, str>,
     /// For 405: the allowed methods.
     pub allow: Option<&'static str>,
-    /// For 5xx: what actually went wrong, for the log only.
-    pub cause: Option<String>,
+    /// For 5xx: what actually went wrong, with its sources, for the log only.
+    pub cause: Option<BoxError>,
 }
 
 #[derive(Serialize)]
@@ -76,9 +85,9 @@ impl ApiError {
     }
 
     /// An opaque server error; `cause` is logged, not sent.
-    pub fn internal(status: StatusCode, code: &'static str, cause: impl ToString) -> Self {
+    pub fn internal(status: StatusCode, code: &'static str, cause: impl Into<BoxError>) -> Self {
         Self {
-            cause: Some(cause.to_string()),
+            cause: Some(cause.into()),
             ..Self::new(
                 status,
                 code,
@@ -111,6 +120,30 @@ impl ApiError {
         }
         response
     }
+}
+
+/// Turns an error into its response, logging server errors with their whole cause chain.
+pub fn into_logged_response(error: ApiError) -> Response<Full<Bytes>> {
+    if error.status.is_server_error() {
+        let cause = error
+            .cause
+            .as_deref()
+            .map(|cause| Report(cause).to_string());
+        tracing::error!(
+            status = error.status.as_u16(),
+            code = error.code,
+            cause,
+            "request failed"
+        );
+    }
+    error.into_response()
+}
+
+/// An empty response with a status.
+pub fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
 }
 
 /// Serializes the error envelope.
@@ -188,16 +221,18 @@ mod tests {
 
     #[test]
     fn server_errors_hide_their_cause() {
-        let error = ApiError::from(ServiceError::from(StoreError::Backend(
-            "disk on fire at /var/x".into(),
+        let error = ApiError::from(ServiceError::from(StoreError::caused(
+            "redb",
+            std::io::Error::other("disk on fire at /var/x"),
         )));
         assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(!String::from_utf8_lossy(&error.body()).contains("disk"));
+        // What is logged: the cause with every source under it.
         assert!(
             error
                 .cause
                 .as_deref()
-                .is_some_and(|c| c.contains("disk on fire"))
+                .is_some_and(|c| Report(c).to_string().contains("disk on fire"))
         );
     }
 

@@ -31,7 +31,8 @@ use http_body::Body;
 use http_body_util::Full;
 use tower::{Service, ServiceBuilder};
 
-use super::app::{App, BoxError};
+use super::app::App;
+use super::error::BoxError;
 use crate::config::HttpSettings;
 
 /// The layers of the public stack, built once and shared by every connection (one

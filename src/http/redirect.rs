@@ -14,8 +14,8 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use time::OffsetDateTime;
 
-use super::app::{AppState, into_logged_response};
-use super::error::ApiError;
+use super::app::AppState;
+use super::error::{ApiError, into_logged_response};
 use crate::cache::{CachedLink, cache_control_max_age};
 use crate::service::{Resolution, ServiceError};
 

@@ -48,7 +48,7 @@ impl ProbeStore {
 
     fn check(&self) -> Result<(), StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend("injected failure".into()));
+            return Err(StoreError::backend("injected failure"));
         }
         Ok(())
     }

@@ -128,8 +128,8 @@ impl PostgresStore {
 
 /// Any driver or pool failure: the database is unreachable, overloaded or refused the
 /// statement. The service answers these with 503 `store_unavailable`.
-fn backend(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("postgres: {error}"))
+fn backend(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::caused("postgres", error)
 }
 
 /// The (total, human, bot) columns starting at `first` (bigint; never negative).

@@ -215,8 +215,8 @@ impl LinkStore for PostgresStore {
             .await
             .map_err(backend)?;
         if row.get::<_, bool>(0) {
-            return Err(StoreError::Backend(
-                "postgres: the server is a standby in recovery and takes no writes".into(),
+            return Err(StoreError::backend(
+                "postgres: the server is a standby in recovery and takes no writes",
             ));
         }
         Ok(())

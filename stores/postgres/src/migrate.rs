@@ -95,10 +95,10 @@ pub(crate) async fn check(client: &tokio_postgres::Client) -> Result<(), StoreEr
     };
     match version {
         v if v == LATEST => Ok(()),
-        v if v < LATEST => Err(StoreError::Backend(format!(
+        v if v < LATEST => Err(StoreError::backend(format!(
             "the database schema is at version {v}, this build needs {LATEST}: run `shortener migrate`"
         ))),
-        v => Err(StoreError::Backend(format!(
+        v => Err(StoreError::backend(format!(
             "the database schema is at version {v}, newer than this build knows ({LATEST}): upgrade the service"
         ))),
     }

@@ -124,9 +124,9 @@ impl StatsStore for PostgresStore {
         let (mut write_codes, mut write_days) = (Vec::new(), Vec::new());
         for row in &stored {
             let (code, day, body): (&str, i32, &[u8]) = (row.get(0), row.get(1), row.get(2));
-            let delta = deltas
-                .get(&(code, day))
-                .ok_or_else(|| backend(format!("locked a row not in the batch: {code} {day}")))?;
+            let delta = deltas.get(&(code, day)).ok_or_else(|| {
+                StoreError::backend(format!("locked a row not in the batch: {code} {day}"))
+            })?;
             let merged = if body.is_empty() {
                 encoding::encode_day(delta)
             } else {

@@ -114,7 +114,7 @@ async fn a_stopped_database_is_an_error_not_a_hang() {
     let started = std::time::Instant::now();
     let error = store.ping().await.expect_err("nothing listens");
     assert!(
-        matches!(error, shortener_core::StoreError::Backend(_)),
+        matches!(error, shortener_core::StoreError::Backend { .. }),
         "{error}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));

@@ -34,6 +34,7 @@ use wal::{Entry, Wal};
 
 use shortener_core::aggregate::Counts;
 use shortener_core::record;
+use shortener_core::report::Report;
 use shortener_core::store::{InsertOutcome, LinkStore, StoreError};
 use shortener_core::{Link, ShortCode};
 
@@ -147,14 +148,17 @@ impl RedbStore {
         tokio::task::spawn_blocking(move || {
             let db = handle.database(&log)?;
             let result = op(&db);
-            if let Err(StoreError::Backend(error)) = &result {
-                tracing::warn!(%error, "embedded store operation failed; reopening before the next");
+            if let Err(error @ StoreError::Backend { .. }) = &result {
+                tracing::warn!(
+                    error = %Report(error),
+                    "embedded store operation failed; reopening before the next"
+                );
                 handle.failed.store(true, Ordering::Release);
             }
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+        .map_err(|e| StoreError::caused("blocking task failed", e))?
     }
 }
 
@@ -166,8 +170,8 @@ impl Handle {
         }
         match &*self.state.read().map_err(|_| poisoned())? {
             State::Open(db) => Ok(db.clone()),
-            State::Failed => Err(StoreError::Backend(
-                "the embedded store failed and could not be reopened yet".into(),
+            State::Failed => Err(StoreError::backend(
+                "the embedded store failed and could not be reopened yet",
             )),
             State::Closed => Err(StoreError::Closed),
         }
@@ -183,8 +187,8 @@ impl Handle {
             let mut retry_at = self.retry_at.lock().map_err(|_| poisoned())?;
             let now = Instant::now();
             if retry_at.is_some_and(|at| now < at) {
-                return Err(StoreError::Backend(
-                    "the embedded store failed; reopening it is retried every second".into(),
+                return Err(StoreError::backend(
+                    "the embedded store failed; reopening it is retried every second",
                 ));
             }
             *retry_at = Some(now + REOPEN_RETRY);
@@ -195,8 +199,8 @@ impl Handle {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Arc::strong_count(db) > 1 {
                 if Instant::now() > deadline {
-                    return Err(StoreError::Backend(
-                        "the embedded store failed; operations still hold it".into(),
+                    return Err(StoreError::backend(
+                        "the embedded store failed; operations still hold it",
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(1));
@@ -235,7 +239,7 @@ impl LinkStore for RedbStore {
         let mut outcomes = self.insert_batch(std::slice::from_ref(link)).await?;
         outcomes
             .pop()
-            .ok_or(StoreError::Backend("no outcome for the insert".into()))
+            .ok_or_else(|| StoreError::backend("no outcome for the insert"))
     }
 
     async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
@@ -290,7 +294,7 @@ impl LinkStore for RedbStore {
                 && let Err(error) = checkpoint(db, &mut log)
             {
                 // The creates are durable in the log; the next group tries again.
-                tracing::warn!(%error, "create log checkpoint failed");
+                tracing::warn!(error = %Report(&error), "create log checkpoint failed");
             }
             Ok(outcomes)
         })
@@ -388,7 +392,7 @@ impl LinkStore for RedbStore {
         let (handle, log) = (self.handle.clone(), self.log.clone());
         tokio::task::spawn_blocking(move || handle.close(&log))
             .await
-            .map_err(|e| StoreError::Backend(format!("blocking task failed: {e}")))?
+            .map_err(|e| StoreError::caused("blocking task failed", e))?
     }
 }
 
@@ -468,11 +472,12 @@ fn recover(db: &Database, path: &Path) -> Result<Log, StoreError> {
 }
 
 fn poisoned() -> StoreError {
-    StoreError::Backend("lock poisoned".into())
+    StoreError::backend("lock poisoned")
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// An engine (redb) or file (create log) failure, kept as the error's source.
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::caused("redb", e)
 }
 
 fn encode(link: &Link) -> Vec<u8> {

@@ -76,7 +76,7 @@ async fn commit(store: &dyn LinkStore, group: impl Iterator<Item = Waiting>) {
     let outcomes = match store.insert_batch(&links).await {
         Ok(outcomes) if outcomes.len() == links.len() => outcomes.into_iter().map(Ok).collect(),
         Ok(outcomes) => {
-            let error = StoreError::Backend(format!(
+            let error = StoreError::backend(format!(
                 "insert_batch answered {} of {} links",
                 outcomes.len(),
                 links.len()
@@ -94,7 +94,7 @@ async fn commit(store: &dyn LinkStore, group: impl Iterator<Item = Waiting>) {
 
 /// The writer task is gone (it only stops when the last handle is dropped, or panicked).
 fn writer_gone() -> StoreError {
-    StoreError::Backend("group commit writer stopped".into())
+    StoreError::backend("group commit writer stopped")
 }
 
 #[async_trait]
@@ -193,7 +193,7 @@ mod tests {
             self.batches.lock().expect("lock").push(codes.clone());
             self.commits.acquire().await.expect("open").forget();
             if codes.iter().any(|c| c == "fail") {
-                return Err(StoreError::Backend("disk on fire".into()));
+                return Err(StoreError::backend("disk on fire"));
             }
             Ok(codes
                 .iter()
@@ -299,7 +299,7 @@ mod tests {
         for task in doomed {
             assert!(matches!(
                 task.await.expect("join"),
-                Err(StoreError::Backend(_))
+                Err(StoreError::Backend { .. })
             ));
         }
         let sizes: Vec<usize> = store

@@ -1,5 +1,5 @@
 //! The Redis tier itself (the `redis` feature): the [fred] client pool behind a breaker,
-//! with the commands the module docs of [`crate::l2`] describe.
+//! with the commands the module docs of [`crate::cache::l2`] describe.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +16,7 @@ use quanta::Instant;
 use shortener_core::{Link, ShortCode, record};
 use time::OffsetDateTime;
 
-use crate::breaker::{Breaker, BreakerState};
+use super::breaker::{Breaker, BreakerState};
 use crate::config::RedisSettings;
 use crate::metrics::{INVALIDATIONS, L2_REQUESTS, REDIS_COMMAND_DURATION};
 

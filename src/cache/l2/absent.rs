@@ -4,7 +4,7 @@
 //! so the service's `Option<L2Cache>` is always `None` and every method body is the empty
 //! `match *self {}`, which the compiler knows is unreachable. The only thing that runs is
 //! [`L2Cache::connect`], which refuses a configured `redis.url` with the rebuild hint.
-//! The signatures are the Redis tier's (`l2/redis.rs`), so callers compile unchanged.
+//! The signatures are the Redis tier's (`cache/l2/redis.rs`), so callers compile unchanged.
 
 use std::future::Future;
 

@@ -14,10 +14,10 @@
 //! entry with a "missing" tombstone rather than deleting it, and cache fills use
 //! `SET NX`, so an instance that read the link from the store just before the delete
 //! cannot put it back (the classic cache-aside race). Every change is announced on the
-//! invalidation channel (`l2::invalidation`) so other instances evict their L1 copy.
+//! invalidation channel (`invalidation`) so other instances evict their L1 copy.
 //!
 //! Redis is an accelerator, never a dependency. Every call goes through a breaker
-//! (`crate::breaker`) and has a short command timeout; any failure is reported to the caller as
+//! ([`breaker`]) and has a short command timeout; any failure is reported to the caller as
 //! [`Lookup::Unknown`] (or ignored, for writes), and the service asks the store. Nothing
 //! here returns an error to a request.
 //!
@@ -26,12 +26,14 @@
 //!
 //! Redis support is the cargo feature `redis` (`cargo run --release --features redis`):
 //! the default embedded build does not compile a Redis client. Without it, [`L2Cache`] is
-//! a type with no values (`l2/absent.rs`), so the service's `Option<L2Cache>` is always
+//! a type with no values (`cache/l2/absent.rs`), so the service's `Option<L2Cache>` is always
 //! `None`, the compiler drops every Redis branch, and a configured `redis.url` is refused
 //! at startup with that hint.
 
 #[cfg(not(feature = "redis"))]
 mod absent;
+#[cfg(feature = "redis")]
+pub mod breaker;
 #[cfg(feature = "redis")]
 pub mod invalidation;
 #[cfg(feature = "redis")]
