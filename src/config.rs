@@ -7,6 +7,7 @@
 //! stops the process at start with a message naming the key.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,7 +59,7 @@ impl From<&str> for Secret {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A layer could not be read or a key has the wrong type or is unknown.
-    #[error("invalid configuration: {0}")]
+    #[error(transparent)]
     Load(#[from] config::ConfigError),
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {key}: {reason}")]
@@ -92,18 +93,18 @@ pub struct Settings {
 #[allow(missing_docs)]
 pub struct RedisSettings {
     pub url: Secret,
-    pub pool_size: usize,
-    pub command_timeout_ms: u64,
-    pub write_timeout_ms: u64,
+    pub pool_size: NonZeroUsize,
+    pub command_timeout_ms: NonZeroU64,
+    pub write_timeout_ms: NonZeroU64,
     pub connect_timeout_ms: u64,
-    pub max_command_buffer: usize,
-    pub ttl_s: u64,
-    pub negative_ttl_s: u64,
+    pub max_command_buffer: NonZeroUsize,
+    pub ttl_s: NonZeroU64,
+    pub negative_ttl_s: NonZeroU64,
     pub key_prefix: String,
     pub invalidation_channel: String,
-    pub breaker_failures: u32,
-    pub breaker_open_ms: u64,
-    pub probe_interval_ms: u64,
+    pub breaker_failures: NonZeroU32,
+    pub breaker_open_ms: NonZeroU64,
+    pub probe_interval_ms: NonZeroU64,
 }
 
 impl RedisSettings {
@@ -114,17 +115,17 @@ impl RedisSettings {
 
     /// `command_timeout_ms` as a duration.
     pub fn command_timeout(&self) -> Duration {
-        Duration::from_millis(self.command_timeout_ms)
+        Duration::from_millis(self.command_timeout_ms.get())
     }
 
     /// `write_timeout_ms` as a duration.
     pub fn write_timeout(&self) -> Duration {
-        Duration::from_millis(self.write_timeout_ms)
+        Duration::from_millis(self.write_timeout_ms.get())
     }
 
     /// `probe_interval_ms` as a duration.
     pub fn probe_interval(&self) -> Duration {
-        Duration::from_millis(self.probe_interval_ms)
+        Duration::from_millis(self.probe_interval_ms.get())
     }
 }
 
@@ -134,9 +135,9 @@ impl RedisSettings {
 #[allow(missing_docs)]
 pub struct ClickSettings {
     pub enabled: bool,
-    pub queue_capacity: usize,
-    pub batch_max: usize,
-    pub flush_interval_ms: u64,
+    pub queue_capacity: NonZeroUsize,
+    pub batch_max: NonZeroUsize,
+    pub flush_interval_ms: NonZeroU64,
     pub visitor_secret: Secret,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub country_header: String,
@@ -147,16 +148,16 @@ pub struct ClickSettings {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct StatsSettings {
-    pub flush_interval_ms: u64,
-    pub max_pending_cells: usize,
-    pub agent_memo_entries: usize,
-    pub referrer_memo_entries: usize,
+    pub flush_interval_ms: NonZeroU64,
+    pub max_pending_cells: NonZeroUsize,
+    pub agent_memo_entries: NonZeroUsize,
+    pub referrer_memo_entries: NonZeroUsize,
 }
 
 impl StatsSettings {
     /// `flush_interval_ms` as a duration.
     pub fn flush_interval(&self) -> Duration {
-        Duration::from_millis(self.flush_interval_ms)
+        Duration::from_millis(self.flush_interval_ms.get())
     }
 }
 
@@ -167,18 +168,18 @@ impl StatsSettings {
 pub struct HttpSettings {
     pub listen: SocketAddr,
     pub public_base_url: String,
-    pub request_timeout_ms: u64,
-    pub header_read_timeout_ms: u64,
-    pub http2_idle_timeout_ms: u64,
-    pub http2_keep_alive_interval_ms: u64,
-    pub http2_keep_alive_timeout_ms: u64,
-    pub body_read_timeout_ms: u64,
+    pub request_timeout_ms: NonZeroU64,
+    pub header_read_timeout_ms: NonZeroU64,
+    pub http2_idle_timeout_ms: NonZeroU64,
+    pub http2_keep_alive_interval_ms: NonZeroU64,
+    pub http2_keep_alive_timeout_ms: NonZeroU64,
+    pub body_read_timeout_ms: NonZeroU64,
     pub max_connections: usize,
-    pub max_headers: usize,
+    pub max_headers: NonZeroUsize,
     pub max_header_bytes: usize,
-    pub max_body_bytes: usize,
-    pub redirect_concurrency_limit: usize,
-    pub api_concurrency_limit: usize,
+    pub max_body_bytes: NonZeroUsize,
+    pub redirect_concurrency_limit: NonZeroUsize,
+    pub api_concurrency_limit: NonZeroUsize,
     pub shutdown_grace_ms: u64,
 }
 
@@ -197,7 +198,7 @@ pub struct AdminSettings {
 pub struct LinkSettings {
     pub code_length: usize,
     pub code_alphabet: String,
-    pub max_create_attempts: u32,
+    pub max_create_attempts: NonZeroU32,
     pub forward_query: bool,
     pub permanent_redirect_max_age_s: u64,
 }
@@ -207,8 +208,8 @@ pub struct LinkSettings {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct CacheSettings {
-    pub max_capacity_bytes: u64,
-    pub ttl_s: u64,
+    pub max_capacity_bytes: NonZeroU64,
+    pub ttl_s: NonZeroU64,
     pub negative_ttl_s: u64,
 }
 
@@ -220,7 +221,7 @@ pub struct StoreSettings {
     pub backend: StoreBackend,
     pub path: PathBuf,
     pub cache_bytes: usize,
-    pub max_group: usize,
+    pub max_group: NonZeroUsize,
     pub postgres: PostgresSettings,
 }
 
@@ -230,10 +231,10 @@ pub struct StoreSettings {
 #[allow(missing_docs)]
 pub struct PostgresSettings {
     pub url: Secret,
-    pub pool_size: usize,
-    pub connect_timeout_ms: u64,
-    pub acquire_timeout_ms: u64,
-    pub statement_timeout_ms: u64,
+    pub pool_size: NonZeroUsize,
+    pub connect_timeout_ms: NonZeroU64,
+    pub acquire_timeout_ms: NonZeroU64,
+    pub statement_timeout_ms: NonZeroU64,
 }
 
 /// Which [`shortener_core::LinkStore`] to open.
@@ -290,7 +291,8 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Range and consistency checks that types alone cannot express.
+    /// Range and consistency checks that types alone cannot express (every "must be
+    /// > 0" is a `NonZero*` field, refused by deserialization with its key named).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, reason: &str| {
             Err(ConfigError::Invalid {
@@ -299,43 +301,11 @@ impl Settings {
             })
         };
         let h = &self.http;
-        if h.request_timeout_ms == 0 {
-            return invalid("http.request_timeout_ms", "must be > 0");
-        }
-        for (key, value) in [
-            ("http.header_read_timeout_ms", h.header_read_timeout_ms),
-            ("http.http2_idle_timeout_ms", h.http2_idle_timeout_ms),
-            (
-                "http.http2_keep_alive_interval_ms",
-                h.http2_keep_alive_interval_ms,
-            ),
-            (
-                "http.http2_keep_alive_timeout_ms",
-                h.http2_keep_alive_timeout_ms,
-            ),
-            ("http.body_read_timeout_ms", h.body_read_timeout_ms),
-        ] {
-            if value == 0 {
-                return invalid(key, "must be > 0");
-            }
-        }
-        if h.max_headers == 0 {
-            return invalid("http.max_headers", "must be > 0");
-        }
         if h.max_header_bytes < 8192 {
             return invalid(
                 "http.max_header_bytes",
                 "must be >= 8192 (hyper's minimum buffer)",
             );
-        }
-        if h.max_body_bytes == 0 {
-            return invalid("http.max_body_bytes", "must be > 0");
-        }
-        if h.redirect_concurrency_limit == 0 {
-            return invalid("http.redirect_concurrency_limit", "must be > 0");
-        }
-        if h.api_concurrency_limit == 0 {
-            return invalid("http.api_concurrency_limit", "must be > 0");
         }
         if !h.public_base_url.is_empty() {
             let base = url::Url::parse(&h.public_base_url).map_err(|e| ConfigError::Invalid {
@@ -349,49 +319,15 @@ impl Settings {
                 );
             }
         }
-        if self.links.max_create_attempts == 0 {
-            return invalid("links.max_create_attempts", "must be > 0");
-        }
         self.code_generator()?;
-        if self.cache.max_capacity_bytes == 0 {
-            return invalid("cache.max_capacity_bytes", "must be > 0");
-        }
-        if self.cache.ttl_s == 0 {
-            return invalid("cache.ttl_s", "must be > 0");
-        }
         let c = &self.clicks;
-        if c.queue_capacity == 0 {
-            return invalid("clicks.queue_capacity", "must be > 0");
-        }
-        if c.batch_max == 0 {
-            return invalid("clicks.batch_max", "must be > 0");
-        }
-        if c.flush_interval_ms == 0 {
-            return invalid("clicks.flush_interval_ms", "must be > 0");
-        }
         if !c.country_header.is_empty()
             && http::HeaderName::try_from(c.country_header.as_str()).is_err()
         {
             return invalid("clicks.country_header", "must be a valid header name");
         }
-        let st = &self.stats;
-        if st.flush_interval_ms == 0 {
-            return invalid("stats.flush_interval_ms", "must be > 0");
-        }
-        if st.max_pending_cells == 0 {
-            return invalid("stats.max_pending_cells", "must be > 0");
-        }
-        if st.agent_memo_entries == 0 {
-            return invalid("stats.agent_memo_entries", "must be > 0");
-        }
-        if st.referrer_memo_entries == 0 {
-            return invalid("stats.referrer_memo_entries", "must be > 0");
-        }
         if self.store.cache_bytes < 1 << 20 {
             return invalid("store.cache_bytes", "must be at least 1 MiB");
-        }
-        if self.store.max_group == 0 {
-            return invalid("store.max_group", "must be > 0");
         }
         let pg = &self.store.postgres;
         if self.store.backend == StoreBackend::Postgres && pg.url.expose().is_empty() {
@@ -399,21 +335,6 @@ impl Settings {
                 "store.postgres.url",
                 "must be set when store.backend = \"postgres\"",
             );
-        }
-        if pg.pool_size == 0 {
-            return invalid("store.postgres.pool_size", "must be > 0");
-        }
-        for (key, ms) in [
-            ("store.postgres.connect_timeout_ms", pg.connect_timeout_ms),
-            ("store.postgres.acquire_timeout_ms", pg.acquire_timeout_ms),
-            (
-                "store.postgres.statement_timeout_ms",
-                pg.statement_timeout_ms,
-            ),
-        ] {
-            if ms == 0 {
-                return invalid(key, "must be > 0");
-            }
         }
         let r = &self.redis;
         if r.enabled() {
@@ -425,38 +346,8 @@ impl Settings {
                 return invalid("redis.url", "must be a redis:// URL");
             }
         }
-        if r.pool_size == 0 {
-            return invalid("redis.pool_size", "must be > 0");
-        }
-        if r.command_timeout_ms == 0 {
-            return invalid(
-                "redis.command_timeout_ms",
-                "must be > 0 (fred's 0 means no timeout)",
-            );
-        }
-        if r.write_timeout_ms == 0 {
-            return invalid(
-                "redis.write_timeout_ms",
-                "must be > 0 (fred's 0 means no timeout)",
-            );
-        }
-        if r.max_command_buffer == 0 {
-            return invalid(
-                "redis.max_command_buffer",
-                "must be > 0 (fred's 0 means unbounded)",
-            );
-        }
-        if r.ttl_s == 0 || r.negative_ttl_s == 0 {
-            return invalid("redis.ttl_s/negative_ttl_s", "must be > 0");
-        }
         if r.invalidation_channel.is_empty() {
             return invalid("redis.invalidation_channel", "must not be empty");
-        }
-        if r.breaker_failures == 0 || r.breaker_open_ms == 0 {
-            return invalid("redis.breaker_failures/breaker_open_ms", "must be > 0");
-        }
-        if r.probe_interval_ms == 0 {
-            return invalid("redis.probe_interval_ms", "must be > 0");
         }
         Ok(())
     }
@@ -475,32 +366,32 @@ impl Settings {
 impl HttpSettings {
     /// `request_timeout_ms` as a duration.
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
+        Duration::from_millis(self.request_timeout_ms.get())
     }
 
     /// `header_read_timeout_ms` as a duration.
     pub fn header_read_timeout(&self) -> Duration {
-        Duration::from_millis(self.header_read_timeout_ms)
+        Duration::from_millis(self.header_read_timeout_ms.get())
     }
 
     /// `http2_idle_timeout_ms` as a duration.
     pub fn http2_idle_timeout(&self) -> Duration {
-        Duration::from_millis(self.http2_idle_timeout_ms)
+        Duration::from_millis(self.http2_idle_timeout_ms.get())
     }
 
     /// `http2_keep_alive_interval_ms` as a duration.
     pub fn http2_keep_alive_interval(&self) -> Duration {
-        Duration::from_millis(self.http2_keep_alive_interval_ms)
+        Duration::from_millis(self.http2_keep_alive_interval_ms.get())
     }
 
     /// `http2_keep_alive_timeout_ms` as a duration.
     pub fn http2_keep_alive_timeout(&self) -> Duration {
-        Duration::from_millis(self.http2_keep_alive_timeout_ms)
+        Duration::from_millis(self.http2_keep_alive_timeout_ms.get())
     }
 
     /// `body_read_timeout_ms` as a duration.
     pub fn body_read_timeout(&self) -> Duration {
-        Duration::from_millis(self.body_read_timeout_ms)
+        Duration::from_millis(self.body_read_timeout_ms.get())
     }
 
     /// `shutdown_grace_ms` as a duration.
@@ -601,7 +492,7 @@ mod tests {
         std::fs::write(&path, "[cache]\nttl_s = 42\nnegative_ttl_s = 1\n").expect("write");
         let settings =
             Settings::load_from(Some(&path), env(&[("APP__CACHE__TTL_S", "7")])).expect("loads");
-        assert_eq!(settings.cache.ttl_s, 7);
+        assert_eq!(settings.cache.ttl_s.get(), 7);
         assert_eq!(settings.cache.negative_ttl_s, 1);
     }
 

@@ -136,7 +136,7 @@ impl LinkService {
             stats,
             cache: LinkCache::new(&settings.cache),
             generator,
-            max_create_attempts: settings.links.max_create_attempts,
+            max_create_attempts: settings.links.max_create_attempts.get(),
             permanent_max_age,
             permanent_cache_control: cache_control_max_age(permanent_max_age.as_secs()),
             links_created: metrics::counter!(LINKS_CREATED),

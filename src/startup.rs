@@ -125,7 +125,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         // Metrics first: every component resolves its metric handles at construction.
         let metrics = crate::metrics::install()?;
-        let links = Arc::new(GroupCommit::new(links, settings.store.max_group));
+        let links = Arc::new(GroupCommit::new(links, settings.store.max_group.get()));
         let mut service = LinkService::new(&settings, links, stats.clone())?;
         let mut subscriber = None;
         if settings.redis.enabled() {
@@ -140,7 +140,8 @@ impl Application {
                 trusted_proxies: settings.clicks.trusted_proxies.clone(),
                 country_header: country_header(&settings),
             };
-            let (recorder, queue) = ClickRecorder::new(settings.clicks.queue_capacity, capture);
+            let (recorder, queue) =
+                ClickRecorder::new(settings.clicks.queue_capacity.get(), capture);
             let sink: Arc<dyn EventSink> = Arc::new(AggregatingSink::start(
                 stats.clone(),
                 aggregating_config(&settings),
@@ -322,8 +323,8 @@ fn batcher_config(settings: &Settings) -> BatcherConfig {
         c.visitor_secret.expose().as_bytes().to_vec()
     };
     BatcherConfig {
-        batch_max: c.batch_max,
-        flush_interval: Duration::from_millis(c.flush_interval_ms),
+        batch_max: c.batch_max.get(),
+        flush_interval: Duration::from_millis(c.flush_interval_ms.get()),
         visitor_secret,
     }
 }
@@ -332,10 +333,10 @@ fn aggregating_config(settings: &Settings) -> AggregatingConfig {
     let s = &settings.stats;
     AggregatingConfig {
         flush_interval: s.flush_interval(),
-        max_pending_cells: s.max_pending_cells,
+        max_pending_cells: s.max_pending_cells.get(),
         memo: MemoLimits {
-            agents: s.agent_memo_entries,
-            referrers: s.referrer_memo_entries,
+            agents: s.agent_memo_entries.get(),
+            referrers: s.referrer_memo_entries.get(),
         },
     }
 }
@@ -393,10 +394,10 @@ async fn open_postgres(
     let pg = &settings.store.postgres;
     let store = shortener_postgres::PostgresStore::connect(&shortener_postgres::PostgresOptions {
         url: pg.url.expose().to_owned(),
-        pool_size: pg.pool_size,
-        connect_timeout: Duration::from_millis(pg.connect_timeout_ms),
-        acquire_timeout: Duration::from_millis(pg.acquire_timeout_ms),
-        statement_timeout: Duration::from_millis(pg.statement_timeout_ms),
+        pool_size: pg.pool_size.get(),
+        connect_timeout: Duration::from_millis(pg.connect_timeout_ms.get()),
+        acquire_timeout: Duration::from_millis(pg.acquire_timeout_ms.get()),
+        statement_timeout: Duration::from_millis(pg.statement_timeout_ms.get()),
     })?;
     Ok(store)
 }

@@ -62,8 +62,8 @@ async fn measure(entry: impl Fn(usize) -> (ShortCode, CacheEntry)) -> (f64, f64,
     }
     let values = live() - before;
     let cache = LinkCache::new(&CacheSettings {
-        max_capacity_bytes: 1 << 40, // nothing evicted: every entry is measured
-        ttl_s: 300,
+        max_capacity_bytes: (1 << 40).try_into().expect("> 0"), // nothing evicted: every entry is measured
+        ttl_s: 300.try_into().expect("> 0"),
         negative_ttl_s: 5,
     });
     let empty = live();

@@ -25,9 +25,9 @@ async fn redirects_reconcile_with_recorded_dropped_and_aggregated_clicks() {
     settings.admin.listen = "127.0.0.1:0".parse().expect("addr");
     settings.store.path = dir.path().join("links.redb");
     // A small queue so that the load run overflows it: both sides of the identity matter.
-    settings.clicks.queue_capacity = 64;
-    settings.clicks.batch_max = 32;
-    settings.clicks.flush_interval_ms = 20;
+    settings.clicks.queue_capacity = 64.try_into().expect("> 0");
+    settings.clicks.batch_max = 32.try_into().expect("> 0");
+    settings.clicks.flush_interval_ms = 20.try_into().expect("> 0");
     let app = Application::build(settings).await.expect("build");
     let (addr, admin) = (app.public_addr(), app.admin_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -131,10 +131,10 @@ impl LinkCache {
     /// A cache sized and timed by `[cache]`.
     pub fn new(settings: &CacheSettings) -> Self {
         let inner = Cache::builder()
-            .max_capacity(settings.max_capacity_bytes)
+            .max_capacity(settings.max_capacity_bytes.get())
             .weigher(weigh)
             .expire_after(TieredExpiry {
-                found: Duration::from_secs(settings.ttl_s),
+                found: Duration::from_secs(settings.ttl_s.get()),
                 missing: Duration::from_secs(settings.negative_ttl_s),
             })
             .build_with_hasher(foldhash::fast::RandomState::default());
@@ -173,9 +173,16 @@ impl LinkCache {
     /// housekeeping). Not counted: the caller counts with [`LinkCache::count_hit`] once
     /// it uses the entry, or falls back to [`LinkCache::get_or_load`], which counts.
     ///
-    /// moka's lookup is an `async fn` that almost never waits; this polls it once with a
-    /// no-op waker and drops it if it is pending (moka's futures are cancel-safe: an
-    /// interrupted operation is retried by the next one).
+    /// The plain version is `self.inner.get(code).await` inside the redirect's `async`
+    /// block. moka's lookup is an `async fn` that almost never waits; this polls it once
+    /// with a no-op waker and drops it if it is pending, so a hit needs no future of the
+    /// redirect's own (boxing that future per request was malloc, a copy and a free:
+    /// docs/benchmarks.md, session 3).
+    ///
+    /// Why that is safe: a waker is only how a pending future asks to be polled again.
+    /// With a no-op waker nobody will, so the future must be dropped, not kept; dropping
+    /// a future cancels it, and moka's futures are cancel-safe (an interrupted operation
+    /// leaves nothing half-done, and the fallback's lookup simply runs again).
     ///
     /// The thread's front is asked first, and a link found in moka is put there.
     pub fn get_now(&self, code: &str) -> Option<CacheEntry> {
@@ -298,6 +305,7 @@ impl Expiry<ShortCode, CacheEntry> for TieredExpiry {
 mod tests {
     use super::*;
     use shortener_core::{RedirectKind, TargetUrl};
+    use std::num::NonZeroU64;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn link(redirect: RedirectKind, expires_at: Option<OffsetDateTime>) -> Link {
@@ -319,8 +327,8 @@ mod tests {
 
     fn settings(max_capacity_bytes: u64) -> CacheSettings {
         CacheSettings {
-            max_capacity_bytes,
-            ttl_s: 60,
+            max_capacity_bytes: NonZeroU64::new(max_capacity_bytes).expect("a capacity"),
+            ttl_s: NonZeroU64::new(60).expect("> 0"),
             negative_ttl_s: 60,
         }
     }

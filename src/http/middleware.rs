@@ -53,13 +53,13 @@ impl Stack {
             metrics: metrics::MetricsLayer::new(),
             request_id: request_id::RequestIdLayer::new(),
             load_shed: load_shed::LoadShedLayer::new(
-                settings.redirect_concurrency_limit,
-                settings.api_concurrency_limit,
+                settings.redirect_concurrency_limit.get(),
+                settings.api_concurrency_limit.get(),
             ),
             deadline: deadline::DeadlineLayer::new(Duration::from_millis(
-                settings.request_timeout_ms,
+                settings.request_timeout_ms.get(),
             )),
-            max_body_bytes: settings.max_body_bytes,
+            max_body_bytes: settings.max_body_bytes.get(),
         }
     }
 

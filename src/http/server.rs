@@ -58,7 +58,7 @@ pub fn connection_builder(settings: &HttpSettings) -> auto::Builder<TokioExecuto
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout())
-        .max_headers(settings.max_headers)
+        .max_headers(settings.max_headers.get())
         .max_buf_size(settings.max_header_bytes)
         .keep_alive(true);
     builder

@@ -16,7 +16,7 @@ const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.goo
 /// can claim its own client address (and so count as its own visitor).
 async fn spawn() -> crate::helpers::TestApp {
     spawn_app_with(|s| {
-        s.clicks.flush_interval_ms = 25;
+        s.clicks.flush_interval_ms = 25.try_into().expect("> 0");
         s.clicks.trusted_proxies = vec!["127.0.0.0/8".parse().expect("cidr")];
         s.clicks.country_header = "x-country".into();
         s.clicks.visitor_secret = "test".into();
@@ -179,11 +179,11 @@ async fn hostile_referrers_and_user_agents_are_capped_and_stored_safely() {
 #[tokio::test]
 async fn a_full_queue_drops_clicks_counts_them_and_redirects_still_answer() {
     let app = spawn_app_with(|s| {
-        s.clicks.queue_capacity = 2;
-        s.clicks.batch_max = 1;
-        s.clicks.flush_interval_ms = 25;
+        s.clicks.queue_capacity = 2.try_into().expect("> 0");
+        s.clicks.batch_max = 1.try_into().expect("> 0");
+        s.clicks.flush_interval_ms = 25.try_into().expect("> 0");
         // Room for one link-day in memory: a stuck store write then stops the batcher.
-        s.stats.max_pending_cells = 1;
+        s.stats.max_pending_cells = 1.try_into().expect("> 0");
     })
     .await;
     let code = app.create_ok(link("https://example.com/")).await;
@@ -376,8 +376,8 @@ async fn a_long_tail_of_links_is_counted_exactly_with_nothing_dropped() {
     const LINKS: usize = 5_000;
     const CLICKS: usize = 20_000;
     let app = spawn_app_with(|s| {
-        s.clicks.flush_interval_ms = 50;
-        s.stats.flush_interval_ms = 100;
+        s.clicks.flush_interval_ms = 50.try_into().expect("> 0");
+        s.stats.flush_interval_ms = 100.try_into().expect("> 0");
         s.clicks.trusted_proxies = vec!["127.0.0.0/8".parse().expect("cidr")];
         s.clicks.visitor_secret = "test".into();
     })

@@ -76,7 +76,9 @@ const DEADLINE_MS: u64 = 500;
 
 #[tokio::test]
 async fn an_http2_connection_that_opens_no_stream_is_closed_at_the_header_deadline() {
-    let app = spawn_app_with(|s| s.http.header_read_timeout_ms = DEADLINE_MS).await;
+    let app =
+        spawn_app_with(|s| s.http.header_read_timeout_ms = DEADLINE_MS.try_into().expect("> 0"))
+            .await;
     let mut stream = h2_connection(app.addr).await;
     let (kinds, elapsed) = frames_until_closed(&mut stream).await;
     assert!(kinds.contains(&SETTINGS), "it spoke HTTP/2: {kinds:?}");
@@ -97,7 +99,9 @@ async fn an_http2_connection_that_opens_no_stream_is_closed_at_the_header_deadli
 
 #[tokio::test]
 async fn an_http2_connection_trickling_its_headers_is_closed_at_the_header_deadline() {
-    let app = spawn_app_with(|s| s.http.header_read_timeout_ms = DEADLINE_MS).await;
+    let app =
+        spawn_app_with(|s| s.http.header_read_timeout_ms = DEADLINE_MS.try_into().expect("> 0"))
+            .await;
     let mut stream = h2_connection(app.addr).await;
     let headers = healthz_headers();
     let (mut reader, mut writer) = stream.split();
@@ -134,8 +138,8 @@ async fn an_http2_connection_trickling_its_headers_is_closed_at_the_header_deadl
 #[tokio::test]
 async fn an_http2_connection_idle_after_its_streams_gets_goaway_and_is_closed() {
     let app = spawn_app_with(|s| {
-        s.http.header_read_timeout_ms = DEADLINE_MS;
-        s.http.http2_idle_timeout_ms = DEADLINE_MS;
+        s.http.header_read_timeout_ms = DEADLINE_MS.try_into().expect("> 0");
+        s.http.http2_idle_timeout_ms = DEADLINE_MS.try_into().expect("> 0");
     })
     .await;
     let mut stream = h2_connection(app.addr).await;
@@ -189,8 +193,8 @@ async fn slow_post(addr: std::net::SocketAddr) -> String {
 #[tokio::test]
 async fn a_slow_body_flood_on_the_api_sheds_no_redirect() {
     let app = spawn_app_with(|s| {
-        s.http.api_concurrency_limit = 16;
-        s.http.body_read_timeout_ms = 1500;
+        s.http.api_concurrency_limit = 16.try_into().expect("> 0");
+        s.http.body_read_timeout_ms = 1500.try_into().expect("> 0");
     })
     .await;
     let code = app.create_ok(link("https://example.com/")).await;
@@ -256,11 +260,11 @@ async fn an_http2_peer_that_stops_answering_pings_is_dropped_with_its_stream_ope
     const PING: u8 = 0x6;
     const END_HEADERS: u8 = 0x4;
     let app = spawn_app_with(|s| {
-        s.http.http2_keep_alive_interval_ms = 200;
-        s.http.http2_keep_alive_timeout_ms = 200;
+        s.http.http2_keep_alive_interval_ms = 200.try_into().expect("> 0");
+        s.http.http2_keep_alive_timeout_ms = 200.try_into().expect("> 0");
         // Far later, so only the PING can explain the close.
-        s.http.body_read_timeout_ms = 30_000;
-        s.http.request_timeout_ms = 30_000;
+        s.http.body_read_timeout_ms = 30_000.try_into().expect("> 0");
+        s.http.request_timeout_ms = 30_000.try_into().expect("> 0");
     })
     .await;
     let mut stream = h2_connection(app.addr).await;

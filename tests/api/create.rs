@@ -116,7 +116,10 @@ async fn a_colliding_generated_code_is_redrawn() {
 
 #[tokio::test]
 async fn running_out_of_free_codes_is_a_503_not_a_hang() {
-    let app = crate::helpers::spawn_app_with(|s| s.links.max_create_attempts = 3).await;
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.links.max_create_attempts = 3.try_into().expect("> 0")
+    })
+    .await;
     app.store
         .collide_next
         .store(3, std::sync::atomic::Ordering::SeqCst);

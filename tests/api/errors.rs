@@ -65,7 +65,7 @@ async fn wrong_or_missing_content_type_returns_415() {
 
 #[tokio::test]
 async fn body_too_large_returns_413() {
-    let app = spawn_app_with(|s| s.http.max_body_bytes = 1024).await;
+    let app = spawn_app_with(|s| s.http.max_body_bytes = 1024.try_into().expect("> 0")).await;
     let big = json!({"url": format!("https://example.com/{}", "a".repeat(2000))});
     let response = app.create(big).await;
     assert_eq!(response.status(), 413);
@@ -74,7 +74,7 @@ async fn body_too_large_returns_413() {
 
 #[tokio::test]
 async fn chunked_body_over_the_limit_returns_413() {
-    let app = spawn_app_with(|s| s.http.max_body_bytes = 1024).await;
+    let app = spawn_app_with(|s| s.http.max_body_bytes = 1024.try_into().expect("> 0")).await;
     let addr = app.addr;
     // Raw HTTP/1.1 so the size is not announced: the limit must hold while streaming.
     let status_line = tokio::task::spawn_blocking(move || {
@@ -208,7 +208,7 @@ async fn unknown_paths_and_codes_return_404_json() {
 
 #[tokio::test]
 async fn too_many_headers_are_refused_not_crashed() {
-    let app = spawn_app_with(|s| s.http.max_headers = 16).await;
+    let app = spawn_app_with(|s| s.http.max_headers = 16.try_into().expect("> 0")).await;
     let mut request = app.client.get(app.url("/healthz"));
     for i in 0..40 {
         request = request.header(format!("x-h{i}"), "v");

@@ -216,7 +216,11 @@ async fn deletes_stop_redirects_on_other_instances_within_a_second() {
 #[tokio::test]
 async fn a_cut_subscription_still_stops_a_deleted_link_within_the_l1_ttl() {
     let l1_ttl = Duration::from_secs(2);
-    let Some((redis, a, b)) = redis_pair("l2 pubsub killed", |s| s.cache.ttl_s = 2).await else {
+    let Some((redis, a, b)) = redis_pair("l2 pubsub killed", |s| {
+        s.cache.ttl_s = 2.try_into().expect("> 0")
+    })
+    .await
+    else {
         return;
     };
     let admin = redis.admin().await;
@@ -482,8 +486,8 @@ fn with_fast_probe(redis: &RedisServer) -> impl Fn(&mut Settings) + use<> {
     let use_redis = with_redis(redis);
     move |s: &mut Settings| {
         use_redis(s);
-        s.redis.probe_interval_ms = PROBE_MS;
-        s.redis.breaker_open_ms = BREAKER_OPEN_MS;
+        s.redis.probe_interval_ms = PROBE_MS.try_into().expect("> 0");
+        s.redis.breaker_open_ms = BREAKER_OPEN_MS.try_into().expect("> 0");
     }
 }
 

@@ -71,7 +71,8 @@ async fn request_ids_are_minted_or_echoed() {
 
 #[tokio::test]
 async fn requests_past_the_concurrency_limit_are_shed_with_503() {
-    let app = spawn_app_with(|s| s.http.redirect_concurrency_limit = 1).await;
+    let app =
+        spawn_app_with(|s| s.http.redirect_concurrency_limit = 1.try_into().expect("> 0")).await;
     let code = app.create_ok(link("https://example.com/")).await;
     app.store.get_delay_ms.store(500, Ordering::SeqCst);
     // The first request holds the only slot while its store read sleeps.
@@ -95,7 +96,7 @@ async fn requests_past_the_concurrency_limit_are_shed_with_503() {
 
 #[tokio::test]
 async fn requests_past_the_timeout_get_503() {
-    let app = spawn_app_with(|s| s.http.request_timeout_ms = 100).await;
+    let app = spawn_app_with(|s| s.http.request_timeout_ms = 100.try_into().expect("> 0")).await;
     let code = app.create_ok(link("https://example.com/")).await;
     // The store would answer 302 after 1 s; a 503 "timeout" proves the deadline cut it off.
     app.store.get_delay_ms.store(1000, Ordering::SeqCst);

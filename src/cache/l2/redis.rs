@@ -125,20 +125,20 @@ impl L2Cache {
     /// is down, and the clients keep reconnecting with backoff.
     pub fn connect(settings: &RedisSettings) -> Result<(Self, SubscriberClient), L2Error> {
         let builder = builder(settings)?;
-        let pool = builder.build_pool(settings.pool_size)?;
+        let pool = builder.build_pool(settings.pool_size.get())?;
         let subscriber = builder.build_subscriber_client()?;
         pool.connect();
         Ok((
             Self {
                 pool,
                 breaker: Breaker::new(
-                    settings.breaker_failures,
-                    Duration::from_millis(settings.breaker_open_ms),
+                    settings.breaker_failures.get(),
+                    Duration::from_millis(settings.breaker_open_ms.get()),
                 ),
                 prefix: settings.key_prefix.clone(),
                 channel: settings.invalidation_channel.clone(),
-                ttl: Duration::from_secs(settings.ttl_s),
-                negative_ttl: Duration::from_secs(settings.negative_ttl_s),
+                ttl: Duration::from_secs(settings.ttl_s.get()),
+                negative_ttl: Duration::from_secs(settings.negative_ttl_s.get()),
                 writes: Options {
                     timeout: Some(settings.write_timeout()),
                     ..Options::default()
@@ -390,7 +390,7 @@ fn builder(settings: &RedisSettings) -> Result<Builder, RedisError> {
         .with_connection_config(|conn| {
             conn.connection_timeout = Duration::from_millis(settings.connect_timeout_ms);
             conn.internal_command_timeout = Duration::from_millis(settings.connect_timeout_ms);
-            conn.max_command_buffer_len = settings.max_command_buffer;
+            conn.max_command_buffer_len = settings.max_command_buffer.get();
             // A command that is not retried: a timeout is answered from the store, and
             // retrying would only keep a dead command alive in the buffer.
             conn.max_command_attempts = 1;

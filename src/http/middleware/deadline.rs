@@ -3,6 +3,20 @@
 //! (`shortener_http_rejected_total{reason="timeout"}`). The handler's future is dropped,
 //! which cancels whatever it was waiting on.
 //!
+//! **The plain version.** `tower::timeout::TimeoutLayer::new(limit)`, with a
+//! `HandleErrorLayer` turning its error into the 503.
+//!
+//! **Why it is replaced.** tower's `Timeout` registers a timer in tokio's wheel when the
+//! request is called and removes it when it finishes: ~1% of a cached redirect's profile
+//! (`sleep`, the wheel's `reregister`, `TimerEntry` drop; docs/benchmarks.md, session 2),
+//! for a redirect that never waits. Here the timer exists only for requests that wait.
+//!
+//! **The concept.** Dropping a future cancels it: every `.await` inside it stops where it
+//! was, and destructors run. So a timeout is "race the handler against a timer; drop the
+//! loser", and a handler that finishes in its first poll can never be late.
+//!
+//! # How
+//!
 //! The timer is armed lazily, on the handler's first `Pending`. Most requests (every
 //! cached redirect) finish in their first poll and never touch the timer wheel: tower's
 //! `Timeout` registers and removes a timer for each of them, which showed up in the

@@ -1,6 +1,20 @@
 //! Load shedding: at most so many requests in flight; past that, answer 503 at once
 //! instead of queueing.
 //!
+//! **The plain version.** `ServiceBuilder::new().load_shed().concurrency_limit(n)` from
+//! tower: correct, and what to write first.
+//!
+//! **Why it is replaced.** That pair allocates a boxed future per clone of the service
+//! (hyper clones it per request), and a tokio `Semaphore`, tried next, takes a mutex on
+//! every release; callgrind showed both on every cached redirect (docs/benchmarks.md,
+//! session 3). Here admission is one atomic add and release one atomic subtract.
+//!
+//! **The concept.** Shedding is not backpressure: nobody waits for a slot, so a counter
+//! is enough; the waiter bookkeeping a semaphore pays for on every release has no waiter
+//! to serve.
+//!
+//! # The budgets
+//!
 //! Two budgets, not one: `http.api_concurrency_limit` for the JSON API (every path under
 //! `/api/`) and `http.redirect_concurrency_limit` for everything else (redirects, and the
 //! health probes a load balancer depends on). An API request can be slow for reasons the
