@@ -109,7 +109,7 @@ fn respond(
         headers.insert(CACHE_CONTROL, cache_control);
     }
 
-    if let (true, Some(clicks)) = (is_click, &state.clicks) {
+    if is_click && let Some(clicks) = &state.clicks {
         clicks.record(&link.code, peer, request_headers);
     }
     response

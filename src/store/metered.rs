@@ -15,12 +15,12 @@ use shortener_core::{ClickClaim, InsertOutcome, Link, LinkStore, ShortCode, Stor
 use crate::metrics::{STORE_ERRORS, STORE_OPERATION_DURATION};
 
 /// Handles for one operation, resolved once at construction.
-struct OpMetrics {
+struct OpMeters {
     duration: Histogram,
     errors: Counter,
 }
 
-impl OpMetrics {
+impl OpMeters {
     fn new(op: &'static str) -> Self {
         Self {
             duration: metrics::histogram!(STORE_OPERATION_DURATION, "op" => op),
@@ -39,13 +39,13 @@ impl OpMetrics {
 /// Wraps any store with latency and error metrics.
 pub struct MeteredStore {
     inner: Arc<dyn LinkStore>,
-    get: OpMetrics,
-    insert: OpMetrics,
-    insert_batch: OpMetrics,
-    claim_click: OpMetrics,
-    delete: OpMetrics,
-    ping: OpMetrics,
-    list: OpMetrics,
+    get: OpMeters,
+    insert: OpMeters,
+    insert_batch: OpMeters,
+    claim_click: OpMeters,
+    delete: OpMeters,
+    ping: OpMeters,
+    list: OpMeters,
 }
 
 impl MeteredStore {
@@ -53,13 +53,13 @@ impl MeteredStore {
     pub fn new(inner: Arc<dyn LinkStore>) -> Self {
         Self {
             inner,
-            get: OpMetrics::new("get"),
-            insert: OpMetrics::new("insert"),
-            insert_batch: OpMetrics::new("insert_batch"),
-            claim_click: OpMetrics::new("claim_click"),
-            delete: OpMetrics::new("delete"),
-            ping: OpMetrics::new("ping"),
-            list: OpMetrics::new("list"),
+            get: OpMeters::new("get"),
+            insert: OpMeters::new("insert"),
+            insert_batch: OpMeters::new("insert_batch"),
+            claim_click: OpMeters::new("claim_click"),
+            delete: OpMeters::new("delete"),
+            ping: OpMeters::new("ping"),
+            list: OpMeters::new("list"),
         }
     }
 }

@@ -155,7 +155,7 @@ impl Breaker {
     /// A call ended without an outcome: free the probe slot if it held it.
     fn cancelled(&self) {
         let mut state = self.lock();
-        if let State::HalfOpen { probing: true } = *state {
+        if matches!(*state, State::HalfOpen { probing: true }) {
             *state = State::HalfOpen { probing: false };
         }
     }
