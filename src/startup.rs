@@ -29,7 +29,7 @@ use crate::config::{ConfigError, Settings, StoreBackend};
 use crate::http::app::{App, AppState};
 use crate::http::middleware::Stack;
 use crate::http::{admin, server};
-use crate::service::LinkService;
+use crate::service::{LinkService, ServiceError};
 use crate::shutdown::{Background, TaskPanicked};
 use crate::store::GroupCommit;
 
@@ -42,6 +42,9 @@ pub enum StartupError {
     /// The store could not be opened.
     #[error("cannot open the link store")]
     Store(#[from] StoreError),
+    /// The store failed to flush and close at shutdown.
+    #[error("cannot close the link store")]
+    Close(#[source] ServiceError),
     /// The configured backend is not compiled into this build.
     #[error("this build has no {0} backend: build it with `--features {0}`")]
     NotBuilt(&'static str),
@@ -211,10 +214,7 @@ impl Application {
         // the batcher, stopped first, flushes them all; the store closes last, when no
         // task can touch it any more, even if one of them panicked.
         let stopped = background.stop_in_order().await;
-        service
-            .close()
-            .await
-            .map_err(|e| StoreError::caused("closing the store", e))?;
+        service.close().await.map_err(StartupError::Close)?;
         tracing::info!("store closed; bye");
         Ok(stopped?)
     }

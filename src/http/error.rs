@@ -158,14 +158,17 @@ pub fn json_error(code: &str, message: &str) -> Bytes {
 
 /// A field of a request body that does not hold a valid value: 422, with the field's
 /// error token. Produced where a request becomes a domain type (`TryFrom` in `api`).
+///
+/// The field's own error is part of the message, not a `source()`: this error is shown
+/// to the client, who needs the detail, and never logged as a chain.
 #[derive(Debug, thiserror::Error)]
 pub enum InvalidField {
     /// `url`.
     #[error("{0}")]
-    Url(#[source] TargetUrlError),
+    Url(TargetUrlError),
     /// `alias`.
     #[error("alias {0}")]
-    Alias(#[source] CodeError),
+    Alias(CodeError),
     /// `redirect`.
     #[error("redirect must be one of 301, 302, 307, 308")]
     Redirect,

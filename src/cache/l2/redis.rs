@@ -38,7 +38,7 @@ pub type Subscriber = SubscriberClient;
 /// Why the Redis clients could not be built (bad URL or settings; not "Redis is down",
 /// which is never an error at startup).
 #[derive(Debug, thiserror::Error)]
-#[error("redis client: {0}")]
+#[error("redis client")]
 pub struct L2Error(#[from] RedisError);
 
 #[derive(Clone, Copy)]
