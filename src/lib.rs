@@ -24,9 +24,10 @@
 //! ├── cache/           the tiers a lookup meets before the store
 //! │   ├── front.rs         per-thread table of hot links
 //! │   ├── l1.rs            moka: single-flight, negative entries, byte bound
-//! │   └── l2/              Redis: redis.rs, invalidation.rs, breaker.rs (absent.rs without the feature)
+//! │   └── l2/              Redis: redis, invalidation, breaker (absent: feature off)
 //! ├── store/           what wraps the backend: metered.rs, group_commit.rs
-//! ├── clicks/          what a redirect leaves behind: recorder, batcher, sink
+//! ├── clicks/          what a redirect leaves behind: the recorder (clicks.rs), batcher,
+//! │                    sink, client_ip, intern
 //! ├── config.rs        one typed tree, defaults, file, environment
 //! ├── metrics.rs       every metric name and the recorder
 //! ├── telemetry.rs     logging

@@ -54,9 +54,9 @@ pub enum SinkError {
     /// The statistics store refused the batch.
     #[error("statistics store")]
     Store(#[from] StoreError),
-    /// The aggregation task failed (a bug: it is pure code).
-    #[error("aggregation failed: {0}")]
-    Aggregation(String),
+    /// The aggregation task panicked (a bug: it is pure code).
+    #[error("aggregation failed")]
+    Aggregation(#[source] tokio::task::JoinError),
     /// The sink was closed before the batch arrived.
     #[error("the sink is closed")]
     Closed,
@@ -201,7 +201,7 @@ impl EventSink for AggregatingSink {
                 }
             })
             .await
-            .map_err(|e| SinkError::Aggregation(e.to_string()))
+            .map_err(SinkError::Aggregation)
     }
 
     async fn close(&self) {
