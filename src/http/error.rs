@@ -221,6 +221,46 @@ impl From<ServiceError> for ApiError {
 mod tests {
     use super::*;
     use shortener_core::StoreError;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    /// A log destination the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let mut buffer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            buffer.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_server_error_is_logged_with_every_source_and_answered_without_them() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let error = ApiError::from(ServiceError::from(StoreError::caused(
+            "redb",
+            std::io::Error::other("disk on fire"),
+        )));
+        let response =
+            tracing::subscriber::with_default(subscriber, || into_logged_response(error));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let log = String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned();
+        assert!(
+            log.contains("storage backend error: redb: disk on fire"),
+            "the whole chain, outermost first: {log}"
+        );
+    }
 
     #[test]
     fn server_errors_hide_their_cause() {
