@@ -122,14 +122,14 @@ struct Meters {
 pub struct ClickRecorder {
     tx: mpsc::Sender<RawClick>,
     capture: Capture,
-    counters: Meters,
+    meters: Meters,
 }
 
 impl ClickRecorder {
     /// A recorder and the receiving end for the batcher, with room for `capacity` clicks.
     pub fn new(capacity: usize, capture: Capture) -> (Self, mpsc::Receiver<RawClick>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let counters = Meters {
+        let meters = Meters {
             redirects: metrics::counter!(REDIRECTS),
             dropped_queue_full: metrics::counter!(CLICKS_DROPPED, "reason" => "queue_full"),
             dropped_closed: metrics::counter!(CLICKS_DROPPED, "reason" => "closed"),
@@ -138,7 +138,7 @@ impl ClickRecorder {
             Self {
                 tx,
                 capture,
-                counters,
+                meters,
             },
             rx,
         )
@@ -148,13 +148,11 @@ impl ClickRecorder {
     /// analytics falls behind, we lose (and count) clicks rather than slowing down
     /// redirects. Reserving before capturing means a full queue costs no copies.
     pub fn record(&self, code: &ShortCode, peer: IpAddr, headers: &HeaderMap) {
-        self.counters.redirects.increment(1);
+        self.meters.redirects.increment(1);
         match self.tx.try_reserve() {
             Ok(slot) => slot.send(self.capture.click(code, peer, headers)),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.counters.dropped_queue_full.increment(1)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => self.counters.dropped_closed.increment(1),
+            Err(mpsc::error::TrySendError::Full(_)) => self.meters.dropped_queue_full.increment(1),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.meters.dropped_closed.increment(1),
         }
     }
 }

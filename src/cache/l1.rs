@@ -124,7 +124,7 @@ pub struct LinkCache {
     /// seed is what keeps them from being crafted into collisions.
     inner: Cache<ShortCode, CacheEntry, foldhash::fast::RandomState>,
     front: Arc<front::Front>,
-    counters: Meters,
+    meters: Meters,
 }
 
 impl LinkCache {
@@ -141,7 +141,7 @@ impl LinkCache {
         Self {
             inner,
             front: Arc::new(front::Front::new(front::FRESH_FOR)),
-            counters: Meters {
+            meters: Meters {
                 hit: metrics::counter!(CACHE_REQUESTS, "result" => "hit"),
                 negative_hit: metrics::counter!(CACHE_REQUESTS, "result" => "negative_hit"),
                 miss: metrics::counter!(CACHE_REQUESTS, "result" => "miss"),
@@ -162,7 +162,7 @@ impl LinkCache {
             self.count_hit(&entry);
             return Ok(entry);
         }
-        self.counters.miss.increment(1);
+        self.meters.miss.increment(1);
         // Boxed: moka's single-flight machinery makes this future ~1.7 KB. Inline, every
         // hit would carry (and copy) that space; boxed, only misses pay an allocation.
         Box::pin(self.load(code, load)).await
@@ -206,8 +206,8 @@ impl LinkCache {
     /// Counts a hit for `entry` (positive or negative).
     pub fn count_hit(&self, entry: &CacheEntry) {
         match entry {
-            CacheEntry::Found(_) => self.counters.hit.increment(1),
-            CacheEntry::Missing => self.counters.negative_hit.increment(1),
+            CacheEntry::Found(_) => self.meters.hit.increment(1),
+            CacheEntry::Missing => self.meters.negative_hit.increment(1),
         }
     }
 

@@ -477,7 +477,7 @@ fn poisoned() -> StoreError {
 
 /// An engine (redb) or file (create log) failure, kept as the error's source.
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::caused("redb", e)
+    StoreError::caused("embedded store", e)
 }
 
 fn encode(link: &Link) -> Vec<u8> {
