@@ -3,8 +3,9 @@
 //! Errors here follow the standard library's convention: an error's `Display` says what
 //! failed at its own level, and the error it wraps is its `source()`, not part of its
 //! message. That keeps each message free of repetition, but a log line that prints only
-//! `Display` then drops the cause (`storage backend error: redb` without the I/O error
-//! that made redb fail). Every place that logs an error prints it through [`Report`].
+//! `Display` then drops the cause (`storage backend error: embedded store` without the
+//! I/O error that made redb fail). Every place that logs an error prints it through
+//! [`Report`].
 
 use std::error::Error;
 use std::fmt;
