@@ -38,6 +38,9 @@ pub const CACHE_REQUESTS: &str = "shortener_cache_requests_total";
 pub const STORE_OPERATION_DURATION: &str = "shortener_store_operation_duration_seconds";
 /// Store operations that failed, by `op`.
 pub const STORE_ERRORS: &str = "shortener_store_errors_total";
+/// Stored rows a listing skipped because they could not be decoded (each row also
+/// logged once per process, with its code).
+pub const STORE_CORRUPT_ROWS: &str = "shortener_store_corrupt_rows_skipped_total";
 /// Creates that shared one durable commit (group commit).
 pub const STORE_GROUP_SIZE: &str = "shortener_store_group_size";
 /// Links created.
@@ -263,6 +266,11 @@ fn describe() {
         STORE_ERRORS,
         Unit::Count,
         "Link store operations that failed, by op."
+    );
+    describe_counter!(
+        STORE_CORRUPT_ROWS,
+        Unit::Count,
+        "Stored rows a listing skipped because they could not be decoded."
     );
     describe_histogram!(
         STORE_GROUP_SIZE,

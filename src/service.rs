@@ -8,7 +8,7 @@
 //! answered from memory whenever possible. Recording clicks is not its business: the
 //! HTTP layer hands them to `crate::clicks` after answering.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,12 +23,13 @@ use shortener_core::{
 use time::OffsetDateTime;
 
 use shortener_core::aggregate::Counts;
+use shortener_core::report::Report;
 use shortener_core::stats::{LinkStats, StatsQuery, StatsStore};
 
 use crate::cache::l2::{self, L2Cache, Lookup};
 use crate::cache::{CacheEntry, CachedLink, ClickBudget, LinkCache, cache_control_max_age};
 use crate::config::Settings;
-use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED};
+use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED, STORE_CORRUPT_ROWS};
 use crate::store::MeteredStore;
 
 /// A validated request to create a link. Every field is already a domain type, so the
@@ -119,7 +120,15 @@ pub struct LinkService {
     /// nor this process's decides.
     store_budgets: bool,
     l2: Option<L2Cache>,
+    /// `STORE_CORRUPT_ROWS`.
+    corrupt_rows: Counter,
+    /// Codes of undecodable rows already logged (at most [`MAX_CORRUPT_LOGGED`]).
+    corrupt_logged: Mutex<HashSet<String>>,
 }
+
+/// How many distinct undecodable rows one process logs by code; later ones are only
+/// counted (in `shortener_store_corrupt_rows_skipped_total`).
+const MAX_CORRUPT_LOGGED: usize = 1_024;
 
 impl LinkService {
     /// Builds the service over `store` (wrapped with store metrics) as `settings` say.
@@ -143,6 +152,8 @@ impl LinkService {
             collisions: metrics::counter!(CODE_COLLISIONS),
             budgets: Mutex::new(HashMap::new()),
             l2: None,
+            corrupt_rows: metrics::counter!(STORE_CORRUPT_ROWS),
+            corrupt_logged: Mutex::new(HashSet::new()),
         })
     }
 
@@ -247,7 +258,37 @@ impl LinkService {
             .map(ShortCode::parse)
             .transpose()
             .map_err(|_| ServiceError::InvalidCursor)?;
-        Ok(self.store.list(after, limit).await?)
+        let page = self.store.list(after, limit).await?;
+        self.report_skipped(&page.skipped);
+        Ok(page.links)
+    }
+
+    /// Counts the rows a listing skipped, and logs each one the first time this process
+    /// meets it: a bad row is seen by every listing that passes it, and one line per
+    /// listing would bury the log. The set of logged codes is bounded; past that, rows
+    /// are still counted, just not logged again.
+    fn report_skipped(&self, skipped: &[StoreError]) {
+        if skipped.is_empty() {
+            return;
+        }
+        self.corrupt_rows.increment(skipped.len() as u64);
+        let mut logged = self
+            .corrupt_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for error in skipped {
+            let code = match error {
+                StoreError::Corrupt { code, .. } => code.as_str(),
+                _ => "",
+            };
+            if logged.len() < MAX_CORRUPT_LOGGED && logged.insert(code.to_owned()) {
+                tracing::error!(
+                    code,
+                    error = %Report(error),
+                    "a stored link cannot be read; listings skip it (delete it to clear)"
+                );
+            }
+        }
     }
 
     /// Statistics of an existing link over `query`.

@@ -11,6 +11,7 @@
 //! ```text
 //! core/src/
 //! ├── code.rs, target.rs, link.rs   a link's parts, valid by construction
+//! ├── instant.rs                    the span of time every store keeps (1970 to 9999)
 //! ├── record.rs                     the one serialized form of a link (store and Redis)
 //! ├── store.rs, store/contract.rs   the LinkStore contract and its test suite
 //! ├── report.rs                     an error and its sources on one log line
@@ -29,6 +30,7 @@ pub mod click;
 pub mod code;
 pub mod encoding;
 pub mod hll;
+pub mod instant;
 pub mod link;
 pub mod record;
 pub mod report;
@@ -41,5 +43,5 @@ pub mod visitors;
 
 pub use code::{Alias, CodeError, CodeGenerator, GeneratorConfigError, ShortCode};
 pub use link::{Link, RedirectKind};
-pub use store::{ClickClaim, InsertOutcome, LinkStore, StoreError};
+pub use store::{ClickClaim, InsertOutcome, LinkStore, ListPage, StoreError};
 pub use target::{TargetUrl, TargetUrlError};

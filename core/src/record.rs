@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::instant::unix_ms;
 use crate::{Link, RedirectKind, ShortCode, TargetUrl};
 
 /// Why bytes are not a valid record.
@@ -70,12 +71,6 @@ pub fn decode(code: &ShortCode, bytes: &[u8]) -> Result<Link, RecordError> {
         redirect,
         max_clicks: record.max_clicks,
     })
-}
-
-/// Unix milliseconds of `at`.
-pub fn unix_ms(at: OffsetDateTime) -> i64 {
-    // i128 -> i64 cannot overflow for any year representable by `time` (±9999).
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 #[cfg(test)]

@@ -97,6 +97,16 @@ impl StoreError {
     }
 }
 
+/// A page of [`LinkStore::list`].
+#[derive(Debug, Default)]
+pub struct ListPage {
+    /// Links in code order, each with its all-time click totals.
+    pub links: Vec<(Link, Counts)>,
+    /// The rows in the page's range that could not be decoded, in code order (each a
+    /// [`StoreError::Corrupt`] naming its code), left out of `links`.
+    pub skipped: Vec<StoreError>,
+}
+
 /// Durable link storage. See the module docs for the guarantees every backend gives.
 #[async_trait]
 pub trait LinkStore: Send + Sync + 'static {
@@ -144,11 +154,11 @@ pub trait LinkStore: Send + Sync + 'static {
     /// A page of links in code order, after `after` (exclusive), each with its all-time
     /// click totals. The backend joins links and totals itself, in one round trip: a
     /// listing must not cost one statistics query per link (the N+1 problem).
-    async fn list(
-        &self,
-        after: Option<ShortCode>,
-        limit: usize,
-    ) -> Result<Vec<(Link, Counts)>, StoreError>;
+    ///
+    /// A row that cannot be decoded is skipped and reported in [`ListPage::skipped`],
+    /// and the page is filled from the rows after it: one bad row costs its own link,
+    /// never the page. The page holds `limit` links unless the table ends first.
+    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError>;
 
     /// Cheap end-to-end check that the store can serve reads (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

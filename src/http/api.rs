@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError};
 use serde::{Deserialize, Serialize};
 use shortener_core::aggregate::Counts;
 use shortener_core::stats::{Granularity, StatsQuery};
-use shortener_core::{Alias, Link, RedirectKind, TargetUrl};
+use shortener_core::{Alias, Link, RedirectKind, TargetUrl, instant};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use url::form_urlencoded;
@@ -55,12 +55,25 @@ impl TryFrom<CreateLinkRequest> for NewLink {
                 .map(Alias::parse)
                 .transpose()
                 .map_err(InvalidField::Alias)?,
-            expires_at: request.expires_at,
+            // UTC at millisecond precision, as every store keeps it, so the 201 shows
+            // what every later read returns; and within what every store can read back.
+            expires_at: request
+                .expires_at
+                .map(instant::storable)
+                .transpose()
+                .map_err(InvalidField::ExpiresAt)?,
             redirect: match request.redirect {
                 None => RedirectKind::default(),
                 Some(status) => RedirectKind::from_status(status).ok_or(InvalidField::Redirect)?,
             },
-            max_clicks: request.max_clicks,
+            max_clicks: request
+                .max_clicks
+                .map(|n| {
+                    (n <= instant::MAX_CLICKS)
+                        .then_some(n)
+                        .ok_or(InvalidField::MaxClicks)
+                })
+                .transpose()?,
         })
     }
 }
@@ -98,7 +111,7 @@ where
         .map_err(|_| body_timeout())?
         .map_err(|e| body_error(e.into()))?
         .to_bytes();
-    let request: CreateLinkRequest = serde_json::from_slice(&bytes).map_err(json_error)?;
+    let request = parse_create(&bytes)?;
 
     let new = NewLink::try_from(request)?;
     let link = state.service.create(new).await?;
@@ -191,6 +204,22 @@ fn body_error(e: BoxError) -> ApiError {
             "bad_body",
             format!("could not read request body: {e}"),
         )
+    }
+}
+
+/// The create body: a JSON object of [`CreateLinkRequest`]'s fields. serde also reads a
+/// struct from a JSON array of its fields in order (`["https://a.com/"]`); that shape is
+/// nobody's API, so anything but an object is refused with 422 like any wrong shape.
+fn parse_create(bytes: &[u8]) -> Result<CreateLinkRequest, ApiError> {
+    let parsed = serde_json::from_slice(bytes).map_err(json_error)?;
+    if bytes.trim_ascii_start().first() == Some(&b'{') {
+        Ok(parsed)
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "the body must be a JSON object",
+        ))
     }
 }
 
@@ -351,13 +380,20 @@ pub async fn stats(
             _ => return Err(invalid_query(format!("unknown parameter `{key}`"))),
         }
     }
-    let to = to.unwrap_or_else(OffsetDateTime::now_utc);
-    let from = from.unwrap_or(match granularity {
+    // Clamped explicitly, before any arithmetic: `time` panics on an instant pushed past
+    // its years, and an end past `STATS_END` would align to a year it cannot format.
+    let to = instant::clamped(to.unwrap_or_else(OffsetDateTime::now_utc)).min(STATS_END);
+    let from = instant::clamped(from.unwrap_or(match granularity {
         Granularity::Hour => to - time::Duration::hours(24),
         Granularity::Day => to - time::Duration::days(30),
-    });
-    let query = StatsQuery::new(unix_ms(from), unix_ms(to), granularity, top)
-        .map_err(|e| invalid_query(e.to_string()))?;
+    }));
+    let query = StatsQuery::new(
+        instant::unix_ms(from),
+        instant::unix_ms(to),
+        granularity,
+        top,
+    )
+    .map_err(|e| invalid_query(e.to_string()))?;
     let stats = state.service.stats(code, query).await?;
     let body = StatsResponse {
         code,
@@ -365,8 +401,8 @@ pub async fn stats(
             Granularity::Hour => "hour",
             Granularity::Day => "day",
         },
-        from: from_ms(query.from_ms),
-        to: from_ms(query.to_ms),
+        from: from_ms(query.from_ms)?,
+        to: from_ms(query.to_ms)?,
         totals: Totals {
             clicks: stats.totals.total,
             human: stats.totals.human,
@@ -376,13 +412,15 @@ pub async fn stats(
         series: stats
             .series
             .iter()
-            .map(|&(start, c)| Bucket {
-                start: from_ms(start),
-                clicks: c.total,
-                human: c.human,
-                bot: c.bot,
+            .map(|&(start, c)| {
+                Ok(Bucket {
+                    start: from_ms(start)?,
+                    clicks: c.total,
+                    human: c.human,
+                    bot: c.bot,
+                })
             })
-            .collect(),
+            .collect::<Result<_, ApiError>>()?,
         top: stats
             .top
             .into_iter()
@@ -402,13 +440,15 @@ fn invalid_query(message: String) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", message)
 }
 
-fn unix_ms(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
+/// The latest end a stats range may have (exclusive): aligned outward to a whole day or
+/// hour it is still in year 9999, so the answer can show it. A later `to` is moved here.
+const STATS_END: OffsetDateTime = time::macros::datetime!(9999-12-31 00:00:00 UTC);
 
-fn from_ms(ms: i64) -> OffsetDateTime {
+/// An instant of a stats answer. Every one is inside the clamped range, so a failure is
+/// a bug, answered 500 and logged, never shown as some other instant.
+fn from_ms(ms: i64) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
 }
 
 fn serialize(status: StatusCode, body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {

@@ -17,6 +17,7 @@ use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+use shortener_core::instant::{self, OutOfRange};
 use shortener_core::report::Report;
 use shortener_core::{CodeError, TargetUrlError};
 
@@ -172,6 +173,12 @@ pub enum InvalidField {
     /// `redirect`.
     #[error("redirect must be one of 301, 302, 307, 308")]
     Redirect,
+    /// `expires_at`, outside what every store can read back.
+    #[error("expires_at {0}")]
+    ExpiresAt(OutOfRange),
+    /// `max_clicks`, above what every store can keep.
+    #[error("max_clicks must be at most {}", instant::MAX_CLICKS)]
+    MaxClicks,
 }
 
 impl From<InvalidField> for ApiError {
@@ -180,6 +187,8 @@ impl From<InvalidField> for ApiError {
             InvalidField::Url(_) => "invalid_url",
             InvalidField::Alias(_) => "invalid_alias",
             InvalidField::Redirect => "invalid_redirect",
+            InvalidField::ExpiresAt(_) => "invalid_expires_at",
+            InvalidField::MaxClicks => "invalid_max_clicks",
         };
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
     }

@@ -22,8 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use metrics::Histogram;
-use shortener_core::aggregate::Counts;
-use shortener_core::{ClickClaim, InsertOutcome, Link, LinkStore, ShortCode, StoreError};
+use shortener_core::{ClickClaim, InsertOutcome, Link, LinkStore, ListPage, ShortCode, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::STORE_GROUP_SIZE;
@@ -129,11 +128,7 @@ impl LinkStore for GroupCommit {
         self.store.delete(code).await
     }
 
-    async fn list(
-        &self,
-        after: Option<ShortCode>,
-        limit: usize,
-    ) -> Result<Vec<(Link, Counts)>, StoreError> {
+    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
         self.store.list(after, limit).await
     }
 
@@ -209,12 +204,8 @@ mod tests {
         async fn delete(&self, _: &ShortCode) -> Result<bool, StoreError> {
             Ok(false)
         }
-        async fn list(
-            &self,
-            _: Option<ShortCode>,
-            _: usize,
-        ) -> Result<Vec<(Link, Counts)>, StoreError> {
-            Ok(Vec::new())
+        async fn list(&self, _: Option<ShortCode>, _: usize) -> Result<ListPage, StoreError> {
+            Ok(ListPage::default())
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())

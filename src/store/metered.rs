@@ -9,8 +9,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use metrics::{Counter, Histogram};
-use shortener_core::aggregate::Counts;
-use shortener_core::{ClickClaim, InsertOutcome, Link, LinkStore, ShortCode, StoreError};
+use shortener_core::{ClickClaim, InsertOutcome, Link, LinkStore, ListPage, ShortCode, StoreError};
 
 use crate::metrics::{STORE_ERRORS, STORE_OPERATION_DURATION};
 
@@ -105,11 +104,7 @@ impl LinkStore for MeteredStore {
         result
     }
 
-    async fn list(
-        &self,
-        after: Option<ShortCode>,
-        limit: usize,
-    ) -> Result<Vec<(Link, Counts)>, StoreError> {
+    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
         let started = Instant::now();
         let result = self.inner.list(after, limit).await;
         self.list.record(started, &result);

@@ -13,7 +13,7 @@ use shortener::service::LinkService;
 use shortener::startup::Application;
 use shortener_core::aggregate::{BatchAggregate, Counts};
 use shortener_core::stats::{Footprint, LinkStats, StatsQuery, StatsStore};
-use shortener_core::{InsertOutcome, Link, LinkStore, ShortCode, StoreError};
+use shortener_core::{InsertOutcome, Link, LinkStore, ListPage, ShortCode, StoreError};
 use shortener_redb::RedbStore;
 use tokio::sync::oneshot;
 
@@ -44,6 +44,11 @@ impl ProbeStore {
     /// need thousands of them: through the API each would cost an fsync.
     pub async fn seed(&self, links: Vec<Link>) -> usize {
         self.inner.import(links).await.expect("import")
+    }
+
+    /// Stores `value` under `code` unchecked (`RedbStore::put_raw`): an undecodable row.
+    pub async fn put_raw(&self, code: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_raw(code, value).await
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -82,11 +87,7 @@ impl LinkStore for ProbeStore {
         self.inner.delete(code).await
     }
 
-    async fn list(
-        &self,
-        after: Option<ShortCode>,
-        limit: usize,
-    ) -> Result<Vec<(Link, Counts)>, StoreError> {
+    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
         self.lists.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.list(after, limit).await

@@ -1,6 +1,7 @@
 //! API tests: each starts the real server on 127.0.0.1:0 and speaks HTTP to it.
 //! Set `TEST_LOG=1` to see the server's logs.
 
+mod accepted;
 mod cache;
 mod clicks;
 mod connections;

@@ -39,6 +39,10 @@ pub trait Backend: Send + Sync + 'static {
     /// of the service would open it. A backend that cannot be opened twice (an embedded
     /// file is locked by its process) returns the same handle.
     async fn another_handle(&self) -> Arc<Self::Store>;
+
+    /// Overwrites the stored link `code` with a row this backend cannot decode, as an
+    /// older version, a bug or a hand edit could leave it.
+    async fn corrupt(&self, code: &ShortCode);
 }
 
 /// Expands to one `#[tokio::test]` per contract case, for the backend that `$fresh`
@@ -55,6 +59,8 @@ macro_rules! store_contract {
             expired_links_are_returned_with_their_expiry,
             delete_removes_the_link_and_its_statistics,
             list_pages_in_code_order_with_totals,
+            a_row_that_cannot_be_decoded_costs_only_its_own_link,
+            links_at_the_edges_of_what_is_accepted_read_back,
             batches_accumulate_and_ranges_read_back,
             a_replayed_batch_counts_once_from_any_handle,
             range_reads_return_only_the_range,
@@ -393,10 +399,10 @@ pub async fn list_pages_in_code_order_with_totals(backend: &impl Backend) {
             .map(|(l, c)| (l.code.to_string(), c.total))
             .collect::<Vec<_>>()
     };
-    let first = store.list(None, 2).await.expect("page");
+    let first = store.list(None, 2).await.expect("page").links;
     assert_eq!(first[0].0, link("a", "https://example.com/"));
     assert_eq!(page(first), [("a".into(), 0), ("b".into(), 2)]);
-    let rest = store.list(Some(code("b")), 10).await.expect("page");
+    let rest = store.list(Some(code("b")), 10).await.expect("page").links;
     assert_eq!(
         page(rest),
         [("c".into(), 0), ("d".into(), 1), ("e".into(), 0)]
@@ -406,8 +412,87 @@ pub async fn list_pages_in_code_order_with_totals(backend: &impl Backend) {
             .list(Some(code("e")), 10)
             .await
             .expect("page")
+            .links
             .is_empty()
     );
+}
+
+/// A row no read can decode fails its own link's reads, and nothing else: a listing
+/// skips it (and names it), fills its page from the rows after it, and every other
+/// link reads as before.
+pub async fn a_row_that_cannot_be_decoded_costs_only_its_own_link(backend: &impl Backend) {
+    let store = backend.store();
+    insert_links(&*store, &["a", "b", "c", "d"]).await;
+    backend.corrupt(&code("b")).await;
+    assert!(
+        matches!(store.get(&code("b")).await, Err(crate::StoreError::Corrupt { ref code, .. }) if code == "b"),
+        "the row's own read fails as corrupt"
+    );
+    let codes = |page: &crate::ListPage| {
+        page.links
+            .iter()
+            .map(|(l, _)| l.code.to_string())
+            .collect::<Vec<_>>()
+    };
+    let first = store
+        .list(None, 2)
+        .await
+        .expect("a page despite the bad row");
+    assert_eq!(codes(&first), ["a", "c"], "filled from the rows after it");
+    assert!(
+        matches!(first.skipped.as_slice(), [crate::StoreError::Corrupt { code, .. }] if code == "b"),
+        "{:?}",
+        first.skipped
+    );
+    let rest = store.list(Some(code("c")), 10).await.expect("page");
+    assert_eq!(codes(&rest), ["d"]);
+    assert!(rest.skipped.is_empty());
+    for other in ["a", "c", "d"] {
+        assert!(store.get(&code(other)).await.expect("get").is_some());
+    }
+    assert!(
+        store
+            .delete(&code("b"))
+            .await
+            .expect("a bad row can be deleted")
+    );
+    let all = store.list(None, 10).await.expect("page");
+    assert_eq!(
+        (codes(&all), all.skipped.len()),
+        (vec!["a".into(), "c".into(), "d".into()], 0)
+    );
+}
+
+/// The largest values the API accepts (`crate::instant`) are stored and read back
+/// unchanged, by `get` and by `list`: what is accepted can always be read.
+pub async fn links_at_the_edges_of_what_is_accepted_read_back(backend: &impl Backend) {
+    let store = backend.store();
+    let longest_code = "Z".repeat(crate::code::MAX_CODE_LEN);
+    let longest_url = format!(
+        "https://example.com/{}",
+        "p".repeat(crate::target::MAX_URL_LEN - 20)
+    );
+    let mut edge = link(&longest_code, &longest_url);
+    edge.expires_at = Some(crate::instant::LATEST);
+    edge.max_clicks = Some(crate::instant::MAX_CLICKS);
+    edge.created_at = crate::instant::EARLIEST;
+    let mut unicode = link(
+        "u",
+        "https://xn--e1afmkfd.xn--p1ai/%D0%BF%D1%83%D1%82%D1%8C?q=%E2%9C%93",
+    );
+    unicode.expires_at = Some(crate::instant::storable(OffsetDateTime::now_utc()).expect("now"));
+    unicode.max_clicks = None;
+    for l in [&edge, &unicode] {
+        assert_eq!(
+            store.insert_if_absent(l).await.expect("insert"),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(store.get(&l.code).await.expect("get").as_ref(), Some(l));
+    }
+    let page = store.list(None, 10).await.expect("list");
+    assert!(page.skipped.is_empty(), "{:?}", page.skipped);
+    let listed: Vec<&Link> = page.links.iter().map(|(l, _)| l).collect();
+    assert_eq!(listed, [&edge, &unicode]);
 }
 
 /// Batches add up: totals, daily and hourly series, and the human/bot split.
@@ -670,6 +755,6 @@ pub async fn a_fresh_store_answers_reads_with_zeros(backend: &impl Backend) {
         (stats.totals, stats.unique_visitors, stats.series.len()),
         (Counts::default(), 0, 0)
     );
-    assert!(store.list(None, 10).await.expect("list").is_empty());
+    assert!(store.list(None, 10).await.expect("list").links.is_empty());
     store.ping().await.expect("ping");
 }

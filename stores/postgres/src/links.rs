@@ -17,9 +17,10 @@
 //!   index range scan and one round trip for a page (keyset pagination, not `OFFSET`).
 
 use async_trait::async_trait;
-use shortener_core::aggregate::Counts;
+use shortener_core::report::Report;
 use shortener_core::{
-    ClickClaim, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, StoreError, TargetUrl,
+    ClickClaim, InsertOutcome, Link, LinkStore, ListPage, RedirectKind, ShortCode, StoreError,
+    TargetUrl,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -186,23 +187,34 @@ impl LinkStore for PostgresStore {
         Ok(existed)
     }
 
-    async fn list(
-        &self,
-        after: Option<ShortCode>,
-        limit: usize,
-    ) -> Result<Vec<(Link, Counts)>, StoreError> {
+    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
         let client = self.client().await?;
         let statement = client.prepare_cached(LIST).await.map_err(backend)?;
-        let after = after.as_ref().map_or("", ShortCode::as_str);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.sent(1);
-        let rows = client
-            .query(&statement, &[&after, &limit])
-            .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(|row| Ok((decode(row)?, counts_at(row, 6))))
-            .collect()
+        let mut after = after.map_or_else(String::new, |code| code.as_str().to_owned());
+        let mut page = ListPage::default();
+        // One query per page, unless rows were skipped: then the next rows fill it.
+        while page.links.len() < limit {
+            let wanted = limit - page.links.len();
+            self.sent(1);
+            let rows = client
+                .query(
+                    &statement,
+                    &[&after, &i64::try_from(wanted).unwrap_or(i64::MAX)],
+                )
+                .await
+                .map_err(backend)?;
+            for row in &rows {
+                match decode(row) {
+                    Ok(link) => page.links.push((link, counts_at(row, 6))),
+                    Err(corrupt) => page.skipped.push(corrupt),
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() == wanted => after = column(last, 0, "")?,
+                _ => break,
+            }
+        }
+        Ok(page)
     }
 
     /// Readiness: a connection, and a server that takes writes (a standby in recovery
@@ -237,16 +249,21 @@ fn millis(at: OffsetDateTime) -> OffsetDateTime {
 
 /// A row of `links` (columns in [`GET`]'s order), re-validated: bytes written by another
 /// version or by hand must not become a `Location` header unchecked.
+///
+/// Every column is read with `try_get`: a value the driver cannot convert (a timestamp
+/// past year 9999, `infinity`) is this row's `Corrupt`, never a panic.
 fn decode(row: &Row) -> Result<Link, StoreError> {
-    let code: &str = row.get(0);
+    let code: String = column(row, 0, "?")?;
+    let code = code.as_str();
     let bad = |reason: String| corrupt(code, reason);
-    let redirect: i16 = row.get(4);
-    let max_clicks: Option<i64> = row.get(5);
+    let redirect: i16 = column(row, 4, code)?;
+    let max_clicks: Option<i64> = column(row, 5, code)?;
+    let target: String = column(row, 1, code)?;
     Ok(Link {
         code: ShortCode::parse(code).map_err(|e| bad(e.to_string()))?,
-        target: TargetUrl::parse(row.get(1)).map_err(|e| bad(e.to_string()))?,
-        created_at: row.get(2),
-        expires_at: row.get(3),
+        target: TargetUrl::parse(&target).map_err(|e| bad(e.to_string()))?,
+        created_at: column(row, 2, code)?,
+        expires_at: column(row, 3, code)?,
         redirect: u16::try_from(redirect)
             .ok()
             .and_then(RedirectKind::from_status)
@@ -256,4 +273,14 @@ fn decode(row: &Row) -> Result<Link, StoreError> {
             .transpose()
             .map_err(|e| bad(e.to_string()))?,
     })
+}
+
+/// Column `i` of the row of `code`, or why it cannot be read as a `T`.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    i: usize,
+    code: &str,
+) -> Result<T, StoreError> {
+    row.try_get(i)
+        .map_err(|e| corrupt(code, format!("column {i}: {}", Report(&e))))
 }

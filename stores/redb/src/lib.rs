@@ -35,7 +35,7 @@ use wal::{Entry, Wal};
 use shortener_core::aggregate::Counts;
 use shortener_core::record;
 use shortener_core::report::Report;
-use shortener_core::store::{InsertOutcome, LinkStore, StoreError};
+use shortener_core::store::{InsertOutcome, LinkStore, ListPage, StoreError};
 use shortener_core::{Link, ShortCode};
 
 /// Page cache when none is configured (`store.cache_bytes` in the service). redb's own
@@ -135,6 +135,23 @@ impl RedbStore {
             .iter()
             .filter(|outcome| **outcome == InsertOutcome::Inserted)
             .count())
+    }
+
+    /// Stores `value` under `code` as it is, unchecked and durably: how tests make the
+    /// row that an older version, a bug or a hand edit could leave, and that no read can
+    /// decode. Not for anything else: the service only writes through [`LinkStore`].
+    #[doc(hidden)]
+    pub async fn put_raw(&self, code: &str, value: &[u8]) -> Result<(), StoreError> {
+        let (code, value) = (code.to_owned(), value.to_vec());
+        self.run(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            txn.open_table(LINKS)
+                .map_err(backend)?
+                .insert(code.as_str(), value.as_slice())
+                .map_err(backend)?;
+            txn.commit().map_err(backend)
+        })
+        .await
     }
 
     /// Runs a blocking redb operation on the blocking pool; a backend error marks the
@@ -331,11 +348,7 @@ impl LinkStore for RedbStore {
         .await
     }
 
-    async fn list(
-        &self,
-        after: Option<ShortCode>,
-        limit: usize,
-    ) -> Result<Vec<(Link, Counts)>, StoreError> {
+    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
         self.run(move |db| {
             // One read transaction: a consistent snapshot of links and their totals.
             let txn = db.begin_read().map_err(backend)?;
@@ -348,18 +361,33 @@ impl LinkStore for RedbStore {
                 None => links.range::<&str>(..),
             }
             .map_err(backend)?;
-            let mut page = Vec::with_capacity(limit.min(1_000));
-            for row in range.take(limit) {
+            let mut page = ListPage {
+                links: Vec::with_capacity(limit.min(1_000)),
+                skipped: Vec::new(),
+            };
+            for row in range {
+                if page.links.len() == limit {
+                    break;
+                }
                 let (key, value) = row.map_err(backend)?;
-                let code = ShortCode::parse(key.value()).map_err(|e| StoreError::Corrupt {
-                    code: key.value().to_owned(),
-                    reason: e.to_string(),
-                })?;
-                let clicks = match totals.get(code.as_str()).map_err(backend)? {
-                    Some(v) => stats::decode_totals(code.as_str(), v.value())?,
-                    None => Counts::default(),
-                };
-                page.push((decode(code, value.value())?, clicks));
+                // A row that does not decode is this link's problem, not the page's.
+                let decoded = ShortCode::parse(key.value())
+                    .map_err(|e| StoreError::Corrupt {
+                        code: key.value().to_owned(),
+                        reason: e.to_string(),
+                    })
+                    .and_then(|code| {
+                        let clicks = match totals.get(code.as_str()).map_err(backend)? {
+                            Some(v) => stats::decode_totals(code.as_str(), v.value())?,
+                            None => Counts::default(),
+                        };
+                        Ok((decode(code, value.value())?, clicks))
+                    });
+                match decoded {
+                    Ok(entry) => page.links.push(entry),
+                    Err(corrupt @ StoreError::Corrupt { .. }) => page.skipped.push(corrupt),
+                    Err(error) => return Err(error),
+                }
             }
             Ok(page)
         })
@@ -525,6 +553,13 @@ mod tests {
 
         async fn another_handle(&self) -> Arc<RedbStore> {
             self.store.clone()
+        }
+
+        async fn corrupt(&self, code: &ShortCode) {
+            self.store
+                .put_raw(code.as_str(), br#"{"v":1,"url":"https://a.com/","created_ms":253402300800000,"redirect":302}"#)
+                .await
+                .expect("write the raw row");
         }
     }
 
