@@ -174,12 +174,15 @@ pub struct HttpSettings {
     pub http2_keep_alive_interval_ms: NonZeroU64,
     pub http2_keep_alive_timeout_ms: NonZeroU64,
     pub body_read_timeout_ms: NonZeroU64,
+    pub write_timeout_ms: NonZeroU64,
     pub max_connections: usize,
+    pub listen_backlog: NonZeroU32,
     pub max_headers: NonZeroUsize,
     pub max_header_bytes: usize,
     pub max_body_bytes: NonZeroUsize,
     pub redirect_concurrency_limit: NonZeroUsize,
     pub api_concurrency_limit: NonZeroUsize,
+    pub api_concurrency_per_connection: NonZeroUsize,
     pub shutdown_grace_ms: u64,
 }
 
@@ -392,6 +395,11 @@ impl HttpSettings {
     /// `body_read_timeout_ms` as a duration.
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_millis(self.body_read_timeout_ms.get())
+    }
+
+    /// `write_timeout_ms` as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms.get())
     }
 
     /// `shutdown_grace_ms` as a duration.

@@ -2,6 +2,7 @@
 //!
 //! - [`server`]: the accept loop, connection settings and the connection cap.
 //! - [`connection`]: one connection's deadlines and its part in the graceful drain.
+//! - [`write_deadline`]: the socket under hyper, cut when a write makes no progress.
 //! - [`adapter`]: the tower stack as a hyper service, called as soon as a request is parsed.
 //! - [`middleware`]: the tower stack (metrics, request id, tracing, load shedding, deadline, body limit).
 //! - [`app`]: the innermost service, dispatching by [`router::Route`] to the handlers in
@@ -18,3 +19,4 @@ pub mod middleware;
 mod redirect;
 pub mod router;
 pub mod server;
+pub mod write_deadline;

@@ -13,6 +13,7 @@
 //! ├── http/            the transport, the only module that knows hyper
 //! │   ├── server.rs        accept loop, connection cap
 //! │   ├── connection.rs    one connection's deadlines and drain
+//! │   ├── write_deadline.rs  the socket, cut when the client stops reading
 //! │   ├── adapter.rs       the tower stack as a hyper service
 //! │   ├── middleware/      metrics, request id, trace, load shed, deadline, body limit
 //! │   ├── app.rs, router.rs  dispatch by route

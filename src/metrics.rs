@@ -20,12 +20,14 @@ pub const HTTP_REQUESTS: &str = "shortener_http_requests_total";
 /// HTTP request latency (first byte of headers parsed to response ready), by route and status.
 pub const HTTP_REQUEST_DURATION: &str = "shortener_http_request_duration_seconds";
 /// Requests refused by the overload guards, by `reason` (`concurrency`, `timeout`,
-/// `body_timeout`) and, for `concurrency`, by `budget` (`redirect`, `api`).
+/// `body_timeout`, `body_too_large` when declared over the limit) and, for
+/// `concurrency`, by `budget` (`redirect`, `api`, `api_connection`: past one
+/// connection's share of the API budget).
 pub const HTTP_REJECTED: &str = "shortener_http_rejected_total";
 /// Open client connections on the public listener.
 pub const HTTP_CONNECTIONS: &str = "shortener_http_connections";
 /// Connections the server closed at a deadline, by `reason` (`first_request_timeout`,
-/// `http2_idle`, `drain`). HTTP/1's header timeout is hyper's and is not counted here.
+/// `http2_idle`, `drain`, `write_timeout`). HTTP/1's header timeout is hyper's and is not counted here.
 pub const HTTP_CONNECTIONS_CLOSED: &str = "shortener_http_connections_closed_total";
 /// Connections closed at accept because `http.max_connections` were open.
 pub const HTTP_CONNECTIONS_REFUSED: &str = "shortener_http_connections_refused_total";

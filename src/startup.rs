@@ -18,7 +18,7 @@ use shortener_core::aggregate::MemoLimits;
 use shortener_core::stats::StatsStore;
 use shortener_core::{LinkStore, StoreError};
 use shortener_redb::RedbStore;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 
 use crate::cache::l2::{self, L2Cache, L2Error};
@@ -156,8 +156,8 @@ impl Application {
                 sink,
             }
         });
-        let public = bind(settings.http.listen).await?;
-        let admin = bind(settings.admin.listen).await?;
+        let public = bind(settings.http.listen, settings.http.listen_backlog.get())?;
+        let admin = bind(settings.admin.listen, ADMIN_BACKLOG)?;
         tracing::info!(addr = %local_addr(&public), "public listener bound");
         tracing::info!(addr = %local_addr(&admin), "admin listener bound (GET /metrics, GET /storage)");
         Ok(Self {
@@ -353,10 +353,25 @@ fn public_base_url(settings: &Settings) -> Option<Arc<str>> {
     (!base.is_empty()).then(|| Arc::from(base))
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })
+/// The listen(2) backlog of the admin listener: a scrape or a probe at a time.
+const ADMIN_BACKLOG: u32 = 128;
+
+/// A listener on `addr` whose kernel queue holds `backlog` completed connections
+/// (`http.listen_backlog`; `TcpListener::bind` would fix it at 1,024, which a connect
+/// burst overflowed). `SO_REUSEADDR` as `TcpListener::bind` sets it, so a restart does
+/// not wait for the old sockets' TIME_WAIT.
+fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, StartupError> {
+    let bind = || {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(backlog)
+    };
+    bind().map_err(|source| StartupError::Bind { addr, source })
 }
 
 fn local_addr(listener: &TcpListener) -> SocketAddr {
@@ -400,4 +415,30 @@ async fn open_postgres(
         statement_timeout: Duration::from_millis(pg.statement_timeout_ms.get()),
     })?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_listener_queues_as_many_connections_as_its_backlog_and_no_more() {
+        let listener = bind("127.0.0.1:0".parse().expect("addr"), 2).expect("bind");
+        let addr = local_addr(&listener);
+        // Nobody accepts: Linux completes backlog + 1 handshakes, then drops SYNs.
+        let mut completed = Vec::new();
+        for _ in 0..8 {
+            let connect = tokio::net::TcpStream::connect(addr);
+            if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(300), connect).await
+            {
+                completed.push(stream);
+            }
+        }
+        assert!(
+            (2..=3).contains(&completed.len()),
+            "{} connections queued for a backlog of 2",
+            completed.len()
+        );
+    }
 }

@@ -26,6 +26,7 @@
 //! | a request body being read                  | `http.body_read_timeout_ms`     | `api::create` |
 //! | HTTP/2, no open stream                     | `http.http2_idle_timeout_ms`    | here    |
 //! | HTTP/2, peer silent with streams open      | `http.http2_keep_alive_*`       | hyper (PING) |
+//! | a response being written, client not reading | `http.write_timeout_ms`       | `write_deadline` |
 //! | draining (after SIGTERM)                   | linger, then `shutdown_grace_ms`| here, `server` |
 //!
 //! hyper's HTTP/1 header timer starts as soon as the connection waits for a request, so

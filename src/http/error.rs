@@ -115,7 +115,10 @@ impl ApiError {
             // Tell well-behaved clients and load balancers when to come back.
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if self.status == StatusCode::REQUEST_TIMEOUT {
+        if matches!(
+            self.status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+        ) {
             // The rest of the request may still be arriving: this connection is done.
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }

@@ -9,8 +9,9 @@
 //! 3. [`request_id`]: inside the span, so it records the id there and every log line of
 //!    the request carries it; it also sets the id on the response.
 //! 4. [`load_shed`]: at most `http.redirect_concurrency_limit` requests in flight outside
-//!    `/api/` and `http.api_concurrency_limit` under it; past its budget, a request gets a
-//!    503 at once instead of a queue. Outside the timeout so shed requests cost no timer.
+//!    `/api/` and `http.api_concurrency_limit` under it, of which one connection may hold
+//!    `http.api_concurrency_per_connection`; past its budget, a request gets a 503 at
+//!    once instead of a queue. Outside the timeout so shed requests cost no timer.
 //! 5. [`deadline`]: bounds a request's time in the handler and answers a JSON 503 past
 //!    it; the timer is armed only for requests that actually wait.
 //! 6. [`body_limit`]: caps the request body before any handler reads it.
@@ -55,6 +56,7 @@ impl Stack {
             load_shed: load_shed::LoadShedLayer::new(
                 settings.redirect_concurrency_limit.get(),
                 settings.api_concurrency_limit.get(),
+                settings.api_concurrency_per_connection.get(),
             ),
             deadline: deadline::DeadlineLayer::new(Duration::from_millis(
                 settings.request_timeout_ms.get(),
@@ -84,7 +86,7 @@ impl Stack {
             .layer(self.metrics)
             .layer(trace::TraceLayer)
             .layer(self.request_id)
-            .layer(self.load_shed)
+            .layer(self.load_shed.for_connection())
             .layer(self.deadline)
             .layer(body_limit::BodyLimitLayer::new(self.max_body_bytes))
             .service(app)

@@ -35,6 +35,7 @@ use tower::Service;
 
 use super::adapter::TowerService;
 use super::connection::{Activity, Deadlines, Drain};
+use super::write_deadline::WriteDeadline;
 use crate::config::HttpSettings;
 use crate::metrics::{HTTP_ACCEPT_ERRORS, HTTP_CONNECTIONS, HTTP_CONNECTIONS_REFUSED};
 
@@ -112,6 +113,7 @@ pub async fn serve<S, M>(
         first_request: settings.header_read_timeout(),
         http2_idle: settings.http2_idle_timeout(),
     };
+    let write_timeout = settings.write_timeout();
     let drain = Drain::new();
     let mut tasks = JoinSet::new();
     let connections = metrics::gauge!(HTTP_CONNECTIONS);
@@ -139,9 +141,9 @@ pub async fn serve<S, M>(
         }
         let activity = Activity::new();
         let service = TowerService::new(make_service(peer), activity.clone());
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        // Under hyper, the write deadline: a client that stops reading is cut.
+        let io = TokioIo::new(WriteDeadline::new(stream, write_timeout));
+        let connection = builder.serve_connection(io, service).into_owned();
         let connection = drain.watch(connection, activity, deadlines);
         let connections = connections.clone();
         tasks.spawn(async move {

@@ -255,10 +255,123 @@ async fn a_slow_body_flood_on_the_api_sheds_no_redirect() {
     );
 }
 
+const END_HEADERS: u8 = 0x4;
+
+/// `POST /api/v1/links` on `stream` with `content-type: application/json` and no
+/// END_STREAM: the stream stays open while the handler waits for a body.
+fn open_post(stream: u32, content_length: Option<&str>) -> Vec<u8> {
+    let mut block = vec![0x83, 0x86, 0x04, 13];
+    block.extend_from_slice(b"/api/v1/links");
+    block.extend_from_slice(&[0x0f, 0x10, 16]);
+    block.extend_from_slice(b"application/json");
+    if let Some(length) = content_length {
+        // content-length: literal without indexing, static name 28.
+        block.extend_from_slice(&[0x0f, 0x0d, u8::try_from(length.len()).expect("short")]);
+        block.extend_from_slice(length.as_bytes());
+    }
+    frame(HEADERS, END_HEADERS, stream, &block)
+}
+
+/// The attack run's finding: two HTTP/2 connections, each with 256 POST streams that
+/// declare a body and never send it, held all 512 API slots for the body deadline. Each
+/// connection now holds at most its share; a legitimate create still gets its 201.
+#[tokio::test]
+async fn two_http2_connections_of_silent_posts_cannot_take_the_api_budget() {
+    let app = spawn_app_with(|s| {
+        // Long, so that only the admission decides what a create gets meanwhile.
+        s.http.body_read_timeout_ms = 60_000.try_into().expect("> 0");
+        s.http.request_timeout_ms = 60_000.try_into().expect("> 0");
+        s.http.header_read_timeout_ms = 60_000.try_into().expect("> 0");
+    })
+    .await;
+    let baseline = Instant::now();
+    app.create_ok(link("https://example.com/before")).await;
+    let baseline = baseline.elapsed();
+    let shed_before = app
+        .metric(r#"shortener_http_rejected_total{reason="concurrency",budget="api_connection"}"#)
+        .await;
+    let mut attackers = Vec::new();
+    for _ in 0..2 {
+        let mut stream = h2_connection(app.addr).await;
+        let streams: Vec<u8> = (0..256u32)
+            .flat_map(|i| open_post(2 * i + 1, Some("100")))
+            .collect();
+        stream.write_all(&streams).await.expect("open 256 streams");
+        attackers.push(stream);
+    }
+    // Every stream past a connection's share is answered 503 at once.
+    let wanted = shed_before + 2.0 * f64::from(256 - 16);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app
+        .metric(r#"shortener_http_rejected_total{reason="concurrency",budget="api_connection"}"#)
+        .await
+        < wanted
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the streams past the share were not shed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The attack holds 2 x 16 slots now, and will for a minute: the API still answers.
+    let during = Instant::now();
+    let response = app.create(link("https://example.com/during")).await;
+    let during = during.elapsed();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    assert_eq!(app.get("/api/v1/links").await.status(), 200);
+    // For the record (not asserted: timings are not for tests on a shared machine).
+    eprintln!("create latency before the attack {baseline:?}, during it {during:?}");
+    drop(attackers);
+}
+
+/// The attack run's finding: a client that pipelines requests and never reads filled
+/// both socket buffers and held its HTTP/1 connection for as long as it liked. Now the
+/// blocked write is cut at `http.write_timeout_ms`, and the close is counted.
+#[tokio::test]
+async fn a_client_that_never_reads_its_responses_is_disconnected_at_the_write_deadline() {
+    let app = spawn_app_with(|s| {
+        s.http.write_timeout_ms = 300.try_into().expect("> 0");
+    })
+    .await;
+    let closed = r#"shortener_http_connections_closed_total{reason="write_timeout"}"#;
+    let before = app.metric(closed).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    // A small receive window, so the server's writes block after a few responses.
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut stream = socket.connect(app.addr).await.expect("connect");
+    let requests = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n".repeat(1024);
+    // Pipeline until our own write blocks: both directions are full.
+    let mut sent = 0usize;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), stream.write_all(&requests)).await {
+            Ok(Ok(())) => sent += 1024,
+            Ok(Err(_)) => break, // already cut
+            Err(_) => break,     // blocked: nobody reads on either side
+        }
+        assert!(
+            sent < 10_000_000,
+            "the server kept reading without writing?"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.metric(closed).await <= before {
+        assert!(Instant::now() < deadline, "the connection was not cut");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And it is really gone: reading drains what was sent, then EOF or a reset.
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            let _ = n;
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the server closed its side");
+}
+
 #[tokio::test]
 async fn an_http2_peer_that_stops_answering_pings_is_dropped_with_its_stream_open() {
     const PING: u8 = 0x6;
-    const END_HEADERS: u8 = 0x4;
     let app = spawn_app_with(|s| {
         s.http.http2_keep_alive_interval_ms = 200.try_into().expect("> 0");
         s.http.http2_keep_alive_timeout_ms = 200.try_into().expect("> 0");
@@ -268,14 +381,9 @@ async fn an_http2_peer_that_stops_answering_pings_is_dropped_with_its_stream_ope
     })
     .await;
     let mut stream = h2_connection(app.addr).await;
-    // POST /api/v1/links, content-type: application/json, and no END_STREAM: the stream
-    // stays open while the handler waits for a body that never comes.
-    let mut block = vec![0x83, 0x86, 0x04, 13];
-    block.extend_from_slice(b"/api/v1/links");
-    block.extend_from_slice(&[0x0f, 0x10, 16]);
-    block.extend_from_slice(b"application/json");
+    // A body that never comes: the stream stays open.
     stream
-        .write_all(&frame(HEADERS, END_HEADERS, 1, &block))
+        .write_all(&open_post(1, None))
         .await
         .expect("request");
     // Read (never answering the PING) until the server gives up on us.

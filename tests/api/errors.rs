@@ -95,6 +95,84 @@ async fn chunked_body_over_the_limit_returns_413() {
     assert_eq!(status_line, "HTTP/1.1 413 Payload Too Large");
 }
 
+/// Sends `head` (a request's head, nothing of its body) and returns what the server
+/// answers before it closes, or within 10 s.
+async fn answer_to_head(addr: std::net::SocketAddr, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A declared `Content-Length` over the limit is refused before any of the body is
+/// read: 413 at once, and the connection closed (it used to wait for the body until the
+/// body deadline and answer 408).
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_413_at_once_without_reading_the_body() {
+    let app = spawn_app_with(|s| {
+        s.http.max_body_bytes = 1024.try_into().expect("> 0");
+        // Far later, so a 408 cannot come first.
+        s.http.body_read_timeout_ms = 60_000.try_into().expect("> 0");
+    })
+    .await;
+    let answer = answer_to_head(
+        app.addr,
+        "POST /api/v1/links HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: 1000000\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+}
+
+/// `Expect: 100-continue` with a length over the limit gets its 413, never the
+/// `100 Continue` that would invite a body the server is going to refuse.
+#[tokio::test]
+async fn expect_continue_over_the_limit_gets_413_and_no_invitation() {
+    let app = spawn_app_with(|s| s.http.max_body_bytes = 1024.try_into().expect("> 0")).await;
+    let answer = answer_to_head(
+        app.addr,
+        "POST /api/v1/links HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: 1000000\r\nexpect: 100-continue\r\n\r\n",
+    )
+    .await;
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    // Within the limit, the invitation comes as before.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let body = r#"{"url":"https://example.com/"}"#;
+    let head = format!(
+        "POST /api/v1/links HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("invited in time")
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    stream.write_all(body.as_bytes()).await.expect("body");
+    let mut rest = String::new();
+    let _ = stream.read_to_string(&mut rest).await;
+    assert!(rest.contains("HTTP/1.1 201 "), "{rest}");
+}
+
 #[tokio::test]
 async fn invalid_values_return_422_with_a_specific_code() {
     let app = spawn_app().await;
