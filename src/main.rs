@@ -9,6 +9,18 @@ use shortener::config::Settings;
 use shortener::startup::{self, Application};
 use shortener::{shutdown, telemetry};
 
+/// The allocator, the binary's choice and not the library's: jemalloc, whose background
+/// threads give freed pages back to the system (glibc kept the memory of a connection
+/// flood; docs/benchmarks.md, "Memory after a connection flood").
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// mimalloc, for comparison (`--no-default-features --features mimalloc`).
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "A high-performance URL shortener")]
 struct Cli {

@@ -141,3 +141,20 @@ async fn every_acknowledged_link_survives_sigkill_on_postgres() {
     restarted.assert_links(&acknowledged).await;
     restarted.terminate();
 }
+
+#[path = "support/generated.rs"]
+mod generated;
+
+/// The API property test of `tests/api/accepted.rs` against a real process on
+/// PostgreSQL: whatever the API accepts, this backend stores and reads back too.
+#[test]
+fn any_create_body_gets_no_5xx_and_every_201_reads_back_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(url) = runtime.block_on(database("generated_creates")) else {
+        return;
+    };
+    let server = instance(&url, &[]);
+    let created = generated::creates_read_back(&server.url(""), 300)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    assert!(created >= 20, "only {created} of 300 bodies were created");
+}
