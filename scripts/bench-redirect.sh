@@ -6,6 +6,7 @@
 #   scripts/bench-redirect.sh            # 3 rounds of 10 s each, 64 connections
 #   ROUNDS=40 DURATION=2s scripts/bench-redirect.sh   # what docs/benchmarks.md reports
 #   ROUNDS=5 DURATION=20s CONNECTIONS=128 scripts/bench-redirect.sh
+#   SERVICE_BIN=/tmp/shortener.before scripts/bench-redirect.sh   # an older build
 #   EXTRA_ENV="APP__LINKS__FORWARD_QUERY=true" scripts/bench-redirect.sh
 #   BROWSER=1 scripts/bench-redirect.sh   # requests carry a browser's User-Agent and Referer
 #
@@ -42,7 +43,7 @@ taskset -c "$SERVER_CPU" "$target/examples/baseline-server" "127.0.0.1:$BASE_POR
 baseline_pid=$!
 env APP__HTTP__LISTEN="127.0.0.1:$SVC_PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \
     APP__STORE__PATH="$data/links.redb" RUST_LOG=warn ${EXTRA_ENV:-} \
-    taskset -c "$SERVER_CPU" "$target/shortener" serve & pids+=($!)
+    taskset -c "$SERVER_CPU" "${SERVICE_BIN:-$target/shortener}" serve & pids+=($!)
 service_pid=$!
 wait_http "http://127.0.0.1:$BASE_PORT/"
 wait_http "http://127.0.0.1:$SVC_PORT/healthz"

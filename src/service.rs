@@ -277,13 +277,13 @@ impl LinkService {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for error in skipped {
-            let code = match error {
-                StoreError::Corrupt { code, .. } => code.as_str(),
-                _ => "",
+            // `ListPage::skipped` holds only `Corrupt`, each naming its row.
+            let StoreError::Corrupt { code, .. } = error else {
+                continue;
             };
-            if logged.len() < MAX_CORRUPT_LOGGED && logged.insert(code.to_owned()) {
+            if logged.len() < MAX_CORRUPT_LOGGED && logged.insert(code.clone()) {
                 tracing::error!(
-                    code,
+                    code = code.as_str(),
                     error = %Report(error),
                     "a stored link cannot be read; listings skip it (delete it to clear)"
                 );

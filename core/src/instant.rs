@@ -9,8 +9,8 @@
 //! in from outside passes through [`storable`] first: in UTC, at the millisecond
 //! precision stores keep, and inside [`EARLIEST`]`..=`[`LATEST`]; or refused by name.
 
+use time::OffsetDateTime;
 use time::macros::datetime;
-use time::{OffsetDateTime, UtcOffset};
 
 /// The earliest instant stored: the Unix epoch. Links are created now and expire later,
 /// and no click happened before 1970, so nothing earlier has a meaning here.
@@ -38,10 +38,9 @@ pub fn storable(at: OffsetDateTime) -> Result<OffsetDateTime, OutOfRange> {
     if !range.contains(&nanos) {
         return Err(OutOfRange);
     }
+    // From a Unix timestamp, the instant comes back in UTC.
     let ms = nanos.div_euclid(1_000_000) * 1_000_000;
-    OffsetDateTime::from_unix_timestamp_nanos(ms)
-        .map(|utc| utc.to_offset(UtcOffset::UTC))
-        .map_err(|_| OutOfRange)
+    OffsetDateTime::from_unix_timestamp_nanos(ms).map_err(|_| OutOfRange)
 }
 
 /// `at` moved into [`EARLIEST`]`..=`[`LATEST`] (the nearest end when outside), in UTC at
@@ -67,6 +66,7 @@ pub fn unix_ms(at: OffsetDateTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::UtcOffset;
     use time::format_description::well_known::Rfc3339;
 
     fn parse(text: &str) -> OffsetDateTime {
