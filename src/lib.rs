@@ -36,7 +36,7 @@
 //! └── shutdown.rs      the signal and the background tasks' cancellation
 //! ```
 //!
-//! The backends are crates of their own (`stores/redb`, `stores/postgres`), and what the
+//! The backends are crates of their own (`crates/stores/redb`, `crates/stores/postgres`), and what the
 //! service shares with the analytics consumer is `shortener_core`.
 //!
 //! # Reading order

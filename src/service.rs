@@ -223,7 +223,7 @@ impl LinkService {
             link.code = self.generator.generate();
         }
         // Someone may have asked for this code before it existed: forget the cached
-        // "unknown" so the new link redirects at once (bound: see ARCHITECTURE.md).
+        // "unknown" so the new link redirects at once (bound: docs/caching.md).
         self.cache.invalidate(&link.code).await;
         if let Some(l2) = &self.l2 {
             l2.created(&link).await;

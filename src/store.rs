@@ -1,7 +1,7 @@
 //! The service's side of storage: what wraps the configured backend before the service
 //! sees it.
 //!
-//! The backends themselves are crates of their own (`stores/redb`, `stores/postgres`)
+//! The backends themselves are crates of their own (`crates/stores/redb`, `crates/stores/postgres`)
 //! implementing `shortener_core::LinkStore`; this module holds the two decorators put
 //! around whichever is configured, outermost first:
 //!

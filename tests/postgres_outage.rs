@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-#[path = "../stores/postgres/tests/support/cluster.rs"]
+#[path = "../crates/stores/postgres/tests/support/cluster.rs"]
 mod cluster;
 #[path = "support/process.rs"]
 mod process;

@@ -5,7 +5,8 @@
 //!
 //! **Why it is added.** A moka hit is ~1,200 instructions, about a tenth of a cached
 //! redirect; with the front a repeat hit costs ~130, and a cached redirect went from
-//! 13,221 to 12,161 instructions (docs/benchmarks.md, session 4).
+//! 13,221 to 12,161 instructions (docs/benchmarks.md, "The click path, browser
+//! headers, and the noise floor").
 //!
 //! **The concept.** A thread-local table needs no locks and no atomics to read, only to
 //! know when it is stale: here, epoch counters that any invalidation bumps, read before

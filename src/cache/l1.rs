@@ -177,7 +177,7 @@ impl LinkCache {
     /// block. moka's lookup is an `async fn` that almost never waits; this polls it once
     /// with a no-op waker and drops it if it is pending, so a hit needs no future of the
     /// redirect's own (boxing that future per request was malloc, a copy and a free:
-    /// docs/benchmarks.md, session 3).
+    /// docs/benchmarks.md, "Counting instructions instead of requests").
     ///
     /// Why that is safe: a waker is only how a pending future asks to be polled again.
     /// With a no-op waker nobody will, so the future must be dropped, not kept; dropping

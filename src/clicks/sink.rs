@@ -10,7 +10,7 @@
 //! of a long tail touches thousands of links, and a store write costs per link-day
 //! touched (read the row, merge, write it back), not per click. Written per batch, a
 //! link clicked in twenty batches a second was rewritten twenty times a second, and the
-//! writes fell behind the redirects (40% of clicks dropped at 38k redirects/s, session 5
+//! writes fell behind the redirects (40% of clicks dropped at 38k redirects/s, "The long tail"
 //! in docs/benchmarks.md). Merged in memory first, each changed link-day is written once
 //! per interval, so store work follows the number of distinct link-days, and the
 //! batcher never waits for the store unless the store is behind for longer than the

@@ -7,7 +7,7 @@
 //! **Why it is replaced.** With it, hyper allocated a fresh 8 KB read buffer for every
 //! request (the reason is below). This adapter, with the synchronous cache hit it makes
 //! possible, took a cached redirect from 17,026 to 15,767 instructions (docs/benchmarks.md,
-//! session 3).
+//! "Counting instructions instead of requests").
 //!
 //! **The concept.** `bytes::Bytes` lets a parsed request borrow hyper's read buffer
 //! without copying; while any slice of it is alive, hyper cannot reuse the buffer for

@@ -10,8 +10,9 @@
 //! **Why it is refined.** Boxing a future per redirect is a malloc, a copy of the future
 //! and a free, and holding the request inside that future until it is polled kept hyper's
 //! read buffer borrowed (see `adapter`). Together with the adapter this took a cached
-//! redirect from 17,026 to 15,767 instructions (docs/benchmarks.md, session 3). A cached
-//! link is now answered inside `call` ([`ResponseFuture::Ready`]); only a miss boxes.
+//! redirect from 17,026 to 15,767 instructions (docs/benchmarks.md, "Counting
+//! instructions instead of requests"). A cached link is now answered inside `call`
+//! ([`ResponseFuture::Ready`]); only a miss boxes.
 //!
 //! **The concept.** A `Future` is just a value with a `poll` method: when the answer is
 //! known at call time, the future can be that answer, ready on its first poll.

@@ -8,7 +8,8 @@
 //!
 //! **Why it is replaced.** tower's `Timeout` registers a timer in tokio's wheel when the
 //! request is called and removes it when it finishes: ~1% of a cached redirect's profile
-//! (`sleep`, the wheel's `reregister`, `TimerEntry` drop; docs/benchmarks.md, session 2),
+//! (`sleep`, the wheel's `reregister`, `TimerEntry` drop; docs/benchmarks.md, the
+//! 2026-11-22 re-measurement),
 //! for a redirect that never waits. Here the timer exists only for requests that wait.
 //!
 //! **The concept.** Dropping a future cancels it: every `.await` inside it stops where it

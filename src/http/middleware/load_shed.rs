@@ -7,7 +7,8 @@
 //! **Why it is replaced.** That pair allocates a boxed future per clone of the service
 //! (hyper clones it per request), and a tokio `Semaphore`, tried next, takes a mutex on
 //! every release; callgrind showed both on every cached redirect (docs/benchmarks.md,
-//! session 3). Here admission is one atomic add and release one atomic subtract.
+//! "Counting instructions instead of requests"). Here admission is one atomic add and
+//! release one atomic subtract.
 //!
 //! **The concept.** Shedding is not backpressure: nobody waits for a slot, so a counter
 //! is enough; the waiter bookkeeping a semaphore pays for on every release has no waiter

@@ -102,7 +102,7 @@ impl Dimension {
 /// One link's statistics for one UTC day: the unit a store keeps as one row.
 ///
 /// Every part is sized to what the link received that day (docs/benchmarks.md,
-/// session 5): hours without clicks are absent, the visitor sketch is exact while small,
+/// "The long tail"): hours without clicks are absent, the visitor sketch is exact while small,
 /// and a top-N table holds only the values seen. A link clicked once costs a few dozen
 /// bytes, not the 2 KiB of a dense sketch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The storage contract for links, and its backends.
 //!
 //! [`LinkStore`] is deliberately narrow: insert-if-absent, get, delete, and health. Every
-//! backend (the embedded redb store in `stores/redb`, PostgreSQL in `stores/postgres`,
+//! backend (the embedded redb store in `crates/stores/redb`, PostgreSQL in `crates/stores/postgres`,
 //! ScyllaDB later) must give the
 //! same guarantees:
 //!

@@ -3,13 +3,13 @@
 //! The service (`src/`) and the analytics consumer (`analytics/`) never depend on each
 //! other; everything both need lives here: the validated domain types ([`code`],
 //! [`target`], [`link`]) and the storage contracts ([`store`], [`stats`]) that every
-//! backend under `stores/` implements. Nothing in this crate knows about HTTP or any
+//! backend under `crates/stores/` implements. Nothing in this crate knows about HTTP or any
 //! storage engine.
 //!
 //! # Layout
 //!
 //! ```text
-//! core/src/
+//! crates/core/src/
 //! ├── code.rs, target.rs, link.rs   a link's parts, valid by construction
 //! ├── instant.rs                    the span of time every store keeps (1970 to 9999)
 //! ├── record.rs                     the one serialized form of a link (store and Redis)

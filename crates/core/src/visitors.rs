@@ -3,7 +3,7 @@
 //! A dense [`HyperLogLog`] costs 2 KiB whether a link had one visitor or a million, and
 //! most links of a real shortener get a handful of clicks a day: stored densely, the
 //! long tail spent more bytes on sketches than the raw clicks took (docs/benchmarks.md,
-//! session 5). So a [`VisitorSketch`] starts *exact*: a sorted set of the visitor
+//! "The long tail"). So a [`VisitorSketch`] starts *exact*: a sorted set of the visitor
 //! hashes themselves, 8 bytes each. Once it holds more than [`EXACT_LIMIT`] hashes the
 //! set would be larger than the dense registers, and it turns into a [`HyperLogLog`]
 //! for good (the idea of HyperLogLog++'s sparse mode, with a simpler sparse form).

@@ -1,4 +1,4 @@
-//! The schema, versioned in the repository (`stores/postgres/migrations/`), applied in
+//! The schema, versioned in the repository (`crates/stores/postgres/migrations/`), applied in
 //! order by `shortener migrate`.
 //!
 //! Each migration runs in one transaction together with its row in `schema_migrations`,
