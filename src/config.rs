@@ -61,6 +61,14 @@ pub enum ConfigError {
     /// A layer could not be read or a key has the wrong type or is unknown.
     #[error(transparent)]
     Load(#[from] config::ConfigError),
+    /// An `APP__…` environment variable names no setting.
+    #[error("environment variable {var} names no setting (APP__SECTION__KEY sets `section.key`)")]
+    UnknownInEnvironment {
+        /// The variable.
+        var: String,
+        /// What the loader said (boxed: it is large, and errors are passed by value).
+        source: Box<config::ConfigError>,
+    },
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {key}: {reason}")]
     Invalid {
@@ -240,15 +248,30 @@ pub struct PostgresSettings {
     pub statement_timeout_ms: NonZeroU64,
 }
 
-/// Which [`shortener_core::LinkStore`] to open.
+/// Which [`shortener_core::LinkStore`] to open. Read from a string, so that a wrong
+/// name is answered with the valid ones (serde's own message names a Rust enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum StoreBackend {
     /// The redb file at `store.path`.
     Embedded,
     /// The PostgreSQL database at `store.postgres.url` (a build with the `postgres`
     /// feature), shared by any number of instances.
     Postgres,
+}
+
+impl TryFrom<String> for StoreBackend {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "embedded" => Ok(Self::Embedded),
+            "postgres" => Ok(Self::Postgres),
+            _ => Err(format!(
+                "unknown store backend `{name}`: expected `embedded` or `postgres`"
+            )),
+        }
+    }
 }
 
 /// `[telemetry]`: logging.
@@ -263,6 +286,7 @@ impl Settings {
     /// Defaults, then `file` (if any), then `APP__*` environment variables; validated.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_from(file, config::Environment::with_prefix("APP"))
+            .map_err(|error| from_environment(error, std::env::vars()))
     }
 
     /// The compiled-in defaults alone (no file, no environment): for tests and benches.
@@ -281,7 +305,10 @@ impl Settings {
             config::FileFormat::Toml,
         ));
         if let Some(path) = file {
-            builder = builder.add_source(config::File::from(path).required(true));
+            // Always TOML, whatever the file is called (the crate would guess the format
+            // from the extension and refuse `shortener.conf`).
+            let file = config::File::new(&path.to_string_lossy(), config::FileFormat::Toml);
+            builder = builder.add_source(file.required(true));
         }
         let env = env
             .prefix_separator("__")
@@ -408,6 +435,38 @@ impl HttpSettings {
     }
 }
 
+/// `error`, pointed at the environment variable that caused it when it is an unknown
+/// key that one of `vars` (`APP__SECTION__KEY`) set: the loader names only the key.
+fn from_environment(
+    error: ConfigError,
+    mut vars: impl Iterator<Item = (String, String)>,
+) -> ConfigError {
+    let ConfigError::Load(source) = error else {
+        return error;
+    };
+    let message = source.to_string();
+    let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return ConfigError::Load(source);
+    };
+    let var = vars.find_map(|(var, _)| {
+        let key = var.strip_prefix("APP__")?;
+        key.rsplit("__")
+            .next()
+            .is_some_and(|last| last.eq_ignore_ascii_case(field))
+            .then_some(var)
+    });
+    match var {
+        Some(var) => ConfigError::UnknownInEnvironment {
+            var,
+            source: Box::new(source),
+        },
+        None => ConfigError::Load(source),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +503,41 @@ mod tests {
             );
         }
         Settings::from_defaults().expect("the file and the structs hold the same keys");
+    }
+
+    #[test]
+    fn an_unknown_store_backend_is_answered_with_the_valid_ones() {
+        let error = Settings::load_from(None, env(&[("APP__STORE__BACKEND", "mysql")]))
+            .expect_err("no such backend");
+        let message = error.to_string();
+        assert!(
+            message.contains("unknown store backend `mysql`"),
+            "{message}"
+        );
+        assert!(message.contains("`embedded` or `postgres`"), "{message}");
+    }
+
+    #[test]
+    fn an_unknown_key_set_by_the_environment_names_the_variable() {
+        let vars = [("APP__HTTP__LISTN", "1")];
+        let error = Settings::load_from(None, env(&vars)).expect_err("no such key");
+        let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let error = from_environment(error, vars);
+        assert!(
+            error
+                .to_string()
+                .contains("APP__HTTP__LISTN names no setting"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_config_file_is_toml_whatever_its_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shortener.conf");
+        std::fs::write(&path, "[http]\nlisten = \"127.0.0.1:9999\"\n").expect("write");
+        let settings = Settings::load_from(Some(&path), env(&[])).expect("a TOML file");
+        assert_eq!(settings.http.listen.port(), 9999);
     }
 
     fn env(vars: &[(&str, &str)]) -> config::Environment {

@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let settings = Settings::load(config.as_deref()).context("loading configuration")?;
-            telemetry::init(&settings.telemetry.log_filter);
+            telemetry::init(&settings.telemetry.log_filter)?;
             let app = Application::build(settings)
                 .await
                 .context("starting the service")?;
@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { config } => {
             let settings = Settings::load(config.as_deref()).context("loading configuration")?;
-            telemetry::init(&settings.telemetry.log_filter);
+            telemetry::init(&settings.telemetry.log_filter)?;
             let outcome = startup::migrate(&settings)
                 .await
                 .context("migrating the store")?;

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-#[path = "../crates/stores/postgres/tests/support/cluster.rs"]
-mod cluster;
+use shortener_testkit::postgres as cluster;
 #[path = "support/process.rs"]
 mod process;
 use process::Server;

@@ -32,8 +32,10 @@ struct CreateLinkRequest {
     url: String,
     #[serde(default)]
     alias: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    expires_at: Option<OffsetDateTime>,
+    /// Any JSON value, parsed in [`NewLink`]'s `TryFrom`: so that a malformed time is
+    /// answered as `invalid_expires_at`, not as a generic error that names no field.
+    #[serde(default)]
+    expires_at: Option<serde_json::Value>,
     #[serde(default)]
     redirect: Option<u16>,
     #[serde(default)]
@@ -59,9 +61,15 @@ impl TryFrom<CreateLinkRequest> for NewLink {
             // what every later read returns; and within what every store can read back.
             expires_at: request
                 .expires_at
-                .map(instant::storable)
-                .transpose()
-                .map_err(InvalidField::ExpiresAt)?,
+                .filter(|value| !value.is_null())
+                .map(|value| {
+                    let at = value
+                        .as_str()
+                        .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+                        .ok_or(InvalidField::ExpiresAtFormat)?;
+                    instant::storable(at).map_err(InvalidField::ExpiresAt)
+                })
+                .transpose()?,
             redirect: match request.redirect {
                 None => RedirectKind::default(),
                 Some(status) => RedirectKind::from_status(status).ok_or(InvalidField::Redirect)?,
@@ -114,6 +122,9 @@ where
     let request = parse_create(&bytes)?;
 
     let new = NewLink::try_from(request)?;
+    if points_here(state, &parts.headers, &new.target) {
+        return Err(InvalidField::Loop.into());
+    }
     let link = state.service.create(new).await?;
     let body = link_body(state, &parts.headers, &link, Counts::default());
     let mut response = serialize(StatusCode::CREATED, &body)?;
@@ -142,16 +153,16 @@ pub async fn delete(state: &AppState, code: &str) -> Result<Response<Full<Bytes>
 /// `GET /healthz`: the process is alive and serving HTTP. Checks nothing else on purpose:
 /// a liveness probe that fails on a dependency outage gets healthy pods restarted.
 pub fn healthz() -> Response<Full<Bytes>> {
-    json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
+    json(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}\n"))
 }
 
 /// `GET /readyz`: the store answers, so this instance should receive traffic.
 pub async fn readyz(state: &AppState) -> Result<Response<Full<Bytes>>, ApiError> {
     // Redis is reported, never required: without it the service serves from the store.
     let body: &'static [u8] = match state.service.l2_health() {
-        None => br#"{"status":"ready"}"#,
-        Some(Health::Ok) => br#"{"status":"ready","redis":"ok"}"#,
-        Some(Health::Degraded) => br#"{"status":"ready","redis":"degraded"}"#,
+        None => b"{\"status\":\"ready\"}\n",
+        Some(Health::Ok) => b"{\"status\":\"ready\",\"redis\":\"ok\"}\n",
+        Some(Health::Degraded) => b"{\"status\":\"ready\",\"redis\":\"degraded\"}\n",
     };
     match state.service.ready().await {
         Ok(()) => Ok(json(StatusCode::OK, Bytes::from_static(body))),
@@ -451,10 +462,34 @@ fn from_ms(ms: i64) -> Result<OffsetDateTime, ApiError> {
         .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
 }
 
+/// `body` as a JSON answer, with a final newline (every JSON answer has one, so `curl -s`
+/// output does not run into the next shell prompt).
 fn serialize(status: StatusCode, body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
-    serde_json::to_vec(body)
-        .map(|bytes| json(status, Bytes::from(bytes)))
-        .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
+    let mut bytes = serde_json::to_vec(body)
+        .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+    bytes.push(b'\n');
+    Ok(json(status, Bytes::from(bytes)))
+}
+
+/// Whether `target` is on this shortener (the host and port of `http.public_base_url`,
+/// or without one, of the request's Host header): such a link would redirect to itself,
+/// or through another link, in a loop.
+fn points_here(state: &AppState, headers: &HeaderMap, target: &TargetUrl) -> bool {
+    let Ok(target) = url::Url::parse(target.as_str()) else {
+        return false;
+    };
+    let here = match (&state.public_base_url, headers.get(HOST)) {
+        (Some(base), _) => url::Url::parse(base).ok(),
+        (None, Some(host)) => host
+            .to_str()
+            .ok()
+            .and_then(|host| url::Url::parse(&format!("http://{host}/")).ok()),
+        (None, None) => None,
+    };
+    here.is_some_and(|here| {
+        here.host_str() == target.host_str()
+            && here.port_or_known_default() == target.port_or_known_default()
+    })
 }
 
 /// `{public_base_url}/{code}`; without a configured base, derived from the Host header

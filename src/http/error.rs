@@ -150,14 +150,15 @@ pub fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
-/// Serializes the error envelope.
+/// Serializes the error envelope, with a final newline like every JSON answer (so
+/// `curl -s` output does not run into the next shell prompt).
 pub fn json_error(code: &str, message: &str) -> Bytes {
     let envelope = Envelope {
         error: Body { code, message },
     };
-    serde_json::to_vec(&envelope)
-        .map(Bytes::from)
-        .unwrap_or_default()
+    let mut bytes = serde_json::to_vec(&envelope).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
 }
 
 /// A field of a request body that does not hold a valid value: 422, with the field's
@@ -176,9 +177,15 @@ pub enum InvalidField {
     /// `redirect`.
     #[error("redirect must be one of 301, 302, 307, 308")]
     Redirect,
+    /// `expires_at`, not an RFC 3339 time.
+    #[error("expires_at must be an RFC 3339 time, e.g. 2030-01-01T00:00:00Z")]
+    ExpiresAtFormat,
     /// `expires_at`, outside what every store can read back.
     #[error("expires_at {0}")]
     ExpiresAt(OutOfRange),
+    /// `url` points at this shortener: a redirect loop.
+    #[error("url points at this shortener, which would redirect to itself")]
+    Loop,
     /// `max_clicks`, above what every store can keep.
     #[error("max_clicks must be at most {}", instant::MAX_CLICKS)]
     MaxClicks,
@@ -190,7 +197,8 @@ impl From<InvalidField> for ApiError {
             InvalidField::Url(_) => "invalid_url",
             InvalidField::Alias(_) => "invalid_alias",
             InvalidField::Redirect => "invalid_redirect",
-            InvalidField::ExpiresAt(_) => "invalid_expires_at",
+            InvalidField::ExpiresAt(_) | InvalidField::ExpiresAtFormat => "invalid_expires_at",
+            InvalidField::Loop => "invalid_url",
             InvalidField::MaxClicks => "invalid_max_clicks",
         };
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())

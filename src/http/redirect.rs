@@ -21,12 +21,13 @@ use crate::service::{Resolution, ServiceError};
 
 /// `404` body, built at compile time (see the test that keeps it equal to `ApiError`'s).
 const NOT_FOUND_BODY: &[u8] =
-    br#"{"error":{"code":"not_found","message":"no link with this code"}}"#;
+    b"{\"error\":{\"code\":\"not_found\",\"message\":\"no link with this code\"}}\n";
 /// `410` body for an expired link.
-const GONE_BODY: &[u8] = br#"{"error":{"code":"expired","message":"this link has expired"}}"#;
+const GONE_BODY: &[u8] =
+    b"{\"error\":{\"code\":\"expired\",\"message\":\"this link has expired\"}}\n";
 /// `410` body for a link that used up its `max_clicks`.
 const EXHAUSTED_BODY: &[u8] =
-    br#"{"error":{"code":"exhausted","message":"this link has reached its click limit"}}"#;
+    b"{\"error\":{\"code\":\"exhausted\",\"message\":\"this link has reached its click limit\"}}\n";
 
 /// What the redirect needs from the request: borrowed, nothing copied up front.
 pub struct RedirectRequest<'a> {

@@ -181,3 +181,54 @@ fn any_create_body_gets_no_5xx_and_every_201_reads_back_redirects_and_lists() {
     // The generator must reach the store, not only the validators.
     assert!(created >= 80, "only {created} of 1000 bodies were created");
 }
+
+#[tokio::test]
+async fn a_malformed_expiry_names_its_field() {
+    let app = spawn_app().await;
+    for expires_at in [json!("tomorrow"), json!(1_900_000_000), json!("2030-01-01")] {
+        let response = app
+            .create(json!({"url": "https://example.com/", "expires_at": expires_at}))
+            .await;
+        assert_eq!(response.status(), 422, "{expires_at}");
+        assert_eq!(
+            error_code(response).await,
+            "invalid_expires_at",
+            "{expires_at}"
+        );
+    }
+    let null = app
+        .create(json!({"url": "https://example.com/", "expires_at": null}))
+        .await;
+    assert_eq!(null.status(), 201, "null is no expiry");
+}
+
+#[tokio::test]
+async fn a_target_on_this_shortener_is_refused_as_a_redirect_loop() {
+    let app = spawn_app().await;
+    let code = app.create_ok(link("https://example.com/")).await;
+    let response = app
+        .create(json!({"url": app.url(&format!("/{code}"))}))
+        .await;
+    assert_eq!(response.status(), 422);
+    assert_eq!(error_code(response).await, "invalid_url");
+    // The same host on another port is another service.
+    let other = format!("http://{}:1/x", app.addr.ip());
+    assert_eq!(app.create(json!({ "url": other })).await.status(), 201);
+}
+
+#[tokio::test]
+async fn every_json_answer_ends_with_a_newline() {
+    let app = spawn_app().await;
+    let created = app.create(link("https://example.com/")).await;
+    assert!(created.text().await.expect("text").ends_with("}\n"));
+    for path in [
+        "/api/v1/links",
+        "/api/v1/links/nope",
+        "/nope-nope",
+        "/healthz",
+        "/readyz",
+    ] {
+        let text = app.get(path).await.text().await.expect("text");
+        assert!(text.ends_with("}\n"), "{path}: {text:?}");
+    }
+}

@@ -213,7 +213,7 @@ async fn invalid_values_return_422_with_a_specific_code() {
         ),
         (
             json!({"url": "https://e.com/", "expires_at": "tomorrow"}),
-            "invalid_request",
+            "invalid_expires_at",
         ),
         (
             json!({"url": "https://e.com/", "expire_at": "2099-01-01T00:00:00Z"}),

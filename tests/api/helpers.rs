@@ -19,10 +19,9 @@ use tokio::sync::oneshot;
 
 #[path = "../support/prometheus.rs"]
 mod prometheus;
-#[cfg(feature = "redis")]
-#[path = "../support/redis.rs"]
-pub mod redis;
 use prometheus::metric_value;
+#[cfg(feature = "redis")]
+pub use shortener_testkit::redis;
 
 /// A real store with knobs: counts `get`s, optionally sleeps in `get`, optionally fails.
 pub struct ProbeStore {
@@ -154,7 +153,7 @@ pub async fn spawn_app() -> TestApp {
 /// Starts a server after `configure` adjusted the settings.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
-        shortener::telemetry::init("debug");
+        shortener::telemetry::init("debug").expect("a valid filter");
     }
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let settings = test_settings(&dir, configure);

@@ -435,7 +435,7 @@ async fn readiness_reports_redis_as_degraded_not_failed_and_recovers() {
     assert_eq!(ready.status(), 200);
     assert_eq!(
         ready.text().await.expect("text"),
-        r#"{"status":"ready","redis":"degraded"}"#
+        "{\"status\":\"ready\",\"redis\":\"degraded\"}\n"
     );
     let code = app.create_ok(link("https://example.com/")).await;
     app.service.l1().clear();
@@ -447,7 +447,7 @@ async fn readiness_reports_redis_as_degraded_not_failed_and_recovers() {
     };
     let live = spawn_app_with(with_redis(&redis)).await;
     let ready = live.get("/readyz").await.text().await.expect("text");
-    assert_eq!(ready, r#"{"status":"ready","redis":"degraded"}"#);
+    assert_eq!(ready, "{\"status\":\"ready\",\"redis\":\"degraded\"}\n");
     redis.restart();
     wait_until_redis_ok(&live).await;
     // Keys the service wrote are under its prefix.

@@ -10,7 +10,10 @@ async fn healthz_and_readyz_answer_ok() {
     assert_eq!(app.get("/healthz").await.status(), 200);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
-    assert_eq!(ready.text().await.expect("text"), r#"{"status":"ready"}"#);
+    assert_eq!(
+        ready.text().await.expect("text"),
+        "{\"status\":\"ready\"}\n"
+    );
 }
 
 #[tokio::test]

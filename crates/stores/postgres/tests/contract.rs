@@ -1,8 +1,6 @@
 //! The storage contract (`shortener_core::store::contract`) on a real PostgreSQL, plus
 //! what only this backend has to show: its migrations, and a listing in one statement.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,7 +57,7 @@ impl Backend for Postgres {
 }
 
 async fn fresh() -> Option<Postgres> {
-    let cluster = support::cluster::cluster("postgres contract")?;
+    let cluster = shortener_testkit::postgres::cluster("postgres contract")?;
     let url = cluster.fresh_database().await;
     let store = PostgresStore::connect(&options(&url)).expect("connect");
     store.migrate().await.expect("migrate");
@@ -71,7 +69,7 @@ shortener_core::store_contract!(fresh());
 
 #[tokio::test]
 async fn migrations_apply_once_and_the_schema_check_says_what_to_do() {
-    let Some(cluster) = support::cluster::cluster("migrations") else {
+    let Some(cluster) = shortener_testkit::postgres::cluster("migrations") else {
         return;
     };
     let url = cluster.fresh_database().await;

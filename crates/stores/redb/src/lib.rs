@@ -112,8 +112,11 @@ impl RedbStore {
     /// at most `cache_bytes` of page cache. After an unclean shutdown redb repairs the
     /// file here, before we serve anything.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
-        let db = open_database(path, cache_bytes)?;
-        let log = recover(&db, &Wal::path_for(path))?;
+        // Whatever fails here, the operator needs to know which file it was.
+        let at =
+            |error: StoreError| StoreError::caused(format!("opening {}", path.display()), error);
+        let db = open_database(path, cache_bytes).map_err(at)?;
+        let log = recover(&db, &Wal::path_for(path)).map_err(at)?;
         Ok(Self {
             handle: Arc::new(Handle {
                 path: path.to_owned(),

@@ -1,12 +1,11 @@
-//! A real, throwaway PostgreSQL for tests (shared by this crate's tests and the
-//! service's, which include this file): one cluster per test binary, in a temporary
-//! directory, on a free loopback port, and a fresh database per test.
+//! A real, throwaway PostgreSQL for tests (the backend's and the service's): one cluster
+//! per test binary, in a temporary directory, on a free loopback port, and a fresh
+//! database per test.
 //!
 //! Needs the Debian `postgresql` package's binaries (`/usr/lib/postgresql/<v>/bin`).
 //! PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` OS
-//! user the package creates (`runuser`). If the binaries are missing, [`cluster`] panics
-//! with the install command when `CI` is set (CI must not silently skip), and otherwise
-//! prints a loud SKIPPED line and returns `None`.
+//! user the package creates (`runuser`). If the binaries are missing, [`cluster`] says
+//! so through [`crate::skip`] and returns `None`.
 //!
 //! A test binary's statics are never dropped, so the server cannot be stopped by a
 //! destructor. Instead it runs under a small shell that holds a pipe from this process
@@ -14,9 +13,6 @@
 //! however the test binary exits. The same pipe takes `stop` (an immediate shutdown, as
 //! `pg_ctl stop -m immediate`: a crash as far as clients can tell) and `start` lines, for
 //! outage tests; a binary that uses them should hold only such tests.
-
-// Shared with the service's test binaries, which each use different parts.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -45,8 +41,7 @@ pub fn cluster(test: &str) -> Option<&'static PgCluster> {
     static CLUSTER: OnceLock<Option<PgCluster>> = OnceLock::new();
     let cluster = CLUSTER.get_or_init(PgCluster::start).as_ref();
     if cluster.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "{INSTALL_HINT}");
-        eprintln!("SKIPPED {test}: {INSTALL_HINT}");
+        crate::skip(test, INSTALL_HINT);
     }
     cluster
 }

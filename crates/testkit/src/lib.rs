@@ -1,0 +1,34 @@
+//! Real servers for tests, one recipe each: the tests of every crate, and the scripts,
+//! start them the same way instead of each keeping its own copy.
+//!
+//! Each server is looked for first; if its binaries are missing, [`skip`] says so where
+//! a person sees it (the test harness captures `eprintln!`, and a skipped test would
+//! read `ok`) and the test returns early, unless `CI` is set, where a missing server is
+//! a failure. Each is started on a free loopback port in a temporary directory, waited
+//! for until it answers, and stopped when dropped (PostgreSQL: when the test process
+//! exits, however it exits).
+//!
+//! # Layout
+//!
+//! ```text
+//! crates/testkit/src/
+//! ├── lib.rs        skip: the one way a test says a server is missing
+//! ├── redis.rs      RedisServer: redis-server per test, restartable
+//! └── postgres.rs   PgCluster: one cluster per test binary, a fresh database per test
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // test support: panics are the point
+
+pub mod postgres;
+pub mod redis;
+
+use std::io::Write;
+
+/// Reports that `test` cannot run because `why` (a missing server, with the command that
+/// installs it): a panic when `CI` is set (CI must not silently skip), otherwise a
+/// `SKIPPED` line written straight to the terminal's stderr, past the test harness's
+/// capture, so that it shows in the summary of `cargo test`.
+pub fn skip(test: &str, why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{test}: {why}");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
