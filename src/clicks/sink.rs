@@ -255,10 +255,7 @@ async fn write_loop(shared: Arc<Shared>) {
         let mut batch = take(&shared).await;
         if !batch.is_empty() {
             seq += 1;
-            batch.id = Some(BatchId {
-                source: source.clone(),
-                seq,
-            });
+            batch.id = Some(BatchId::single(source.clone(), seq));
             write(&shared, batch).await;
         }
         if closing {
@@ -303,8 +300,12 @@ async fn write(shared: &Shared, batch: BatchAggregate) {
             }
             Err(error) => {
                 shared.meters.write_error.record(elapsed);
-                let give_up = matches!(error, StoreError::Corrupt { .. } | StoreError::Closed)
-                    || (closing && attempts >= CLOSE_ATTEMPTS);
+                // Errors a retry cannot cure end the batch; an overlap cannot happen with
+                // one position per batch, but if it did, retrying would not change it.
+                let give_up = matches!(
+                    error,
+                    StoreError::Corrupt { .. } | StoreError::Closed | StoreError::Overlap { .. }
+                ) || (closing && attempts >= CLOSE_ATTEMPTS);
                 if give_up {
                     shared.meters.dropped.increment(events);
                     tracing::error!(error = %Report(&error), clicks = events, "stats write given up; clicks lost");
@@ -351,6 +352,9 @@ mod tests {
         }
         async fn totals(&self, _: &ShortCode) -> Result<Counts, StoreError> {
             Ok(Counts::default())
+        }
+        async fn applied(&self, _: &str) -> Result<Option<u64>, StoreError> {
+            Ok(None)
         }
         async fn link_stats(&self, _: &ShortCode, _: StatsQuery) -> Result<LinkStats, StoreError> {
             Ok(LinkStats::default())
@@ -411,7 +415,7 @@ mod tests {
         assert_eq!(calls[1].0, calls[2].0, "and so does the second");
         let seqs: Vec<u64> = calls
             .iter()
-            .filter_map(|(id, _)| id.as_ref().map(|id| id.seq))
+            .filter_map(|(id, _)| id.as_ref().map(|id| id.last))
             .collect();
         assert!(
             seqs.windows(2).all(|w| w[0] <= w[1]),

@@ -128,6 +128,10 @@ impl StatsStore for ProbeStore {
         self.inner.link_stats(code, query).await
     }
 
+    async fn applied(&self, source: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.applied(source).await
+    }
+
     async fn footprint(&self) -> Result<Footprint, StoreError> {
         self.inner.footprint().await
     }

@@ -201,16 +201,63 @@ impl LinkAggregate {
     }
 }
 
-/// Identifies a batch for replay protection: a store applies each `(source, seq)` at
-/// most once, and only in increasing `seq` per source. The in-process pipeline uses one
-/// random source per process start and counts flushes; a Kafka consumer would use its
-/// topic-partition and offset.
+/// Where a batch comes from: a contiguous run of positions `first..=last` of one
+/// *source*, the unit that has exactly one writer at a time. A store keeps, per source,
+/// the last position it applied, in the same transaction (or conditional write) as the
+/// batch's increments, and applies a batch only past it (the rule, in full, is
+/// [`crate::stats::StatsStore::apply`]'s). Sources:
+///
+/// - the in-process pipeline: one random source per process start (`local/<uuid>`), and
+///   each flush is one position (`first == last`);
+/// - a log consumer: one source per partition (`<topic>/<partition>`), positions are its
+///   offsets. Partitions move between consumers on a rebalance; the new owner reads the
+///   applied position ([`crate::stats::StatsStore::applied`]) and starts after it, so a
+///   replay from its older committed offset counts once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BatchId {
-    /// Who produced the batch (at most 64 bytes).
+    /// The source (at most 64 bytes).
     pub source: String,
-    /// Strictly increasing per source.
-    pub seq: u64,
+    /// The first position the batch holds.
+    pub first: u64,
+    /// The last position it holds (`>= first`).
+    pub last: u64,
+}
+
+impl BatchId {
+    /// A batch of one position (`first == last`), as the in-process pipeline writes.
+    pub fn single(source: impl Into<String>, position: u64) -> Self {
+        Self {
+            source: source.into(),
+            first: position,
+            last: position,
+        }
+    }
+
+    /// What a store does with this batch when it has applied `applied` from its source.
+    pub fn against(&self, applied: Option<u64>) -> Applies {
+        match applied {
+            None => Applies::Yes,
+            Some(applied) if self.last <= applied => Applies::AlreadyApplied,
+            Some(applied) if self.first > applied => Applies::Yes,
+            Some(applied) => Applies::Overlaps { applied },
+        }
+    }
+}
+
+/// [`BatchId::against`]: the one decision every backend makes the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applies {
+    /// Past the applied position: apply it, and move the position to its `last`.
+    Yes,
+    /// At or before the applied position: a replay. Nothing is written (`Ok`).
+    AlreadyApplied,
+    /// Starts at or before the applied position but ends after it: part of it counted
+    /// already, and an aggregate cannot be split. Refused; the writer must start after
+    /// `applied`.
+    Overlaps {
+        /// The source's applied position.
+        applied: u64,
+    },
 }
 
 /// The statistics deltas of one batch, ready for the stats store.
@@ -577,6 +624,23 @@ impl ReferrerHosts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_applies_past_its_sources_position_only() {
+        let id = |first, last| BatchId {
+            source: "clicks/0".into(),
+            first,
+            last,
+        };
+        assert_eq!(id(0, 9).against(None), Applies::Yes);
+        assert_eq!(id(10, 19).against(Some(9)), Applies::Yes);
+        assert_eq!(id(12, 19).against(Some(9)), Applies::Yes, "a gap is fine");
+        assert_eq!(id(0, 9).against(Some(9)), Applies::AlreadyApplied);
+        assert_eq!(id(3, 5).against(Some(9)), Applies::AlreadyApplied);
+        assert_eq!(id(5, 14).against(Some(9)), Applies::Overlaps { applied: 9 });
+        assert_eq!(id(9, 10).against(Some(9)), Applies::Overlaps { applied: 9 });
+        assert_eq!(BatchId::single("local/x", 4).against(Some(3)), Applies::Yes);
+    }
     use crate::click::CLICK_EVENT_VERSION;
     use uuid::Uuid;
 

@@ -193,12 +193,31 @@ pub struct TableFootprint {
 /// Durable statistics storage.
 #[async_trait]
 pub trait StatsStore: Send + Sync + 'static {
-    /// Applies a batch atomically: after a crash, either all of its increments are there
-    /// or none. Durable when it returns. A batch with an [`crate::aggregate::BatchId`]
-    /// whose `seq` is not above the last one applied from its source is skipped (`Ok`),
-    /// so a batch replayed after a failed or ambiguous commit counts once. Shared (`Arc`)
-    /// so that a caller can retry without copying it.
+    /// Applies a batch, durably when it returns, and exactly once per batch id, whoever
+    /// writes it and however often:
+    ///
+    /// - **One writer per source at a time, many sources at once.** Batches of different
+    ///   sources (partitions) touching the same link-day both count.
+    /// - **Applied position.** The store keeps, per source, the last position applied,
+    ///   written together with the increments: a batch ending at or before it is a replay
+    ///   and is skipped (`Ok`); one starting after it is applied and moves it; one that
+    ///   straddles it is refused with [`StoreError::Overlap`], and nothing is written
+    ///   ([`crate::aggregate::BatchId::against`]). A batch without an id applies
+    ///   unconditionally.
+    /// - **All or nothing per batch, as seen by a retry.** A write that fails half way
+    ///   leaves the batch either not applied at all (redb and PostgreSQL: one
+    ///   transaction) or applied in parts whose retry completes it without counting any
+    ///   part twice (a store without multi-partition transactions: per-source partial
+    ///   rows written as absolute values with the position; docs/storage.md). Either way,
+    ///   retrying the same batch until it succeeds counts it once.
+    ///
+    /// Shared (`Arc`) so that a caller can retry without copying it.
     async fn apply(&self, batch: Arc<BatchAggregate>) -> Result<(), StoreError>;
+
+    /// The last position applied from `source`, if any: where a writer that takes over a
+    /// source (a partition after a rebalance) starts, so that its replay from an older
+    /// committed offset counts once.
+    async fn applied(&self, source: &str) -> Result<Option<u64>, StoreError>;
 
     /// All-time click totals of a link (zero if it was never clicked).
     async fn totals(&self, code: &ShortCode) -> Result<Counts, StoreError>;

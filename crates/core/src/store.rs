@@ -73,6 +73,20 @@ pub enum StoreError {
     /// The store was closed (during shutdown).
     #[error("store is closed")]
     Closed,
+    /// A statistics batch overlaps what its source already applied
+    /// ([`crate::aggregate::Applies::Overlaps`]); nothing was written.
+    #[error(
+        "batch {}..={} of {} overlaps its applied position {applied}",
+        id.first,
+        id.last,
+        id.source
+    )]
+    Overlap {
+        /// The refused batch.
+        id: crate::aggregate::BatchId,
+        /// What the store had applied from its source.
+        applied: u64,
+    },
 }
 
 impl StoreError {

@@ -43,6 +43,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Overwrites the stored link `code` with a row this backend cannot decode, as an
     /// older version, a bug or a hand edit could leave it.
     async fn corrupt(&self, code: &ShortCode);
+
+    /// Overwrites the statistics row of `code` on `day` (which exists) with bytes no read
+    /// can decode: what makes a batch that touches it fail half way.
+    async fn corrupt_day(&self, code: &ShortCode, day: i64);
 }
 
 /// Expands to one `#[tokio::test]` per contract case, for the backend that `$fresh`
@@ -63,6 +67,9 @@ macro_rules! store_contract {
             links_at_the_edges_of_what_is_accepted_read_back,
             batches_accumulate_and_ranges_read_back,
             a_replayed_batch_counts_once_from_any_handle,
+            writers_of_different_sources_on_one_link_both_count,
+            a_new_owner_replaying_from_an_older_position_counts_each_click_once,
+            a_batch_that_fails_half_way_counts_once_when_retried,
             range_reads_return_only_the_range,
             visitor_sketches_merge_across_days_and_batches,
             top_n_ranks_values_over_the_range,
@@ -564,10 +571,7 @@ pub async fn a_replayed_batch_counts_once_from_any_handle(backend: &impl Backend
         .collect();
     let with_id = |source: &str, seq| {
         let mut batch = Aggregator::new().aggregate(&events);
-        batch.id = Some(BatchId {
-            source: source.into(),
-            seq,
-        });
+        batch.id = Some(BatchId::single(source, seq));
         Arc::new(batch)
     };
     store.apply(with_id("a", 1)).await.expect("apply");
@@ -757,4 +761,141 @@ pub async fn a_fresh_store_answers_reads_with_zeros(backend: &impl Backend) {
     );
     assert!(store.list(None, 10).await.expect("list").links.is_empty());
     store.ping().await.expect("ping");
+}
+
+/// All-time clicks of `text`.
+async fn total(store: &impl StatsStore, text: &str) -> u64 {
+    store.totals(&code(text)).await.expect("totals").total
+}
+
+/// A batch of `source`'s positions `first..=last` holding `events`.
+fn positioned(source: &str, first: u64, last: u64, events: &[ClickEvent]) -> Arc<BatchAggregate> {
+    let mut batch = Aggregator::new().aggregate(events);
+    batch.id = Some(BatchId {
+        source: source.into(),
+        first,
+        last,
+    });
+    Arc::new(batch)
+}
+
+/// Clicks on `text` at positions `range` (one click per position, each its own visitor).
+fn clicks_at(text: &str, range: std::ops::Range<u64>) -> Vec<ClickEvent> {
+    range
+        .map(|i| {
+            let at = DAY * DAY_MS + i64::try_from(i).expect("small");
+            click(text, at, i, CHROME, "https://r.example/")
+        })
+        .collect()
+}
+
+/// Two writers, each the one owner of its source (a partition), write clicks of the same
+/// link-day at the same time, through separate handles: both count, and each source
+/// keeps its own applied position.
+pub async fn writers_of_different_sources_on_one_link_both_count(backend: &impl Backend) {
+    let (a, b) = (backend.store(), backend.another_handle().await);
+    let (p0, p1) = (clicks_at("shared", 0..10), clicks_at("shared", 100..107));
+    let (ra, rb) = tokio::join!(
+        a.apply(positioned("clicks/0", 0, 9, &p0)),
+        b.apply(positioned("clicks/1", 0, 6, &p1)),
+    );
+    ra.expect("partition 0");
+    rb.expect("partition 1");
+    assert_eq!(a.totals(&code("shared")).await.expect("totals").total, 17);
+    let stats = b
+        .link_stats(
+            &code("shared"),
+            query(DAY * DAY_MS, (DAY + 1) * DAY_MS, Granularity::Day),
+        )
+        .await
+        .expect("stats");
+    assert_eq!(stats.unique_visitors, 17, "the sketches merged");
+    assert_eq!(a.applied("clicks/0").await.expect("applied"), Some(9));
+    assert_eq!(a.applied("clicks/1").await.expect("applied"), Some(6));
+    assert_eq!(a.applied("clicks/2").await.expect("applied"), None);
+}
+
+/// A source changes owner (a rebalance): the new owner's log position is older than what
+/// the old one applied. It reads the applied position; a batch straddling it is refused
+/// with nothing written, the rest after it counts, and a late retry of the old owner's
+/// last batch is a no-op. Every click counts once.
+pub async fn a_new_owner_replaying_from_an_older_position_counts_each_click_once(
+    backend: &impl Backend,
+) {
+    let (old, new) = (backend.store(), backend.another_handle().await);
+    let events = clicks_at("moved", 0..30);
+    old.apply(positioned("clicks/3", 0, 9, &events[0..10]))
+        .await
+        .expect("old owner, first batch");
+    old.apply(positioned("clicks/3", 10, 19, &events[10..20]))
+        .await
+        .expect("old owner, second batch");
+    // The old owner's last committed log offset was 10: the new owner replays from there.
+    let applied = new.applied("clicks/3").await.expect("applied");
+    assert_eq!(applied, Some(19));
+    let straddling = new
+        .apply(positioned("clicks/3", 10, 24, &events[10..25]))
+        .await;
+    assert!(
+        matches!(
+            straddling,
+            Err(crate::StoreError::Overlap { applied: 19, .. })
+        ),
+        "{straddling:?}"
+    );
+    assert_eq!(
+        total(&*new, "moved").await,
+        20,
+        "the refused batch wrote nothing"
+    );
+    new.apply(positioned("clicks/3", 20, 29, &events[20..30]))
+        .await
+        .expect("after the applied position");
+    old.apply(positioned("clicks/3", 10, 19, &events[10..20]))
+        .await
+        .expect("a late retry by the old owner is no error");
+    assert_eq!(total(&*old, "moved").await, 30, "each click once");
+    assert_eq!(new.applied("clicks/3").await.expect("applied"), Some(29));
+}
+
+/// A batch whose write fails after part of it was written (here: its last link's day
+/// row cannot be decoded) leaves no part counted and the position where it was; retried
+/// after the cause is gone, it counts once, and once more is a no-op.
+pub async fn a_batch_that_fails_half_way_counts_once_when_retried(backend: &impl Backend) {
+    let store = backend.store();
+    // "zzz" sorts last: every backend has written the other link's increments when it
+    // meets this one's row.
+    store
+        .apply(positioned("seed", 0, 0, &clicks_at("zzz", 0..1)))
+        .await
+        .expect("seed");
+    backend.corrupt_day(&code("zzz"), DAY).await;
+    let mut events = clicks_at("aaa", 0..5);
+    events.extend(clicks_at("zzz", 5..6));
+    let batch = positioned("clicks/5", 0, 3, &events);
+    assert!(
+        store.apply(batch.clone()).await.is_err(),
+        "the bad row fails the batch"
+    );
+    assert_eq!(
+        store.totals(&code("aaa")).await.expect("totals").total,
+        0,
+        "no part of it counted"
+    );
+    assert_eq!(
+        store.applied("clicks/5").await.expect("applied"),
+        None,
+        "the position did not move"
+    );
+    assert!(
+        !store
+            .delete(&code("zzz"))
+            .await
+            .expect("delete its statistics")
+    );
+    store.apply(batch.clone()).await.expect("the retry");
+    store.apply(batch).await.expect("and a replay");
+    assert_eq!(store.totals(&code("aaa")).await.expect("totals").total, 5);
+    assert_eq!(store.totals(&code("zzz")).await.expect("totals").total, 1);
+    assert_eq!(store.applied("clicks/5").await.expect("applied"), Some(3));
 }

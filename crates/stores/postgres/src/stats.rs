@@ -4,8 +4,9 @@
 //! Applying a batch (all in one transaction, so all of it or nothing):
 //!
 //! 1. claim the batch: `INSERT INTO stats_sources ... ON CONFLICT DO UPDATE ... WHERE
-//!    seq < EXCLUDED.seq`. No row affected means this `(source, seq)` was applied before:
-//!    roll back, and the replay is a no-op;
+//!    seq < first`, moving the source's applied position to the batch's last. No row
+//!    affected means the batch does not start past the position: roll back, and read
+//!    the position to tell a replay (a no-op) from an overlap (refused);
 //! 2. totals: one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE SET total =
 //!    total + EXCLUDED.total`, additive, so concurrent writers need no read;
 //! 3. days: a day row holds a sketch and top-N tables that SQL cannot add, so it is
@@ -22,16 +23,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use shortener_core::aggregate::{BatchAggregate, Counts, DayAggregate};
+use shortener_core::aggregate::{Applies, BatchAggregate, Counts, DayAggregate};
 use shortener_core::encoding;
 use shortener_core::stats::{Footprint, LinkStats, StatsQuery, StatsStore, TableFootprint};
 use shortener_core::{ShortCode, StoreError};
 
 use super::{PostgresStore, backend, corrupt, counts_at};
 
+// `seq` is the source's applied position. The conflicting row is locked whether or not
+// the `WHERE` lets the update through, so the `APPLIED` read after a refused claim sees
+// the position that refused it, and no other writer of the source can move it meanwhile.
 const CLAIM: &str = "INSERT INTO stats_sources (source, seq) VALUES ($1, $2)
     ON CONFLICT (source) DO UPDATE SET seq = EXCLUDED.seq
-    WHERE stats_sources.seq < EXCLUDED.seq";
+    WHERE stats_sources.seq < $3";
+const APPLIED: &str = "SELECT seq FROM stats_sources WHERE source = $1";
 const ADD_TOTALS: &str = "INSERT INTO stats_totals (code, total, human, bot)
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
     ON CONFLICT (code) DO UPDATE SET
@@ -92,14 +97,32 @@ impl StatsStore for PostgresStore {
         if let Some(id) = &batch.id {
             let claim = txn.prepare_cached(CLAIM).await.map_err(backend)?;
             self.sent(1);
-            let seq = i64::try_from(id.seq).map_err(backend)?;
+            let (first, last) = (signed(id.first)?, signed(id.last)?);
             let claimed = txn
-                .execute(&claim, &[&id.source, &seq])
+                .execute(&claim, &[&id.source, &last, &first])
                 .await
                 .map_err(backend)?;
             if claimed == 0 {
-                tracing::debug!(source = %id.source, seq = id.seq, "batch already applied");
-                return Ok(()); // dropping the transaction rolls it back
+                // Refused: a replay, or a batch straddling the applied position. Dropping
+                // the transaction rolls it back either way.
+                let applied = txn.prepare_cached(APPLIED).await.map_err(backend)?;
+                self.sent(1);
+                let row = txn
+                    .query_one(&applied, &[&id.source])
+                    .await
+                    .map_err(backend)?;
+                let applied =
+                    u64::try_from(row.try_get::<_, i64>(0).map_err(backend)?).map_err(backend)?;
+                return match id.against(Some(applied)) {
+                    Applies::Overlaps { applied } => Err(StoreError::Overlap {
+                        id: id.clone(),
+                        applied,
+                    }),
+                    Applies::AlreadyApplied | Applies::Yes => {
+                        tracing::debug!(source = %id.source, last = id.last, "batch already applied");
+                        Ok(())
+                    }
+                };
             }
         }
         let add_totals = txn.prepare_cached(ADD_TOTALS).await.map_err(backend)?;
@@ -182,6 +205,21 @@ impl StatsStore for PostgresStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(LinkStats::summarize(days, &query))
+    }
+
+    async fn applied(&self, source: &str) -> Result<Option<u64>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(APPLIED).await.map_err(backend)?;
+        self.sent(1);
+        let row = client
+            .query_opt(&statement, &[&source])
+            .await
+            .map_err(backend)?;
+        row.map(|row| {
+            let position: i64 = row.try_get(0).map_err(backend)?;
+            u64::try_from(position).map_err(backend)
+        })
+        .transpose()
     }
 
     async fn footprint(&self) -> Result<Footprint, StoreError> {

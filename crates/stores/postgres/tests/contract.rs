@@ -38,6 +38,22 @@ impl Backend for Postgres {
         PostgresStore::connect(&options(&self.url)).expect("connect")
     }
 
+    async fn corrupt_day(&self, code: &shortener_core::ShortCode, day: i64) {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let day = i32::try_from(day).expect("a day number");
+        let updated = client
+            .execute(
+                "UPDATE stats_days SET body = '\\xff'::bytea WHERE code = $1 AND day = $2",
+                &[&code.as_str(), &day],
+            )
+            .await
+            .expect("update");
+        assert_eq!(updated, 1);
+    }
+
     async fn corrupt(&self, code: &shortener_core::ShortCode) {
         // A timestamp the driver cannot turn into an `OffsetDateTime`, as a hand edit
         // or another program could leave it.

@@ -558,6 +558,13 @@ mod tests {
             self.store.clone()
         }
 
+        async fn corrupt_day(&self, code: &ShortCode, day: i64) {
+            self.store
+                .put_raw_day(code.as_str(), day, &[0xff])
+                .await
+                .expect("write the raw row");
+        }
+
         async fn corrupt(&self, code: &ShortCode) {
             self.store
                 .put_raw(code.as_str(), br#"{"v":1,"url":"https://a.com/","created_ms":253402300800000,"redirect":302}"#)
