@@ -72,18 +72,16 @@ async fn write_groups(
 /// Commits one group and answers each of its creates.
 async fn commit(store: &dyn LinkStore, group: impl Iterator<Item = Waiting>) {
     let (links, answers): (Vec<Link>, Vec<_>) = group.map(|w| (w.link, w.answer)).unzip();
-    let outcomes = match store.insert_batch(&links).await {
-        Ok(outcomes) if outcomes.len() == links.len() => outcomes.into_iter().map(Ok).collect(),
-        Ok(outcomes) => {
-            let error = StoreError::backend(format!(
-                "insert_batch answered {} of {} links",
-                outcomes.len(),
-                links.len()
-            ));
-            vec![Err(error); links.len()]
-        }
-        Err(error) => vec![Err(error); links.len()],
-    };
+    // Each create gets its own link's outcome: what every backend promises.
+    let mut outcomes = store.insert_batch(&links).await;
+    if outcomes.len() != links.len() {
+        let error = StoreError::backend(format!(
+            "insert_batch answered {} of {} links",
+            outcomes.len(),
+            links.len()
+        ));
+        outcomes = vec![Err(error); links.len()];
+    }
     for (answer, outcome) in answers.into_iter().zip(outcomes) {
         // A create whose client went away no longer listens; its link is stored all
         // the same, as it would be without grouping.
@@ -108,7 +106,7 @@ impl LinkStore for GroupCommit {
         outcome.await.map_err(|_| writer_gone())?
     }
 
-    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
+    async fn insert_batch(&self, links: &[Link]) -> Vec<Result<InsertOutcome, StoreError>> {
         self.store.insert_batch(links).await
     }
 
@@ -183,20 +181,26 @@ mod tests {
         async fn insert_if_absent(&self, _: &Link) -> Result<InsertOutcome, StoreError> {
             unreachable!("group commit only sends batches")
         }
-        async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
+        async fn insert_batch(&self, links: &[Link]) -> Vec<Result<InsertOutcome, StoreError>> {
             let codes: Vec<String> = links.iter().map(|l| l.code.as_str().to_owned()).collect();
             self.batches.lock().expect("lock").push(codes.clone());
             self.commits.acquire().await.expect("open").forget();
             if codes.iter().any(|c| c == "fail") {
-                return Err(StoreError::backend("disk on fire"));
+                return vec![Err(StoreError::backend("disk on fire")); codes.len()];
             }
-            Ok(codes
+            // "taken…" exists already; "broken…" fails alone, as one link of a CQL batch can.
+            codes
                 .iter()
-                .map(|c| match c.starts_with("taken") {
-                    true => InsertOutcome::AlreadyExists,
-                    false => InsertOutcome::Inserted,
+                .map(|c| {
+                    if c.starts_with("taken") {
+                        Ok(InsertOutcome::AlreadyExists)
+                    } else if c.starts_with("broken") {
+                        Err(StoreError::backend("this link's write timed out"))
+                    } else {
+                        Ok(InsertOutcome::Inserted)
+                    }
                 })
-                .collect())
+                .collect()
         }
         async fn get(&self, _: &ShortCode) -> Result<Option<Link>, StoreError> {
             Ok(None)
@@ -301,5 +305,34 @@ mod tests {
             .map(Vec::len)
             .collect();
         assert_eq!(sizes, [1, 2, 1], "at most max_group per commit");
+    }
+
+    #[tokio::test]
+    async fn a_link_that_fails_alone_fails_only_its_own_create() {
+        let store = Arc::new(Recording::default());
+        let groups = Arc::new(GroupCommit::new(store.clone(), 8));
+        let blocked = spawn_creates(&groups, ["first".to_owned()].into_iter()).await;
+        let group = ["ok1", "broken", "ok2"].map(str::to_owned);
+        let tasks = spawn_creates(&groups, group.into_iter()).await;
+        store.commits.add_permits(2);
+        blocked
+            .into_iter()
+            .next()
+            .expect("one")
+            .await
+            .expect("join")
+            .expect("ok");
+        let outcomes: Vec<_> = futures::future::join_all(tasks)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("join").ok())
+            .collect();
+        use InsertOutcome::Inserted;
+        assert_eq!(outcomes, [Some(Inserted), None, Some(Inserted)]);
+        assert_eq!(
+            store.batches.lock().expect("lock").len(),
+            2,
+            "one commit for the three"
+        );
     }
 }

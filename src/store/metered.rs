@@ -72,11 +72,14 @@ impl LinkStore for MeteredStore {
         result
     }
 
-    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
+    async fn insert_batch(&self, links: &[Link]) -> Vec<Result<InsertOutcome, StoreError>> {
         let started = Instant::now();
-        let result = self.inner.insert_batch(links).await;
-        self.insert_batch.record(started, &result);
-        result
+        let outcomes = self.inner.insert_batch(links).await;
+        // One operation, failed if any of its links failed.
+        let failed = outcomes.iter().find_map(|outcome| outcome.as_ref().err());
+        self.insert_batch
+            .record(started, &failed.map_or(Ok(()), |e| Err(e.clone())));
+        outcomes
     }
 
     fn keeps_click_budgets(&self) -> bool {

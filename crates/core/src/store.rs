@@ -127,18 +127,24 @@ pub trait LinkStore: Send + Sync + 'static {
     /// Stores `link` unless its code is taken. Durable when it returns `Inserted`.
     async fn insert_if_absent(&self, link: &Link) -> Result<InsertOutcome, StoreError>;
 
-    /// Stores every link whose code is free, all in one durable commit (one transaction,
-    /// one fsync), and says for each, in order, whether it was inserted. Of several links
-    /// with one code, the first wins. All or nothing: on `Err`, none was stored.
+    /// Stores every link whose code is free and answers for each link, in order, with
+    /// its own outcome: `Ok(Inserted)` (stored, durable), `Ok(AlreadyExists)` (the code
+    /// was taken, also by an earlier link of the same batch: the first wins), or `Err`
+    /// (this link's write failed). Outcomes are per link because that is what every
+    /// backend can promise: a store without multi-partition transactions (CQL) writes
+    /// each link on its own, so some may succeed while others fail. Where the batch is
+    /// one transaction (redb, PostgreSQL: one commit, one fsync for the group), an error
+    /// is every link's and none was stored.
     ///
     /// This is what group commit (creates arriving together share one commit) is built
-    /// on. The default inserts one at a time, which is correct but commits once per link.
-    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
+    /// on. The default inserts one at a time, each with its own outcome: correct, but
+    /// one commit per link.
+    async fn insert_batch(&self, links: &[Link]) -> Vec<Result<InsertOutcome, StoreError>> {
         let mut outcomes = Vec::with_capacity(links.len());
         for link in links {
-            outcomes.push(self.insert_if_absent(link).await?);
+            outcomes.push(self.insert_if_absent(link).await);
         }
-        Ok(outcomes)
+        outcomes
     }
 
     /// Whether this backend keeps the click budgets of `max_clicks` links itself, one

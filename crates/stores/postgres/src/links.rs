@@ -87,56 +87,12 @@ impl LinkStore for PostgresStore {
         })
     }
 
-    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
-        // The first link of each code is sent, in code order; later ones lose at once.
-        let mut sent: Vec<usize> = (0..links.len()).collect();
-        sent.sort_by(|&a, &b| links[a].code.cmp(&links[b].code).then(a.cmp(&b)));
-        sent.dedup_by(|later, first| links[*later].code == links[*first].code);
-        if sent.is_empty() {
-            return Ok(Vec::new());
+    async fn insert_batch(&self, links: &[Link]) -> Vec<Result<InsertOutcome, StoreError>> {
+        // One statement: its outcome, or its error, is every link's.
+        match self.insert_group(links).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(error) => vec![Err(error); links.len()],
         }
-        let codes: Vec<&str> = sent.iter().map(|&i| links[i].code.as_str()).collect();
-        let targets: Vec<&str> = sent.iter().map(|&i| links[i].target.as_str()).collect();
-        let created: Vec<OffsetDateTime> =
-            sent.iter().map(|&i| millis(links[i].created_at)).collect();
-        let expires: Vec<Option<OffsetDateTime>> = sent
-            .iter()
-            .map(|&i| links[i].expires_at.map(millis))
-            .collect();
-        let redirects: Vec<i16> = sent
-            .iter()
-            .map(|&i| links[i].redirect.status() as i16)
-            .collect();
-        let max_clicks = sent
-            .iter()
-            .map(|&i| links[i].max_clicks.map(i64::try_from).transpose())
-            .collect::<Result<Vec<Option<i64>>, _>>()
-            .map_err(backend)?;
-        let client = self.client().await?;
-        let statement = client.prepare_cached(INSERT_BATCH).await.map_err(backend)?;
-        self.sent(1);
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &codes,
-                    &targets,
-                    &created,
-                    &expires,
-                    &redirects,
-                    &max_clicks,
-                ],
-            )
-            .await
-            .map_err(backend)?;
-        let won: std::collections::HashSet<&str> = rows.iter().map(|row| row.get(0)).collect();
-        let mut outcomes = vec![InsertOutcome::AlreadyExists; links.len()];
-        for &i in &sent {
-            if won.contains(links[i].code.as_str()) {
-                outcomes[i] = InsertOutcome::Inserted;
-            }
-        }
-        Ok(outcomes)
     }
 
     async fn get(&self, code: &ShortCode) -> Result<Option<Link>, StoreError> {
@@ -237,6 +193,62 @@ impl LinkStore for PostgresStore {
     async fn close(&self) -> Result<(), StoreError> {
         self.close_pool();
         Ok(())
+    }
+}
+
+impl PostgresStore {
+    /// The group of `links` in one multi-row `INSERT`: each link's outcome, or the
+    /// statement's error. See [`LinkStore::insert_batch`].
+    async fn insert_group(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
+        // The first link of each code is sent, in code order; later ones lose at once.
+        let mut sent: Vec<usize> = (0..links.len()).collect();
+        sent.sort_by(|&a, &b| links[a].code.cmp(&links[b].code).then(a.cmp(&b)));
+        sent.dedup_by(|later, first| links[*later].code == links[*first].code);
+        if sent.is_empty() {
+            return Ok(Vec::new());
+        }
+        let codes: Vec<&str> = sent.iter().map(|&i| links[i].code.as_str()).collect();
+        let targets: Vec<&str> = sent.iter().map(|&i| links[i].target.as_str()).collect();
+        let created: Vec<OffsetDateTime> =
+            sent.iter().map(|&i| millis(links[i].created_at)).collect();
+        let expires: Vec<Option<OffsetDateTime>> = sent
+            .iter()
+            .map(|&i| links[i].expires_at.map(millis))
+            .collect();
+        let redirects: Vec<i16> = sent
+            .iter()
+            .map(|&i| links[i].redirect.status() as i16)
+            .collect();
+        let max_clicks = sent
+            .iter()
+            .map(|&i| links[i].max_clicks.map(i64::try_from).transpose())
+            .collect::<Result<Vec<Option<i64>>, _>>()
+            .map_err(backend)?;
+        let client = self.client().await?;
+        let statement = client.prepare_cached(INSERT_BATCH).await.map_err(backend)?;
+        self.sent(1);
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &codes,
+                    &targets,
+                    &created,
+                    &expires,
+                    &redirects,
+                    &max_clicks,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        let won: std::collections::HashSet<&str> = rows.iter().map(|row| row.get(0)).collect();
+        let mut outcomes = vec![InsertOutcome::AlreadyExists; links.len()];
+        for &i in &sent {
+            if won.contains(links[i].code.as_str()) {
+                outcomes[i] = InsertOutcome::Inserted;
+            }
+        }
+        Ok(outcomes)
     }
 }
 

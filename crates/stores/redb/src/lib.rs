@@ -133,11 +133,72 @@ impl RedbStore {
     /// fsync, and returns how many were inserted. For seeding benchmarks and importing
     /// from another shortener.
     pub async fn import(&self, links: Vec<Link>) -> Result<usize, StoreError> {
-        let outcomes = self.insert_batch(&links).await?;
+        let outcomes = self.commit_group(&links).await?;
         Ok(outcomes
             .iter()
             .filter(|outcome| **outcome == InsertOutcome::Inserted)
             .count())
+    }
+
+    /// The group of `links` in one durable commit (create log, then the tree): each
+    /// link's outcome, or the commit's error. See [`LinkStore::insert_batch`].
+    async fn commit_group(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
+        let entries: Vec<Entry> = links
+            .iter()
+            .map(|link| (link.code.clone(), encode(link)))
+            .collect();
+        let log = self.log.clone();
+        self.run(move |db| {
+            let mut log = log.lock().map_err(|_| poisoned())?;
+            // redb has one writer at a time, so check-then-insert inside one write
+            // transaction is atomic: no other insert can interleave. A later link with
+            // the code of an earlier one in the batch sees it, and loses.
+            let mut txn = db.begin_write().map_err(backend)?;
+            txn.set_durability(Durability::None).map_err(backend)?;
+            let mut outcomes = Vec::with_capacity(entries.len());
+            let mut inserted = Vec::with_capacity(entries.len());
+            {
+                let mut table = txn.open_table(LINKS).map_err(backend)?;
+                for entry @ (code, value) in &entries {
+                    if table.get(code.as_str()).map_err(backend)?.is_some() {
+                        outcomes.push(InsertOutcome::AlreadyExists);
+                        continue;
+                    }
+                    table
+                        .insert(code.as_str(), value.as_slice())
+                        .map_err(backend)?;
+                    outcomes.push(InsertOutcome::Inserted);
+                    inserted.push(entry);
+                }
+            }
+            if inserted.is_empty() {
+                // Nothing to make durable; dropping the transaction aborts it.
+                return Ok(outcomes);
+            }
+            let lsn = log.next_lsn;
+            txn.open_table(META)
+                .map_err(backend)?
+                .insert(APPLIED_LSN, lsn)
+                .map_err(backend)?;
+            // Log first, then apply: the group is durable once the append returns. If
+            // the append fails, the transaction is dropped (aborted) and no link of the
+            // group is visible; if the commit fails, the append is taken back.
+            let before = log.wal.len();
+            log.wal.append(lsn, &inserted).map_err(backend)?;
+            if let Err(error) = txn.commit() {
+                log.wal.truncate(before).map_err(backend)?;
+                return Err(backend(error));
+            }
+            log.next_lsn += 1;
+            if log.wal.len() > CHECKPOINT_BYTES
+                && let Err(error) = checkpoint(db, &mut log)
+            {
+                // The creates are durable in the log; the next group tries again.
+                tracing::warn!(error = %Report(&error), "create log checkpoint failed");
+            }
+            Ok(outcomes)
+        })
+        .await
     }
 
     /// Stores `value` under `code` as it is, unchecked and durably: how tests make the
@@ -256,69 +317,18 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
 #[async_trait]
 impl LinkStore for RedbStore {
     async fn insert_if_absent(&self, link: &Link) -> Result<InsertOutcome, StoreError> {
-        let mut outcomes = self.insert_batch(std::slice::from_ref(link)).await?;
+        let mut outcomes = self.commit_group(std::slice::from_ref(link)).await?;
         outcomes
             .pop()
             .ok_or_else(|| StoreError::backend("no outcome for the insert"))
     }
 
-    async fn insert_batch(&self, links: &[Link]) -> Result<Vec<InsertOutcome>, StoreError> {
-        let entries: Vec<Entry> = links
-            .iter()
-            .map(|link| (link.code.clone(), encode(link)))
-            .collect();
-        let log = self.log.clone();
-        self.run(move |db| {
-            let mut log = log.lock().map_err(|_| poisoned())?;
-            // redb has one writer at a time, so check-then-insert inside one write
-            // transaction is atomic: no other insert can interleave. A later link with
-            // the code of an earlier one in the batch sees it, and loses.
-            let mut txn = db.begin_write().map_err(backend)?;
-            txn.set_durability(Durability::None).map_err(backend)?;
-            let mut outcomes = Vec::with_capacity(entries.len());
-            let mut inserted = Vec::with_capacity(entries.len());
-            {
-                let mut table = txn.open_table(LINKS).map_err(backend)?;
-                for entry @ (code, value) in &entries {
-                    if table.get(code.as_str()).map_err(backend)?.is_some() {
-                        outcomes.push(InsertOutcome::AlreadyExists);
-                        continue;
-                    }
-                    table
-                        .insert(code.as_str(), value.as_slice())
-                        .map_err(backend)?;
-                    outcomes.push(InsertOutcome::Inserted);
-                    inserted.push(entry);
-                }
-            }
-            if inserted.is_empty() {
-                // Nothing to make durable; dropping the transaction aborts it.
-                return Ok(outcomes);
-            }
-            let lsn = log.next_lsn;
-            txn.open_table(META)
-                .map_err(backend)?
-                .insert(APPLIED_LSN, lsn)
-                .map_err(backend)?;
-            // Log first, then apply: the group is durable once the append returns. If
-            // the append fails, the transaction is dropped (aborted) and no link of the
-            // group is visible; if the commit fails, the append is taken back.
-            let before = log.wal.len();
-            log.wal.append(lsn, &inserted).map_err(backend)?;
-            if let Err(error) = txn.commit() {
-                log.wal.truncate(before).map_err(backend)?;
-                return Err(backend(error));
-            }
-            log.next_lsn += 1;
-            if log.wal.len() > CHECKPOINT_BYTES
-                && let Err(error) = checkpoint(db, &mut log)
-            {
-                // The creates are durable in the log; the next group tries again.
-                tracing::warn!(error = %Report(&error), "create log checkpoint failed");
-            }
-            Ok(outcomes)
-        })
-        .await
+    async fn insert_batch(&self, links: &[Link]) -> Vec<Result<InsertOutcome, StoreError>> {
+        // One transaction: its outcome, or its error, is every link's.
+        match self.commit_group(links).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(error) => vec![Err(error); links.len()],
+        }
     }
 
     async fn get(&self, code: &ShortCode) -> Result<Option<Link>, StoreError> {
@@ -615,7 +625,7 @@ mod tests {
         let path = dir.path().join("links.redb");
         let store = RedbStore::open(&path).expect("open");
         store
-            .insert_batch(&[link("gone", "https://example.com/gone")])
+            .commit_group(&[link("gone", "https://example.com/gone")])
             .await
             .expect("batch");
         assert!(
@@ -629,7 +639,7 @@ mod tests {
             let batch: Vec<Link> = (0..10)
                 .map(|i| link(&format!("g{group}n{i}"), "https://example.com/"))
                 .collect();
-            store.insert_batch(&batch).await.expect("batch");
+            store.commit_group(&batch).await.expect("batch");
             acknowledged.extend(batch);
         }
         let wal = Wal::path_for(&path);
