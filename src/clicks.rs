@@ -21,6 +21,10 @@
 //! removed the allocator's work per click. Hashing, ids and the rest of the event happen
 //! in the batcher.
 //!
+//! The sink contract is `shortener_core::sink`; the in-process sink is the shared
+//! aggregation engine (`shortener_aggregation::AggregatingSink`), which the analytics
+//! consumer runs too.
+//!
 //! Accounting (all in `crate::metrics`): every GET redirect is either recorded or dropped
 //! with a reason; every recorded click is aggregated, dropped by a failing sink, or still
 //! queued or pending. After a flush, `redirects = recorded + dropped{queue_full,closed}`
@@ -29,7 +33,6 @@
 pub mod batcher;
 pub mod client_ip;
 pub mod intern;
-pub mod sink;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,7 +46,8 @@ use shortener_core::ShortCode;
 use shortener_core::click::{Country, cap_text, parse_country};
 use tokio::sync::mpsc;
 
-pub use sink::{AggregatingSink, EventSink, SinkError};
+pub use shortener_aggregation::AggregatingSink;
+pub use shortener_core::sink::{EventSink, SinkError};
 
 use crate::metrics::{CLICKS_DROPPED, REDIRECTS};
 

@@ -28,7 +28,7 @@
 //! │   └── l2/              Redis: redis, invalidation, breaker (absent: feature off)
 //! ├── store/           what wraps the backend: metered.rs, group_commit.rs
 //! ├── clicks/          what a redirect leaves behind: the recorder (clicks.rs), batcher,
-//! │                    sink, client_ip, intern
+//! │                    client_ip, intern (the sink is crates/aggregation)
 //! ├── config.rs        one typed tree, defaults, file, environment
 //! ├── metrics.rs       every metric name and the recorder
 //! ├── telemetry.rs     logging
@@ -36,8 +36,9 @@
 //! └── shutdown.rs      the signal and the background tasks' cancellation
 //! ```
 //!
-//! The backends are crates of their own (`crates/stores/redb`, `crates/stores/postgres`), and what the
-//! service shares with the analytics consumer is `shortener_core`.
+//! The backends are crates of their own (`crates/stores/redb`, `crates/stores/postgres`),
+//! and what the service shares with the analytics consumer is `shortener_core` and
+//! `shortener_aggregation`.
 //!
 //! # Reading order
 //!

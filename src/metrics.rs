@@ -315,3 +315,17 @@ fn describe() {
         "Generated codes that collided and were redrawn."
     );
 }
+/// The aggregating sink's handles, under this service's names (the engine crate counts,
+/// this module names).
+pub fn aggregation_meters() -> shortener_aggregation::Meters {
+    shortener_aggregation::Meters {
+        aggregated: metrics::counter!(CLICKS_AGGREGATED),
+        dropped: metrics::counter!(CLICKS_DROPPED, "reason" => "sink_error"),
+        backpressure: metrics::counter!(STATS_BACKPRESSURE),
+        pending_clicks: metrics::gauge!(STATS_PENDING_CLICKS),
+        pending_cells: metrics::gauge!(STATS_PENDING_CELLS),
+        write_ok: metrics::histogram!(STATS_WRITE_DURATION, "result" => "ok"),
+        write_error: metrics::histogram!(STATS_WRITE_DURATION, "result" => "error"),
+        write_cells: metrics::histogram!(STATS_WRITE_CELLS),
+    }
+}

@@ -23,7 +23,6 @@ use tokio::sync::mpsc;
 
 use crate::cache::l2::{self, L2Cache, L2Error};
 use crate::clicks::batcher::{self, BatcherConfig};
-use crate::clicks::sink::AggregatingConfig;
 use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
 use crate::config::{ConfigError, Settings, StoreBackend};
 use crate::http::app::{App, AppState};
@@ -32,6 +31,7 @@ use crate::http::{admin, server};
 use crate::service::{LinkService, ServiceError};
 use crate::shutdown::{Background, TaskPanicked};
 use crate::store::GroupCommit;
+use shortener_aggregation::AggregatingConfig;
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +148,7 @@ impl Application {
             let sink: Arc<dyn EventSink> = Arc::new(AggregatingSink::start(
                 stats.clone(),
                 aggregating_config(&settings),
+                crate::metrics::aggregation_meters(),
                 tokio::runtime::Handle::current(),
             ));
             ClickPipeline {
@@ -338,6 +339,8 @@ fn aggregating_config(settings: &Settings) -> AggregatingConfig {
             agents: s.agent_memo_entries.get(),
             referrers: s.referrer_memo_entries.get(),
         },
+        // One source per process start; the store keeps its applied position.
+        source_prefix: "local",
     }
 }
 

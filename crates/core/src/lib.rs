@@ -16,6 +16,7 @@
 //! ├── store.rs, store/contract.rs   the LinkStore contract and its test suite
 //! ├── report.rs                     an error and its sources on one log line
 //! ├── click.rs                      the click event contract, visitor hashing
+//! ├── sink.rs                       EventSink: where batches of click events go
 //! ├── agent.rs                      user-agent classes: browser, OS, device, bot
 //! ├── aggregate.rs                  clicks folded into per-link, per-day counts
 //! ├── visitors.rs, hll.rs, topk.rs  the sketches aggregate.rs uses
@@ -34,6 +35,7 @@ pub mod instant;
 pub mod link;
 pub mod record;
 pub mod report;
+pub mod sink;
 pub mod stats;
 pub mod store;
 pub mod target;

@@ -1,31 +1,32 @@
-//! Where batches of click events go.
-//!
-//! [`EventSink`] is the seam between recording and analytics. The in-process
-//! [`AggregatingSink`] aggregates each batch (the pure `shortener_core::aggregate`) into
-//! statistics held in memory, and a writer task applies those to the [`StatsStore`]
-//! every `stats.flush_interval_ms`, in one transaction. A Kafka producer will implement
-//! the same trait, and the analytics consumer will run the same aggregation.
+//! The aggregation engine's moving half, shared by every binary that turns click events
+//! into statistics: the service's in-process sink today, the analytics consumer next.
+//! The pure half (folding events into per-link, per-day aggregates, the sketches) is
+//! `shortener_core::aggregate`; this crate holds what runs around it: [`AggregatingSink`]
+//! aggregates each batch into statistics held in memory, and a writer task applies those
+//! to the [`StatsStore`] every `flush_interval`, in one write, retrying a failed write
+//! with the same batch id.
 //!
 //! Why aggregates wait in memory instead of going to the store batch by batch: a batch
 //! of a long tail touches thousands of links, and a store write costs per link-day
 //! touched (read the row, merge, write it back), not per click. Written per batch, a
 //! link clicked in twenty batches a second was rewritten twenty times a second, and the
-//! writes fell behind the redirects (40% of clicks dropped at 38k redirects/s, "The long tail"
-//! in docs/benchmarks.md). Merged in memory first, each changed link-day is written once
-//! per interval, so store work follows the number of distinct link-days, and the
-//! batcher never waits for the store unless the store is behind for longer than the
-//! memory bound (`stats.max_pending_cells`) absorbs.
+//! writes fell behind the redirects (40% of clicks dropped at 38k redirects/s, "The long
+//! tail" in docs/benchmarks.md). Merged in memory first, each changed link-day is written
+//! once per interval, so store work follows the number of distinct link-days, and the
+//! publisher never waits for the store unless the store is behind for longer than the
+//! memory bound (`max_pending_cells`) absorbs.
 //!
 //! ```text
-//! batcher ──publish──▶ aggregate into pending ◀──take── writer: every interval, or
-//!          (waits only   (blocking pool)                  when full: StatsStore::apply
-//!           when full)
+//! publisher ──publish──▶ aggregate into pending ◀──take── writer: every interval, or
+//!            (waits only   (blocking pool)                  when full: StatsStore::apply
+//!             when full)
 //! ```
 //!
-//! Accounting: a click is counted `aggregated` when the transaction holding it commits,
-//! or `dropped{sink_error}` if its write is given up. A write that fails is retried with
-//! the same batch id, which the store applies at most once, so a retry after an
-//! ambiguous failure cannot double count.
+//! Accounting: a click is counted `aggregated` when the write holding it commits, or
+//! `dropped` if its write is given up. A write that fails is retried with the same batch
+//! id, which the store applies at most once, so a retry after an ambiguous failure
+//! cannot double count. The metric handles come from the binary ([`Meters`]), which
+//! names them: this crate knows what to count, not what it is called.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,44 +38,14 @@ use shortener_core::StoreError;
 use shortener_core::aggregate::{Aggregator, BatchAggregate, BatchId, MemoLimits};
 use shortener_core::click::ClickEvent;
 use shortener_core::report::Report;
+use shortener_core::sink::{EventSink, SinkError};
 use shortener_core::stats::StatsStore;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::metrics::{
-    CLICKS_AGGREGATED, CLICKS_DROPPED, STATS_BACKPRESSURE, STATS_PENDING_CELLS,
-    STATS_PENDING_CLICKS, STATS_WRITE_CELLS, STATS_WRITE_DURATION,
-};
-
-/// Why a batch could not be delivered. Its clicks are counted as dropped.
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    /// The statistics store refused the batch.
-    #[error("statistics store")]
-    Store(#[from] StoreError),
-    /// The aggregation task panicked (a bug: it is pure code).
-    #[error("aggregation failed")]
-    Aggregation(#[source] tokio::task::JoinError),
-    /// The sink was closed before the batch arrived.
-    #[error("the sink is closed")]
-    Closed,
-}
-
-/// A destination for batches of click events.
-#[async_trait]
-pub trait EventSink: Send + Sync + 'static {
-    /// Delivers one batch. On `Ok` the sink owns the events and accounts for every one
-    /// (`aggregated`, or `dropped{sink_error}`); on `Err` the caller counts them dropped.
-    async fn publish(&self, batch: Vec<ClickEvent>) -> Result<(), SinkError>;
-
-    /// Delivers everything the sink still holds, then stops. Called once, at shutdown,
-    /// after the last `publish`.
-    async fn close(&self);
-}
-
-/// How the aggregating sink behaves (from `[stats]`).
+/// How the aggregating sink behaves (the service reads it from `[stats]`).
 #[derive(Debug, Clone)]
 pub struct AggregatingConfig {
     /// How often pending aggregates are written.
@@ -83,6 +54,9 @@ pub struct AggregatingConfig {
     pub max_pending_cells: usize,
     /// Memo sizes of the aggregator.
     pub memo: MemoLimits,
+    /// The prefix of this sink's batch source (`<prefix>/<random>`, one per start): the
+    /// name under which the store keeps its applied position.
+    pub source_prefix: &'static str,
 }
 
 /// Longest pause between retries of a failing write.
@@ -118,20 +92,52 @@ struct Shared {
     meters: Meters,
 }
 
-struct Meters {
-    aggregated: Counter,
-    dropped: Counter,
-    backpressure: Counter,
-    pending_clicks: Gauge,
-    pending_cells: Gauge,
-    write_ok: Histogram,
-    write_error: Histogram,
-    write_cells: Histogram,
+/// What the sink counts, as handles the binary resolved under its own metric names.
+#[derive(Clone)]
+pub struct Meters {
+    /// Clicks whose statistics write committed.
+    pub aggregated: Counter,
+    /// Clicks whose write was given up.
+    pub dropped: Counter,
+    /// Publishes that waited because pending was full.
+    pub backpressure: Counter,
+    /// Clicks aggregated and not yet written.
+    pub pending_clicks: Gauge,
+    /// Link-days pending.
+    pub pending_cells: Gauge,
+    /// Duration of writes that succeeded (seconds).
+    pub write_ok: Histogram,
+    /// Duration of writes that failed (seconds).
+    pub write_error: Histogram,
+    /// Link-days per write.
+    pub write_cells: Histogram,
+}
+
+impl Meters {
+    /// Handles that record nothing (for tests and tools).
+    pub fn noop() -> Self {
+        Self {
+            aggregated: Counter::noop(),
+            dropped: Counter::noop(),
+            backpressure: Counter::noop(),
+            pending_clicks: Gauge::noop(),
+            pending_cells: Gauge::noop(),
+            write_ok: Histogram::noop(),
+            write_error: Histogram::noop(),
+            write_cells: Histogram::noop(),
+        }
+    }
 }
 
 impl AggregatingSink {
-    /// A sink writing into `stats`; its writer task and aggregations run on `runtime`.
-    pub fn start(stats: Arc<dyn StatsStore>, config: AggregatingConfig, runtime: Handle) -> Self {
+    /// A sink writing into `stats`, counting into `meters`; its writer task and
+    /// aggregations run on `runtime`.
+    pub fn start(
+        stats: Arc<dyn StatsStore>,
+        config: AggregatingConfig,
+        meters: Meters,
+        runtime: Handle,
+    ) -> Self {
         let shared = Arc::new(Shared {
             aggregator: Mutex::new(Aggregator::with_limits(config.memo)),
             pending: Mutex::new(BatchAggregate::default()),
@@ -140,16 +146,7 @@ impl AggregatingSink {
             closing: AtomicBool::new(false),
             stats,
             config,
-            meters: Meters {
-                aggregated: metrics::counter!(CLICKS_AGGREGATED),
-                dropped: metrics::counter!(CLICKS_DROPPED, "reason" => "sink_error"),
-                backpressure: metrics::counter!(STATS_BACKPRESSURE),
-                pending_clicks: metrics::gauge!(STATS_PENDING_CLICKS),
-                pending_cells: metrics::gauge!(STATS_PENDING_CELLS),
-                write_ok: metrics::histogram!(STATS_WRITE_DURATION, "result" => "ok"),
-                write_error: metrics::histogram!(STATS_WRITE_DURATION, "result" => "error"),
-                write_cells: metrics::histogram!(STATS_WRITE_CELLS),
-            },
+            meters,
         });
         let writer = runtime.spawn(write_loop(shared.clone()));
         Self {
@@ -201,7 +198,7 @@ impl EventSink for AggregatingSink {
                 }
             })
             .await
-            .map_err(SinkError::Aggregation)
+            .map_err(|e| SinkError::Internal(Box::new(e)))
     }
 
     async fn close(&self) {
@@ -240,7 +237,11 @@ impl Shared {
 async fn write_loop(shared: Arc<Shared>) {
     // One id source per sink: a random name, so sources of different processes (and
     // of restarts) never collide in the store's replay table.
-    let source = format!("service-{}", uuid::Uuid::now_v7().simple());
+    let source = format!(
+        "{}/{}",
+        shared.config.source_prefix,
+        uuid::Uuid::now_v7().simple()
+    );
     let mut seq = 0u64;
     let mut tick = tokio::time::interval(shared.config.flush_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -384,8 +385,9 @@ mod tests {
             flush_interval: Duration::from_millis(10),
             max_pending_cells,
             memo: MemoLimits::default(),
+            source_prefix: "test",
         };
-        AggregatingSink::start(stats, config, Handle::current())
+        AggregatingSink::start(stats, config, Meters::noop(), Handle::current())
     }
 
     #[tokio::test]
