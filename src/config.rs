@@ -8,52 +8,16 @@
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 use shortener_core::CodeGenerator;
+pub use shortener_core::secret::Secret;
+pub use shortener_storage::{PostgresSettings, StoreBackend, StoreSettings};
 
 /// The defaults, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
-
-/// A configuration value that must not reach a log: a URL that may carry a password, the
-/// visitor-hashing secret. `Debug` (and so `?settings` in a log line or a panic message)
-/// prints `[redacted]`; the value is read only through [`Secret::expose`], which makes
-/// every use greppable. The secrecy crate does the same and also zeroes the memory on
-/// drop; these values live for the whole process, so that part buys nothing here.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "[empty]"
-        } else {
-            "[redacted]"
-        })
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
-}
 
 /// Why configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -224,56 +188,6 @@ pub struct CacheSettings {
     pub negative_ttl_s: u64,
 }
 
-/// `[store]`: where links are persisted.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct StoreSettings {
-    pub backend: StoreBackend,
-    pub path: PathBuf,
-    pub cache_bytes: usize,
-    pub max_group: NonZeroUsize,
-    pub postgres: PostgresSettings,
-}
-
-/// `[store.postgres]`: the shared backend (see config/default.toml for each field).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct PostgresSettings {
-    pub url: Secret,
-    pub pool_size: NonZeroUsize,
-    pub connect_timeout_ms: NonZeroU64,
-    pub acquire_timeout_ms: NonZeroU64,
-    pub statement_timeout_ms: NonZeroU64,
-}
-
-/// Which [`shortener_core::LinkStore`] to open. Read from a string, so that a wrong
-/// name is answered with the valid ones (serde's own message names a Rust enum).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub enum StoreBackend {
-    /// The redb file at `store.path`.
-    Embedded,
-    /// The PostgreSQL database at `store.postgres.url` (a build with the `postgres`
-    /// feature), shared by any number of instances.
-    Postgres,
-}
-
-impl TryFrom<String> for StoreBackend {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, String> {
-        match name.as_str() {
-            "embedded" => Ok(Self::Embedded),
-            "postgres" => Ok(Self::Postgres),
-            _ => Err(format!(
-                "unknown store backend `{name}`: expected `embedded` or `postgres`"
-            )),
-        }
-    }
-}
-
 /// `[telemetry]`: logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -356,15 +270,8 @@ impl Settings {
         {
             return invalid("clicks.country_header", "must be a valid header name");
         }
-        if self.store.cache_bytes < 1 << 20 {
-            return invalid("store.cache_bytes", "must be at least 1 MiB");
-        }
-        let pg = &self.store.postgres;
-        if self.store.backend == StoreBackend::Postgres && pg.url.expose().is_empty() {
-            return invalid(
-                "store.postgres.url",
-                "must be set when store.backend = \"postgres\"",
-            );
+        if let Err((key, reason)) = self.store.validate() {
+            return invalid(key, reason);
         }
         let r = &self.redis;
         if r.enabled() {

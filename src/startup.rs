@@ -14,17 +14,16 @@ use std::time::Duration;
 use http::HeaderName;
 
 use metrics_exporter_prometheus::{BuildError, PrometheusHandle};
+use shortener_core::LinkStore;
 use shortener_core::aggregate::MemoLimits;
 use shortener_core::stats::StatsStore;
-use shortener_core::{LinkStore, StoreError};
-use shortener_redb::RedbStore;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 
 use crate::cache::l2::{self, L2Cache, L2Error};
 use crate::clicks::batcher::{self, BatcherConfig};
 use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
-use crate::config::{ConfigError, Settings, StoreBackend};
+use crate::config::{ConfigError, Settings};
 use crate::http::app::{App, AppState};
 use crate::http::middleware::Stack;
 use crate::http::{admin, server};
@@ -41,13 +40,10 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     /// The store could not be opened.
     #[error("cannot open the link store")]
-    Store(#[from] StoreError),
+    Open(#[from] shortener_storage::OpenError),
     /// The store failed to flush and close at shutdown.
     #[error("cannot close the link store")]
     Close(#[source] ServiceError),
-    /// The configured backend is not compiled into this build.
-    #[error("this build has no {0} backend: build it with `--features {0}`")]
-    NotBuilt(&'static str),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -92,32 +88,11 @@ struct ClickPipeline {
 }
 
 impl Application {
-    /// Opens the configured store, then builds as [`Application::build_with_stores`].
+    /// Opens the configured store (`shortener_storage::open`), then builds as
+    /// [`Application::build_with_stores`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        match settings.store.backend {
-            StoreBackend::Embedded => {
-                let path = settings.store.path.clone();
-                let cache = settings.store.cache_bytes;
-                let store =
-                    tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, cache))
-                        .await
-                        .map_err(|e| StoreError::caused("opening the embedded store", e))??;
-                tracing::info!(path = %settings.store.path.display(), "embedded store opened");
-                // One redb file holds links and statistics: the same store, two roles.
-                let store = Arc::new(store);
-                Self::build_with_stores(settings, store.clone(), store).await
-            }
-            #[cfg(feature = "postgres")]
-            StoreBackend::Postgres => {
-                let store = open_postgres(&settings).await?;
-                store.check_schema().await?;
-                tracing::info!("postgres store connected, schema current");
-                // As with redb, one database holds links and statistics.
-                Self::build_with_stores(settings, store.clone(), store).await
-            }
-            #[cfg(not(feature = "postgres"))]
-            StoreBackend::Postgres => Err(StartupError::NotBuilt("postgres")),
-        }
+        let stores = shortener_storage::open(&settings.store).await?;
+        Self::build_with_stores(settings, stores.links, stores.stats).await
     }
 
     /// Builds around already opened stores (tests inject instrumented stores here).
@@ -384,40 +359,9 @@ fn local_addr(listener: &TcpListener) -> SocketAddr {
 }
 
 /// `shortener migrate`: brings the configured store's schema up to date and says what
-/// was applied. The embedded store migrates itself when its file is opened.
+/// was applied (`shortener_storage::migrate`).
 pub async fn migrate(settings: &Settings) -> Result<String, StartupError> {
-    match settings.store.backend {
-        StoreBackend::Embedded => Ok(
-            "the embedded store needs no migrations: its tables are created and upgraded when the file is opened".into(),
-        ),
-        #[cfg(not(feature = "postgres"))]
-        StoreBackend::Postgres => Err(StartupError::NotBuilt("postgres")),
-        #[cfg(feature = "postgres")]
-        StoreBackend::Postgres => {
-            let store = open_postgres(settings).await?;
-            let applied = store.migrate().await?;
-            Ok(match applied.as_slice() {
-                [] => "the database schema is up to date".into(),
-                versions => format!("applied migrations {versions:?}"),
-            })
-        }
-    }
-}
-
-#[cfg(feature = "postgres")]
-async fn open_postgres(
-    settings: &Settings,
-) -> Result<Arc<shortener_postgres::PostgresStore>, StartupError> {
-    use std::time::Duration;
-    let pg = &settings.store.postgres;
-    let store = shortener_postgres::PostgresStore::connect(&shortener_postgres::PostgresOptions {
-        url: pg.url.expose().to_owned(),
-        pool_size: pg.pool_size.get(),
-        connect_timeout: Duration::from_millis(pg.connect_timeout_ms.get()),
-        acquire_timeout: Duration::from_millis(pg.acquire_timeout_ms.get()),
-        statement_timeout: Duration::from_millis(pg.statement_timeout_ms.get()),
-    })?;
-    Ok(store)
+    Ok(shortener_storage::migrate(&settings.store).await?)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! ├── record.rs                     the one serialized form of a link (store and Redis)
 //! ├── store.rs, store/contract.rs   the LinkStore contract and its test suite
 //! ├── report.rs                     an error and its sources on one log line
+//! ├── secret.rs                     Secret: a config value Debug never prints
 //! ├── click.rs                      the click event contract, visitor hashing
 //! ├── sink.rs                       EventSink: where batches of click events go
 //! ├── agent.rs                      user-agent classes: browser, OS, device, bot
@@ -35,6 +36,7 @@ pub mod instant;
 pub mod link;
 pub mod record;
 pub mod report;
+pub mod secret;
 pub mod sink;
 pub mod stats;
 pub mod store;

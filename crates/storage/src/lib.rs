@@ -1,0 +1,161 @@
+//! Opening the configured store: the one place that turns `[store]` settings into the
+//! [`LinkStore`] and [`StatsStore`] a binary works with, and that migrates a store's
+//! schema. The service uses it now and the analytics consumer next, so both open the
+//! same store the same way, and a new backend adds one arm here, not one per binary.
+//!
+//! Each networked backend is behind its own cargo feature (`postgres`); the embedded
+//! default compiles no database driver. A backend named in the settings but not
+//! compiled in is refused with the feature to build it with.
+//!
+//! # Layout
+//!
+//! ```text
+//! crates/storage/src/
+//! ├── lib.rs        open, migrate, Stores, OpenError
+//! └── settings.rs   StoreSettings, PostgresSettings, StoreBackend ([store] of config)
+//! ```
+
+pub mod settings;
+
+use std::sync::Arc;
+
+use shortener_core::LinkStore;
+use shortener_core::StoreError;
+use shortener_core::stats::StatsStore;
+use shortener_redb::RedbStore;
+
+pub use settings::{PostgresSettings, StoreBackend, StoreSettings};
+
+/// The opened store in its two roles (one redb file or one database holds both).
+#[derive(Clone)]
+pub struct Stores {
+    /// Links.
+    pub links: Arc<dyn LinkStore>,
+    /// Statistics.
+    pub stats: Arc<dyn StatsStore>,
+}
+
+/// Why a store could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The store refused (a missing directory, a database that is down, a schema that
+    /// is not current: its message says what to do).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configured backend is not compiled into this build.
+    #[error("this build has no {0} backend: build it with `--features {0}`")]
+    NotBuilt(&'static str),
+}
+
+/// Opens the configured store and checks it is usable (PostgreSQL: its schema is
+/// current). The embedded file is opened on the blocking pool: opening may repair it.
+pub async fn open(settings: &StoreSettings) -> Result<Stores, OpenError> {
+    match settings.backend {
+        StoreBackend::Embedded => {
+            let (path, cache) = (settings.path.clone(), settings.cache_bytes);
+            let store =
+                tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, cache))
+                    .await
+                    .map_err(|e| StoreError::caused("opening the embedded store", e))??;
+            tracing::info!(path = %settings.path.display(), "embedded store opened");
+            let store = Arc::new(store);
+            Ok(Stores {
+                links: store.clone(),
+                stats: store,
+            })
+        }
+        #[cfg(feature = "postgres")]
+        StoreBackend::Postgres => {
+            let store = connect_postgres(&settings.postgres)?;
+            store.check_schema().await?;
+            tracing::info!("postgres store connected, schema current");
+            Ok(Stores {
+                links: store.clone(),
+                stats: store,
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        StoreBackend::Postgres => Err(OpenError::NotBuilt("postgres")),
+    }
+}
+
+/// Brings the configured store's schema up to date and says what was applied. The
+/// embedded store migrates itself when its file is opened.
+pub async fn migrate(settings: &StoreSettings) -> Result<String, OpenError> {
+    match settings.backend {
+        StoreBackend::Embedded => Ok(
+            "the embedded store needs no migrations: its tables are created and upgraded when the file is opened".into(),
+        ),
+        #[cfg(not(feature = "postgres"))]
+        StoreBackend::Postgres => Err(OpenError::NotBuilt("postgres")),
+        #[cfg(feature = "postgres")]
+        StoreBackend::Postgres => {
+            let store = connect_postgres(&settings.postgres)?;
+            let applied = store.migrate().await?;
+            Ok(match applied.as_slice() {
+                [] => "the database schema is up to date".into(),
+                versions => format!("applied migrations {versions:?}"),
+            })
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn connect_postgres(
+    pg: &PostgresSettings,
+) -> Result<Arc<shortener_postgres::PostgresStore>, StoreError> {
+    use std::time::Duration;
+    shortener_postgres::PostgresStore::connect(&shortener_postgres::PostgresOptions {
+        url: pg.url.expose().to_owned(),
+        pool_size: pg.pool_size.get(),
+        connect_timeout: Duration::from_millis(pg.connect_timeout_ms.get()),
+        acquire_timeout: Duration::from_millis(pg.acquire_timeout_ms.get()),
+        statement_timeout: Duration::from_millis(pg.statement_timeout_ms.get()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(backend: StoreBackend, dir: &std::path::Path) -> StoreSettings {
+        StoreSettings {
+            backend,
+            path: dir.join("links.redb"),
+            cache_bytes: 1 << 20,
+            max_group: std::num::NonZeroUsize::MIN,
+            postgres: PostgresSettings {
+                url: "postgres://nobody@127.0.0.1:1/none".into(),
+                pool_size: std::num::NonZeroUsize::MIN,
+                connect_timeout_ms: std::num::NonZeroU64::MIN,
+                acquire_timeout_ms: std::num::NonZeroU64::MIN,
+                statement_timeout_ms: std::num::NonZeroU64::MIN,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn the_embedded_store_opens_in_both_roles_and_needs_no_migration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stores = open(&settings(StoreBackend::Embedded, dir.path()))
+            .await
+            .expect("open");
+        stores.links.ping().await.expect("links answer");
+        assert!(stores.stats.applied("any").await.expect("stats answer").is_none());
+        let said = migrate(&settings(StoreBackend::Embedded, dir.path()))
+            .await
+            .expect("migrate");
+        assert!(said.contains("needs no migrations"), "{said}");
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[tokio::test]
+    async fn a_backend_not_built_in_is_refused_with_the_feature_to_build() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let error = open(&settings(StoreBackend::Postgres, dir.path()))
+            .await
+            .err()
+            .expect("not built");
+        assert!(error.to_string().contains("--features postgres"), "{error}");
+    }
+}

@@ -1,0 +1,74 @@
+//! `[store]` of a binary's configuration: which backend, and each backend's settings
+//! (config/default.toml documents every field with its unit and trade-off).
+
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use shortener_core::secret::Secret;
+
+/// `[store]`: where links are persisted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct StoreSettings {
+    pub backend: StoreBackend,
+    pub path: PathBuf,
+    pub cache_bytes: usize,
+    pub max_group: NonZeroUsize,
+    pub postgres: PostgresSettings,
+}
+
+/// `[store.postgres]`: the shared backend (see config/default.toml for each field).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct PostgresSettings {
+    pub url: Secret,
+    pub pool_size: NonZeroUsize,
+    pub connect_timeout_ms: NonZeroU64,
+    pub acquire_timeout_ms: NonZeroU64,
+    pub statement_timeout_ms: NonZeroU64,
+}
+
+/// Which [`shortener_core::LinkStore`] to open. Read from a string, so that a wrong
+/// name is answered with the valid ones (serde's own message names a Rust enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum StoreBackend {
+    /// The redb file at `store.path`.
+    Embedded,
+    /// The PostgreSQL database at `store.postgres.url` (a build with the `postgres`
+    /// feature), shared by any number of instances.
+    Postgres,
+}
+
+impl TryFrom<String> for StoreBackend {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "embedded" => Ok(Self::Embedded),
+            "postgres" => Ok(Self::Postgres),
+            _ => Err(format!(
+                "unknown store backend `{name}`: expected `embedded` or `postgres`"
+            )),
+        }
+    }
+}
+
+impl StoreSettings {
+    /// The checks its types cannot express: `(key, reason)` of the first that fails.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.cache_bytes < 1 << 20 {
+            return Err(("store.cache_bytes", "must be at least 1 MiB"));
+        }
+        if self.backend == StoreBackend::Postgres && self.postgres.url.expose().is_empty() {
+            return Err((
+                "store.postgres.url",
+                "must be set when store.backend = \"postgres\"",
+            ));
+        }
+        Ok(())
+    }
+}
