@@ -22,7 +22,7 @@ use http::Request;
 use http_body_util::Empty;
 use shortener::clicks::{Capture, ClickRecorder};
 use shortener::config::Settings;
-use shortener::http::app::{App, AppState};
+use shortener::http::app::{HandlerState, Handlers};
 use shortener::http::middleware::Stack;
 use shortener::service::{LinkService, NewLink};
 use shortener_core::{Alias, RedirectKind, TargetUrl};
@@ -53,7 +53,7 @@ fn redirect(c: &mut Criterion) {
             })
             .await
             .expect("create");
-        let app = App::new(AppState {
+        let app = Handlers::new(HandlerState {
             service: service.clone(),
             forward_query: false,
             public_base_url: None,
@@ -94,7 +94,7 @@ fn redirect(c: &mut Criterion) {
     let (recorder, queue) = ClickRecorder::new(1 << 20, Capture::default());
     let queue = std::sync::Mutex::new(queue);
     let clicking = runtime.block_on(async {
-        let app = App::new(AppState {
+        let app = Handlers::new(HandlerState {
             service: service.clone(),
             forward_query: false,
             public_base_url: None,

@@ -416,7 +416,7 @@ impl LinkService {
             Some(l2) => match l2.get(&code).await {
                 Lookup::Found(link) => Some(link),
                 Lookup::Missing => None,
-                Lookup::Unknown => {
+                Lookup::AskTheStore => {
                     let link = self.store.get(&code).await?;
                     l2.fill(&code, link.as_ref()).await;
                     link

@@ -24,7 +24,7 @@ use crate::cache::l2::{self, L2Cache, L2Error};
 use crate::clicks::batcher::{self, BatcherConfig};
 use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
 use crate::config::{ConfigError, Settings};
-use crate::http::app::{App, AppState};
+use crate::http::app::{HandlerState, Handlers};
 use crate::http::middleware::Stack;
 use crate::http::{admin, server};
 use crate::service::{LinkService, ServiceError};
@@ -246,7 +246,7 @@ async fn serve_public(
     clicks: Option<Arc<ClickRecorder>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let app = App::new(AppState {
+    let app = Handlers::new(HandlerState {
         service: service.clone(),
         forward_query: settings.links.forward_query,
         public_base_url: public_base_url(settings),

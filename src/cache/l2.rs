@@ -18,7 +18,7 @@
 //!
 //! Redis is an accelerator, never a dependency. Every call goes through a breaker
 //! ([`breaker`]) and has a short command timeout; any failure is reported to the caller as
-//! [`Lookup::Unknown`] (or ignored, for writes), and the service asks the store. Nothing
+//! [`Lookup::AskTheStore`] (or ignored, for writes), and the service asks the store. Nothing
 //! here returns an error to a request.
 //!
 //! It also keeps the shared click counters that make `max_clicks` exact across
@@ -55,8 +55,9 @@ pub enum Lookup {
     Found(Link),
     /// Known not to exist (cached "missing" or a delete tombstone).
     Missing,
-    /// Not cached, or Redis could not be asked: ask the store.
-    Unknown,
+    /// Not cached, or Redis could not be asked: Redis has no answer (not to be
+    /// confused with a code known not to exist, which is [`Lookup::Missing`]).
+    AskTheStore,
 }
 
 /// Redis as seen by `/readyz`.

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use url::form_urlencoded;
 
-use super::app::AppState;
+use super::app::HandlerState;
 use super::error::{ApiError, BoxError, InvalidField, empty};
 use crate::cache::l2::Health;
 use crate::metrics::HTTP_REJECTED;
@@ -104,7 +104,10 @@ struct LinkResponse<'a> {
 }
 
 /// `POST /api/v1/links`: 201 with the link, once it is durable.
-pub async fn create<B>(state: &AppState, req: Request<B>) -> Result<Response<Full<Bytes>>, ApiError>
+pub async fn create<B>(
+    state: &HandlerState,
+    req: Request<B>,
+) -> Result<Response<Full<Bytes>>, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -136,7 +139,7 @@ where
 
 /// `GET /api/v1/links/{code}`.
 pub async fn get(
-    state: &AppState,
+    state: &HandlerState,
     headers: &HeaderMap,
     code: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -145,7 +148,7 @@ pub async fn get(
 }
 
 /// `DELETE /api/v1/links/{code}`: 204, and the link stops redirecting at once.
-pub async fn delete(state: &AppState, code: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+pub async fn delete(state: &HandlerState, code: &str) -> Result<Response<Full<Bytes>>, ApiError> {
     state.service.delete(code).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
@@ -157,7 +160,7 @@ pub fn healthz() -> Response<Full<Bytes>> {
 }
 
 /// `GET /readyz`: the store answers, so this instance should receive traffic.
-pub async fn readyz(state: &AppState) -> Result<Response<Full<Bytes>>, ApiError> {
+pub async fn readyz(state: &HandlerState) -> Result<Response<Full<Bytes>>, ApiError> {
     // Redis is reported, never required: without it the service serves from the store.
     let body: &'static [u8] = match state.service.l2_health() {
         None => b"{\"status\":\"ready\"}\n",
@@ -252,7 +255,7 @@ fn json_error(e: serde_json::Error) -> ApiError {
 }
 
 fn link_body<'a>(
-    state: &AppState,
+    state: &HandlerState,
     headers: &HeaderMap,
     link: &'a Link,
     clicks: Counts,
@@ -283,7 +286,7 @@ struct ListResponse<'a> {
 /// `GET /api/v1/links?limit=&cursor=`: links in code order with their click totals,
 /// fetched in one store call.
 pub async fn list(
-    state: &AppState,
+    state: &HandlerState,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -361,7 +364,7 @@ const MAX_TOP: usize = 50;
 /// statistics over a bounded range. Defaults: the last 30 days by day, or the last 24
 /// hours by hour; top 10.
 pub async fn stats(
-    state: &AppState,
+    state: &HandlerState,
     code: &str,
     query: Option<&str>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -474,7 +477,7 @@ fn serialize(status: StatusCode, body: &impl Serialize) -> Result<Response<Full<
 /// Whether `target` is on this shortener (the host and port of `http.public_base_url`,
 /// or without one, of the request's Host header): such a link would redirect to itself,
 /// or through another link, in a loop.
-fn points_here(state: &AppState, headers: &HeaderMap, target: &TargetUrl) -> bool {
+fn points_here(state: &HandlerState, headers: &HeaderMap, target: &TargetUrl) -> bool {
     let Ok(target) = url::Url::parse(target.as_str()) else {
         return false;
     };
@@ -494,7 +497,7 @@ fn points_here(state: &AppState, headers: &HeaderMap, target: &TargetUrl) -> boo
 
 /// `{public_base_url}/{code}`; without a configured base, derived from the Host header
 /// (development convenience: production should configure it).
-fn short_url(state: &AppState, headers: &HeaderMap, code: &str) -> String {
+fn short_url(state: &HandlerState, headers: &HeaderMap, code: &str) -> String {
     match (
         &state.public_base_url,
         headers.get(HOST).and_then(|h| h.to_str().ok()),

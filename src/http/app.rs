@@ -36,7 +36,7 @@ use crate::clicks::ClickRecorder;
 use crate::service::LinkService;
 
 /// What handlers share: the service and the HTTP-level settings.
-pub struct AppState {
+pub struct HandlerState {
     /// The application service.
     pub service: Arc<LinkService>,
     /// `links.forward_query`.
@@ -49,18 +49,20 @@ pub struct AppState {
     pub body_read_timeout: Duration,
 }
 
-/// The router service, one per connection. Cloning is an `Arc` bump and a copy of the
-/// peer address (hyper clones it per request).
+/// The innermost tower service, one per connection: routes each request to its handler.
+/// (Named for what it calls; `HandlerState` is what the handlers share, and
+/// `startup::Application` the whole built service.) Cloning is an `Arc` bump and a copy
+/// of the peer address (hyper clones it per request).
 #[derive(Clone)]
-pub struct App {
-    state: Arc<AppState>,
+pub struct Handlers {
+    state: Arc<HandlerState>,
     /// The TCP peer of this connection (the client, unless behind a proxy).
     peer: IpAddr,
 }
 
-impl App {
-    /// Wraps the shared state; the peer is unspecified until [`App::with_peer`].
-    pub fn new(state: AppState) -> Self {
+impl Handlers {
+    /// Wraps the shared state; the peer is unspecified until [`Handlers::with_peer`].
+    pub fn new(state: HandlerState) -> Self {
         Self {
             state: Arc::new(state),
             peer: IpAddr::from([0, 0, 0, 0]),
@@ -76,7 +78,7 @@ impl App {
     }
 }
 
-impl<B> tower::Service<Request<B>> for App
+impl<B> tower::Service<Request<B>> for Handlers
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -131,7 +133,7 @@ fn redirect_request<B>(req: &Request<B>, peer: IpAddr) -> redirect::RedirectRequ
 pub type BoxedHandler =
     Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send>>;
 
-/// The future of [`App`]: the response itself when the handler could answer at once,
+/// The future of [`Handlers`]: the response itself when the handler could answer at once,
 /// else the handler's boxed future.
 pub enum ResponseFuture {
     /// Answered synchronously (taken on the first poll).
@@ -154,8 +156,8 @@ impl Future for ResponseFuture {
     }
 }
 
-/// Every route but the redirect (which [`App::call`] dispatches itself).
-async fn dispatch<B>(state: &AppState, req: Request<B>) -> Response<Full<Bytes>>
+/// Every route but the redirect (which [`Handlers::call`] dispatches itself).
+async fn dispatch<B>(state: &HandlerState, req: Request<B>) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,

@@ -12,9 +12,13 @@
 //! redirect. And nothing in hyper times an HTTP/2 connection with no stream, or one that
 //! has sent nothing yet.
 //!
-//! **The concept.** A future polled by one task may keep the waker it was first given:
-//! a tokio task's waker wakes that same task for its whole life, so registering it once
-//! and then reading an atomic flag per poll is enough to be woken for the signal.
+//! **The concept.** The rule for every future is that the waker of its *latest* poll is
+//! the one to wake (`adapter` follows it), because a future can move: into another
+//! task, a `select!`, a `FuturesUnordered`. A [`Watched`] future cannot: it is the
+//! top-level future of the task `server` spawns for the connection, polled by that task
+//! alone until it ends, and a tokio task's waker wakes that same task for its whole life.
+//! So here, and only because nothing else ever polls it, registering the first waker
+//! once and then reading an atomic flag per poll is enough to be woken for the signal.
 //!
 //! # The deadlines
 //!

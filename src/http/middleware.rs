@@ -32,7 +32,7 @@ use http_body::Body;
 use http_body_util::Full;
 use tower::{Service, ServiceBuilder};
 
-use super::app::App;
+use super::app::Handlers;
 use super::error::BoxError;
 use crate::config::HttpSettings;
 
@@ -69,7 +69,7 @@ impl Stack {
     /// `Stack` clone is a handful of `Arc` bumps, paid once per connection.
     pub fn service<B>(
         self,
-        app: App,
+        app: Handlers,
     ) -> impl Service<
         Request<B>,
         Response = Response<Full<Bytes>>,

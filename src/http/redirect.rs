@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use time::OffsetDateTime;
 
-use super::app::AppState;
+use super::app::HandlerState;
 use super::error::{ApiError, into_logged_response};
 use crate::cache::{CachedLink, cache_control_max_age};
 use crate::service::{Resolution, ServiceError};
@@ -46,7 +46,7 @@ pub struct RedirectRequest<'a> {
 /// Answers a redirect request if the in-process cache can without waiting (the common
 /// case: a hot link); `None` means "await [`redirect`]".
 pub fn redirect_now(
-    state: &AppState,
+    state: &HandlerState,
     request: &RedirectRequest<'_>,
 ) -> Option<Response<Full<Bytes>>> {
     let resolution = state.service.resolve_now(request.code, request.is_click)?;
@@ -54,14 +54,14 @@ pub fn redirect_now(
 }
 
 /// Answers a redirect request, loading the link if it is not cached.
-pub async fn redirect(state: &AppState, request: RedirectRequest<'_>) -> Response<Full<Bytes>> {
+pub async fn redirect(state: &HandlerState, request: RedirectRequest<'_>) -> Response<Full<Bytes>> {
     let resolution = state.service.resolve(request.code, request.is_click).await;
     respond(state, resolution, &request)
 }
 
 /// The response for a resolved code; records the click if it is one.
 fn respond(
-    state: &AppState,
+    state: &HandlerState,
     resolution: Result<Resolution, ServiceError>,
     request: &RedirectRequest<'_>,
 ) -> Response<Full<Bytes>> {

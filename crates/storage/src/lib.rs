@@ -141,7 +141,14 @@ mod tests {
             .await
             .expect("open");
         stores.links.ping().await.expect("links answer");
-        assert!(stores.stats.applied("any").await.expect("stats answer").is_none());
+        assert!(
+            stores
+                .stats
+                .applied("any")
+                .await
+                .expect("stats answer")
+                .is_none()
+        );
         let said = migrate(&settings(StoreBackend::Embedded, dir.path()))
             .await
             .expect("migrate");

@@ -150,19 +150,19 @@ impl L2Cache {
         ))
     }
 
-    /// What Redis knows about `code`. Never fails: trouble is [`Lookup::Unknown`].
+    /// What Redis knows about `code`. Never fails: trouble is [`Lookup::AskTheStore`].
     pub async fn get(&self, code: &ShortCode) -> Lookup {
         let key = self.link_key(code);
         let Some(value) = self
             .call(Command::Get, || self.pool.get::<Option<Bytes>, _>(key))
             .await
         else {
-            return Lookup::Unknown;
+            return Lookup::AskTheStore;
         };
         match value {
             None => {
                 self.meters.miss.increment(1);
-                Lookup::Unknown
+                Lookup::AskTheStore
             }
             Some(bytes) if bytes.as_ref() == MISSING => {
                 self.meters.negative_hit.increment(1);
@@ -177,7 +177,7 @@ impl L2Cache {
                     // Not trusted: the store is asked and its answer overwrites this.
                     tracing::warn!(%code, %error, "corrupt link in redis");
                     self.meters.error.increment(1);
-                    Lookup::Unknown
+                    Lookup::AskTheStore
                 }
             },
         }
@@ -448,7 +448,7 @@ mod tests {
     async fn an_unreachable_redis_is_unknown_not_an_error() {
         let (l2, _subscriber) = L2Cache::connect(&settings()).expect("builds");
         let code = ShortCode::parse("abc").expect("valid");
-        assert!(matches!(l2.get(&code).await, Lookup::Unknown));
+        assert!(matches!(l2.get(&code).await, Lookup::AskTheStore));
         assert_eq!(l2.health(), Health::Degraded);
         assert_eq!(l2.claim_click(&code, 0).await, None);
     }

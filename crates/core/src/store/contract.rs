@@ -3,12 +3,12 @@
 //!
 //! The guarantees in [`crate::store`] and [`crate::stats`] are only worth something if
 //! every backend gives them, so they are checked by the same code for each. A backend's
-//! test file implements [`Backend`] (fresh, empty storage, and more handles on the same
+//! test file implements [`Harness`] (fresh, empty storage, and more handles on the same
 //! data, as other instances would open them) and invokes [`store_contract!`](crate::store_contract) once, which
 //! expands to one `#[tokio::test]` per case below:
 //!
 //! ```ignore
-//! shortener_core::store_contract!(my_backend());   // an async fn returning Option<impl Backend>
+//! shortener_core::store_contract!(my_backend());   // an async fn returning Option<impl Harness>
 //! ```
 //!
 //! The factory returns `None` when the backend's server is not available on this machine
@@ -26,9 +26,11 @@ use crate::click::{CLICK_EVENT_VERSION, ClickEvent, DAY_MS};
 use crate::stats::{Granularity, StatsQuery, StatsStore};
 use crate::{ClickClaim, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, TargetUrl};
 
-/// A backend under test.
+/// A backend under test: how the suite gets fresh storage, more handles on it, and the
+/// rows only a test writes (named `Harness`, not `Backend`, which is also a
+/// [`crate::StoreError`] variant).
 #[async_trait]
-pub trait Backend: Send + Sync + 'static {
+pub trait Harness: Send + Sync + 'static {
     /// The store type; one value serves links and statistics, as in the service.
     type Store: LinkStore + StatsStore;
 
@@ -50,7 +52,7 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// Expands to one `#[tokio::test]` per contract case, for the backend that `$fresh`
-/// (an `async fn() -> Option<impl Backend>`) makes.
+/// (an `async fn() -> Option<impl Harness>`) makes.
 #[macro_export]
 macro_rules! store_contract {
     ($fresh:expr) => {
@@ -152,7 +154,7 @@ fn query(from_ms: i64, to_ms: i64, granularity: Granularity) -> StatsQuery {
 
 /// Insert-if-absent: the first insert wins, a second of the same code reports the
 /// collision and leaves the first untouched.
-pub async fn insert_if_absent_signals_a_taken_code(backend: &impl Backend) {
+pub async fn insert_if_absent_signals_a_taken_code(backend: &impl Harness) {
     let store = backend.store();
     let first = link("taken", "https://first.example/a?b=c");
     let second = link("taken", "https://second.example/");
@@ -170,7 +172,7 @@ pub async fn insert_if_absent_signals_a_taken_code(backend: &impl Backend) {
 
 /// 64 inserts of one alias, racing through eight handles (as eight instances would):
 /// exactly one wins, and the stored link is the winner's.
-pub async fn racing_inserts_through_separate_handles_have_one_winner(backend: &impl Backend) {
+pub async fn racing_inserts_through_separate_handles_have_one_winner(backend: &impl Harness) {
     let mut handles = Vec::new();
     for _ in 0..8 {
         handles.push(backend.another_handle().await);
@@ -200,7 +202,7 @@ pub async fn racing_inserts_through_separate_handles_have_one_winner(backend: &i
 /// A batch insert (what group commit sends) answers each link on its own: a code taken
 /// before the batch, or by an earlier link of the same batch, fails that link alone, and
 /// every other link is stored.
-pub async fn a_batch_insert_fails_only_the_taken_codes(backend: &impl Backend) {
+pub async fn a_batch_insert_fails_only_the_taken_codes(backend: &impl Harness) {
     let store = backend.store();
     insert_links(&*store, &["before"]).await;
     let batch = [
@@ -242,7 +244,7 @@ fn outcomes_of(outcomes: Vec<Result<InsertOutcome, crate::StoreError>>) -> Vec<I
 /// Batches that share codes, racing through separate handles: each code has exactly one
 /// winner across all of them, and none of them deadlocks.
 pub async fn racing_batches_through_separate_handles_have_one_winner_per_code(
-    backend: &impl Backend,
+    backend: &impl Harness,
 ) {
     let mut handles = Vec::new();
     for _ in 0..8 {
@@ -287,7 +289,7 @@ pub async fn racing_batches_through_separate_handles_have_one_winner_per_code(
 /// before it; a link without `max_clicks`, an unknown code and a deleted-and-recreated
 /// link behave. A backend that does not keep them says so and refuses every claim (the
 /// service then counts in its one process).
-pub async fn click_budgets_are_exact_across_handles_or_not_kept_at_all(backend: &impl Backend) {
+pub async fn click_budgets_are_exact_across_handles_or_not_kept_at_all(backend: &impl Harness) {
     let store = backend.store();
     let mut limited = link("limited", "https://example.com/");
     limited.max_clicks = Some(10);
@@ -342,7 +344,7 @@ pub async fn click_budgets_are_exact_across_handles_or_not_kept_at_all(backend: 
 
 /// Expiry is the caller's policy: the store keeps and returns an expired link with its
 /// expiry instant, and a link without one as such.
-pub async fn expired_links_are_returned_with_their_expiry(backend: &impl Backend) {
+pub async fn expired_links_are_returned_with_their_expiry(backend: &impl Harness) {
     let store = backend.store();
     let mut expired = link("old", "https://example.com/old");
     expired.expires_at = Some(OffsetDateTime::from_unix_timestamp(1_000_000_000).expect("time"));
@@ -361,7 +363,7 @@ pub async fn expired_links_are_returned_with_their_expiry(backend: &impl Backend
 
 /// Delete removes the link and purges its statistics; other links keep theirs, and a
 /// second delete reports that nothing was there.
-pub async fn delete_removes_the_link_and_its_statistics(backend: &impl Backend) {
+pub async fn delete_removes_the_link_and_its_statistics(backend: &impl Harness) {
     let store = backend.store();
     insert_links(&*store, &["gone", "kept"]).await;
     let at = DAY * DAY_MS;
@@ -390,7 +392,7 @@ pub async fn delete_removes_the_link_and_its_statistics(backend: &impl Backend) 
 }
 
 /// Listing pages through links in code order after a cursor, each with its totals.
-pub async fn list_pages_in_code_order_with_totals(backend: &impl Backend) {
+pub async fn list_pages_in_code_order_with_totals(backend: &impl Harness) {
     let store = backend.store();
     insert_links(&*store, &["c", "a", "e", "b", "d"]).await;
     let at = DAY * DAY_MS;
@@ -429,7 +431,7 @@ pub async fn list_pages_in_code_order_with_totals(backend: &impl Backend) {
 /// A row no read can decode fails its own link's reads, and nothing else: a listing
 /// skips it (and names it), fills its page from the rows after it, and every other
 /// link reads as before.
-pub async fn a_row_that_cannot_be_decoded_costs_only_its_own_link(backend: &impl Backend) {
+pub async fn a_row_that_cannot_be_decoded_costs_only_its_own_link(backend: &impl Harness) {
     let store = backend.store();
     insert_links(&*store, &["a", "b", "c", "d"]).await;
     backend.corrupt(&code("b")).await;
@@ -474,7 +476,7 @@ pub async fn a_row_that_cannot_be_decoded_costs_only_its_own_link(backend: &impl
 
 /// The largest values the API accepts (`crate::instant`) are stored and read back
 /// unchanged, by `get` and by `list`: what is accepted can always be read.
-pub async fn links_at_the_edges_of_what_is_accepted_read_back(backend: &impl Backend) {
+pub async fn links_at_the_edges_of_what_is_accepted_read_back(backend: &impl Harness) {
     let store = backend.store();
     let longest_code = "Z".repeat(crate::code::MAX_CODE_LEN);
     let longest_url = format!(
@@ -505,7 +507,7 @@ pub async fn links_at_the_edges_of_what_is_accepted_read_back(backend: &impl Bac
 }
 
 /// Batches add up: totals, daily and hourly series, and the human/bot split.
-pub async fn batches_accumulate_and_ranges_read_back(backend: &impl Backend) {
+pub async fn batches_accumulate_and_ranges_read_back(backend: &impl Harness) {
     let store = backend.store();
     let day0 = DAY * DAY_MS;
     let first: Vec<_> = (0..10)
@@ -557,7 +559,7 @@ pub async fn batches_accumulate_and_ranges_read_back(backend: &impl Backend) {
 /// A batch with an id applies once: a replay of it (or of an older one) from the same
 /// source is a no-op, even through another handle; other sources and later batches
 /// apply, and a batch without an id always applies.
-pub async fn a_replayed_batch_counts_once_from_any_handle(backend: &impl Backend) {
+pub async fn a_replayed_batch_counts_once_from_any_handle(backend: &impl Harness) {
     let store = backend.store();
     let other = backend.another_handle().await;
     let events: Vec<_> = (0..4)
@@ -603,7 +605,7 @@ pub async fn a_replayed_batch_counts_once_from_any_handle(backend: &impl Backend
 }
 
 /// A range read returns the buckets inside the range only, for one link only.
-pub async fn range_reads_return_only_the_range(backend: &impl Backend) {
+pub async fn range_reads_return_only_the_range(backend: &impl Harness) {
     let store = backend.store();
     let events: Vec<_> = (0..5)
         .flat_map(|d| {
@@ -648,7 +650,7 @@ pub async fn range_reads_return_only_the_range(backend: &impl Backend) {
 /// Unique visitors: a visitor counts once per range however many batches and days saw
 /// them, and sketches of different days merge (exact while small, then the HyperLogLog
 /// estimate within its error).
-pub async fn visitor_sketches_merge_across_days_and_batches(backend: &impl Backend) {
+pub async fn visitor_sketches_merge_across_days_and_batches(backend: &impl Harness) {
     let store = backend.store();
     let day0 = DAY * DAY_MS;
     // Day 0: visitors 0..3000; day 1: 2000..5000, in batches of 500.
@@ -682,7 +684,7 @@ pub async fn visitor_sketches_merge_across_days_and_batches(backend: &impl Backe
 }
 
 /// Top-N per dimension, over the days of the range, largest first.
-pub async fn top_n_ranks_values_over_the_range(backend: &impl Backend) {
+pub async fn top_n_ranks_values_over_the_range(backend: &impl Harness) {
     let store = backend.store();
     let day0 = DAY * DAY_MS;
     let mut events = Vec::new();
@@ -746,7 +748,7 @@ pub async fn top_n_ranks_values_over_the_range(backend: &impl Backend) {
 }
 
 /// A store that never saw a click answers with zeros, not errors.
-pub async fn a_fresh_store_answers_reads_with_zeros(backend: &impl Backend) {
+pub async fn a_fresh_store_answers_reads_with_zeros(backend: &impl Harness) {
     let store = backend.store();
     let never = code("never");
     assert_eq!(
@@ -794,7 +796,7 @@ fn clicks_at(text: &str, range: std::ops::Range<u64>) -> Vec<ClickEvent> {
 /// Two writers, each the one owner of its source (a partition), write clicks of the same
 /// link-day at the same time, through separate handles: both count, and each source
 /// keeps its own applied position.
-pub async fn writers_of_different_sources_on_one_link_both_count(backend: &impl Backend) {
+pub async fn writers_of_different_sources_on_one_link_both_count(backend: &impl Harness) {
     let (a, b) = (backend.store(), backend.another_handle().await);
     let (p0, p1) = (clicks_at("shared", 0..10), clicks_at("shared", 100..107));
     let (ra, rb) = tokio::join!(
@@ -822,7 +824,7 @@ pub async fn writers_of_different_sources_on_one_link_both_count(backend: &impl 
 /// with nothing written, the rest after it counts, and a late retry of the old owner's
 /// last batch is a no-op. Every click counts once.
 pub async fn a_new_owner_replaying_from_an_older_position_counts_each_click_once(
-    backend: &impl Backend,
+    backend: &impl Harness,
 ) {
     let (old, new) = (backend.store(), backend.another_handle().await);
     let events = clicks_at("moved", 0..30);
@@ -863,7 +865,7 @@ pub async fn a_new_owner_replaying_from_an_older_position_counts_each_click_once
 /// A batch whose write fails after part of it was written (here: its last link's day
 /// row cannot be decoded) leaves no part counted and the position where it was; retried
 /// after the cause is gone, it counts once, and once more is a no-op.
-pub async fn a_batch_that_fails_half_way_counts_once_when_retried(backend: &impl Backend) {
+pub async fn a_batch_that_fails_half_way_counts_once_when_retried(backend: &impl Harness) {
     let store = backend.store();
     // "zzz" sorts last: every backend has written the other link's increments when it
     // meets this one's row.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shortener_core::LinkStore;
-use shortener_core::store::contract::Backend;
+use shortener_core::store::contract::Harness;
 use shortener_postgres::{PostgresOptions, PostgresStore, migrate};
 
 /// A fresh database per case; every handle is a separate pool, as separate instances
@@ -27,7 +27,7 @@ fn options(url: &str) -> PostgresOptions {
 }
 
 #[async_trait]
-impl Backend for Postgres {
+impl Harness for Postgres {
     type Store = PostgresStore;
 
     fn store(&self) -> Arc<PostgresStore> {

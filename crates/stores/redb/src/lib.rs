@@ -557,7 +557,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl shortener_core::store::contract::Backend for Redb {
+    impl shortener_core::store::contract::Harness for Redb {
         type Store = RedbStore;
 
         fn store(&self) -> Arc<RedbStore> {
