@@ -31,10 +31,11 @@
 //! │                    client_ip, intern (the sink is crates/aggregation)
 //! ├── config.rs        one typed tree, defaults, file, environment
 //! ├── metrics.rs       every metric name and the recorder
-//! ├── telemetry.rs     logging
-//! ├── startup.rs       build, wire, run, stop in order
-//! └── shutdown.rs      the signal and the background tasks' cancellation
+//! └── startup.rs       build, wire, run, stop in order
 //! ```
+//!
+//! Signals, the ordered shutdown of background tasks and logging are `crates/process`
+//! (re-exported here as `shutdown` and `telemetry`), shared with the analytics consumer.
 //!
 //! The backends are crates of their own (`crates/stores/redb`, `crates/stores/postgres`),
 //! and what the service shares with the analytics consumer is `shortener_core` and
@@ -57,7 +58,8 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod service;
-pub mod shutdown;
 pub mod startup;
 pub mod store;
-pub mod telemetry;
+
+// Shared with the analytics consumer: signals, ordered shutdown, logging.
+pub use shortener_process::{shutdown, telemetry};
