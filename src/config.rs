@@ -534,7 +534,7 @@ mod tests {
                 "APP__STATS__REFERRER_MEMO_ENTRIES",
                 "stats.referrer_memo_entries",
             ),
-            ("APP__STORE__CACHE_BYTES", "store.cache_bytes"),
+            ("APP__STORE__PAGE_CACHE_BYTES", "store.page_cache_bytes"),
             ("APP__STORE__MAX_GROUP", "store.max_group"),
             (
                 "APP__STORE__POSTGRES__POOL_SIZE",

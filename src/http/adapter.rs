@@ -81,7 +81,7 @@ where
         // A `Pending` here registers nothing useful, and that is safe: the `Waiting`
         // future polls readiness again with the task's real waker, and the latest poll's
         // waker is the one a service must wake. (This future belongs to hyper, which may
-        // poll it from any task: unlike `connection::Watched`, it must follow that rule.)
+        // poll it from any task: unlike `connection::Supervised`, it must follow that rule.)
         let state = match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => State::Called {
                 future: service.call(req),

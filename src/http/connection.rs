@@ -14,7 +14,7 @@
 //!
 //! **The concept.** The rule for every future is that the waker of its *latest* poll is
 //! the one to wake (`adapter` follows it), because a future can move: into another
-//! task, a `select!`, a `FuturesUnordered`. A [`Watched`] future cannot: it is the
+//! task, a `select!`, a `FuturesUnordered`. A [`Supervised`] future cannot: it is the
 //! top-level future of the task `server` spawns for the connection, polled by that task
 //! alone until it ends, and a tokio task's waker wakes that same task for its whole life.
 //! So here, and only because nothing else ever polls it, registering the first waker
@@ -37,11 +37,11 @@
 //! on HTTP/1 it is also the keep-alive idle timeout. It cannot see a connection that has
 //! sent nothing at all, though: hyper-util's protocol detection reads the first bytes
 //! before there is an HTTP/1 connection to time, and HTTP/2 has no idle timer at all.
-//! [`Watched`] covers those states.
+//! [`Supervised`] covers those states.
 //!
 //! How it knows: the connection's hyper service (`adapter::TowerService`) counts requests
 //! started and in flight in the connection's [`Activity`] ([`Activity::start`]).
-//! [`Watched`] wraps the connection's future and owns one timer, armed for the current
+//! [`Supervised`] wraps the connection's future and owns one timer, armed for the current
 //! state's deadline. Per request that
 //! is two relaxed atomic adds on a line only this connection touches and an `Arc` bump;
 //! the timer is never touched by a request. So an HTTP/2 connection is checked on a
@@ -98,7 +98,7 @@ pub struct Drain {
     notify: Arc<Notify>,
 }
 
-/// The deadlines [`Watched`] keeps (see the table in the module docs).
+/// The deadlines [`Supervised`] keeps (see the table in the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
     /// From accept until the first request starts.
@@ -120,8 +120,8 @@ impl Drain {
         connection: C,
         activity: Arc<Activity>,
         deadlines: Deadlines,
-    ) -> Watched<C> {
-        Watched {
+    ) -> Supervised<C> {
+        Supervised {
             connection,
             // Created now, so a `notify_waiters` before its first poll still counts
             // (tokio guarantees that for a `Notified` that already exists).
@@ -145,7 +145,7 @@ impl Drain {
     }
 }
 
-/// What a connection's requests tell its [`Watched`] future: one per connection, shared
+/// What a connection's requests tell its [`Supervised`] future: one per connection, shared
 /// with the connection's hyper service (`adapter::TowerService`), which counts them.
 #[derive(Debug, Default)]
 pub struct Activity {
@@ -240,7 +240,7 @@ enum Phase {
 
 pin_project! {
     /// A connection that keeps its deadlines and drains when its [`Drain`] starts.
-    pub struct Watched<C> {
+    pub struct Supervised<C> {
         #[pin]
         connection: C,
         #[pin]
@@ -259,7 +259,7 @@ pin_project! {
     }
 }
 
-impl<C> Watched<C> {
+impl<C> Supervised<C> {
     /// Arms the timer `after` from now (polling it once leaves this task's waker).
     fn arm(mut timer: Pin<&mut Sleep>, after: Duration, cx: &mut Context<'_>) {
         timer.as_mut().reset(Instant::now() + after);
@@ -267,7 +267,7 @@ impl<C> Watched<C> {
     }
 }
 
-impl<C: GracefulConnection> Future for Watched<C> {
+impl<C: GracefulConnection> Future for Supervised<C> {
     type Output = Result<(), C::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

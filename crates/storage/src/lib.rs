@@ -52,7 +52,7 @@ pub enum OpenError {
 pub async fn open(settings: &StoreSettings) -> Result<Stores, OpenError> {
     match settings.backend {
         StoreBackend::Embedded => {
-            let (path, cache) = (settings.path.clone(), settings.cache_bytes);
+            let (path, cache) = (settings.path.clone(), settings.page_cache_bytes);
             let store =
                 tokio::task::spawn_blocking(move || RedbStore::open_with_cache(&path, cache))
                     .await
@@ -122,7 +122,7 @@ mod tests {
         StoreSettings {
             backend,
             path: dir.join("links.redb"),
-            cache_bytes: 1 << 20,
+            page_cache_bytes: 1 << 20,
             max_group: std::num::NonZeroUsize::MIN,
             postgres: PostgresSettings {
                 url: "postgres://nobody@127.0.0.1:1/none".into(),

@@ -14,7 +14,7 @@ use shortener_core::secret::Secret;
 pub struct StoreSettings {
     pub backend: StoreBackend,
     pub path: PathBuf,
-    pub cache_bytes: usize,
+    pub page_cache_bytes: usize,
     pub max_group: NonZeroUsize,
     pub postgres: PostgresSettings,
 }
@@ -60,8 +60,8 @@ impl TryFrom<String> for StoreBackend {
 impl StoreSettings {
     /// The checks its types cannot express: `(key, reason)` of the first that fails.
     pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        if self.cache_bytes < 1 << 20 {
-            return Err(("store.cache_bytes", "must be at least 1 MiB"));
+        if self.page_cache_bytes < 1 << 20 {
+            return Err(("store.page_cache_bytes", "must be at least 1 MiB"));
         }
         if self.backend == StoreBackend::Postgres && self.postgres.url.expose().is_empty() {
             return Err((

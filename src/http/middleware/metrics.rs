@@ -92,7 +92,7 @@ impl Table {
     }
 }
 
-/// Layer that applies [`RecordMetrics`].
+/// Layer that applies [`Metrics`].
 #[derive(Clone)]
 pub struct MetricsLayer {
     table: Arc<Table>,
@@ -114,10 +114,10 @@ impl Default for MetricsLayer {
 }
 
 impl<S> Layer<S> for MetricsLayer {
-    type Service = RecordMetrics<S>;
+    type Service = Metrics<S>;
 
-    fn layer(&self, inner: S) -> RecordMetrics<S> {
-        RecordMetrics {
+    fn layer(&self, inner: S) -> Metrics<S> {
+        Metrics {
             inner,
             table: self.table.clone(),
         }
@@ -126,12 +126,12 @@ impl<S> Layer<S> for MetricsLayer {
 
 /// Service that records each answer.
 #[derive(Clone)]
-pub struct RecordMetrics<S> {
+pub struct Metrics<S> {
     inner: S,
     table: Arc<Table>,
 }
 
-impl<S, B, R> Service<Request<B>> for RecordMetrics<S>
+impl<S, B, R> Service<Request<B>> for Metrics<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
 {

@@ -38,7 +38,7 @@ use shortener_core::report::Report;
 use shortener_core::store::{InsertOutcome, LinkStore, ListPage, StoreError};
 use shortener_core::{Link, ShortCode};
 
-/// Page cache when none is configured (`store.cache_bytes` in the service). redb's own
+/// Page cache when none is configured (`store.page_cache_bytes` in the service). redb's own
 /// default is 1 GiB, which a long tail of statistics fills: RSS then grows to it.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
