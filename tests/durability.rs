@@ -113,43 +113,34 @@ async fn max_clicks_budget_carries_over_a_graceful_restart() {
     restarted.kill();
 }
 
-#[test]
-fn invalid_configuration_fails_at_start_with_the_key_named() {
+/// What `shortener serve` with `args` and `env` prints before it exits, asserting that
+/// it does not start.
+fn refused_start(args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
         .arg("serve")
-        .env("APP__HTTP__API_CONCURRENCY_LIMIT", "0")
+        .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "it started: {env:?} {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn invalid_configuration_fails_at_start_with_the_key_named() {
+    let stderr = refused_start(&[], &[("APP__HTTP__API_CONCURRENCY_LIMIT", "0")]);
     assert!(stderr.contains("http.api_concurrency_limit"), "{stderr}");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
-        .args(["serve", "--config", "/nonexistent/shortener.toml"])
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("shortener.toml"));
+    let stderr = refused_start(&["--config", "/nonexistent/shortener.toml"], &[]);
+    assert!(stderr.contains("shortener.toml"), "{stderr}");
 
     // A log filter that would log nothing ("verbose" is a target, not a level) stops the
     // start with the value and where it came from, instead of silently logging nothing.
-    let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
-        .arg("serve")
-        .env("RUST_LOG", "verbose")
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(&[], &[("RUST_LOG", "verbose")]);
     assert!(stderr.contains("\"verbose\" (from RUST_LOG)"), "{stderr}");
 
     // A store that cannot be opened is named by its path.
-    let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
-        .arg("serve")
-        .env("APP__STORE__PATH", "/proc/no-such-dir/links.redb")
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start(&[], &[("APP__STORE__PATH", "/proc/no-such-dir/links.redb")]);
     assert!(stderr.contains("/proc/no-such-dir/links.redb"), "{stderr}");
 }
 
