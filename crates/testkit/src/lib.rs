@@ -14,11 +14,13 @@
 //! crates/testkit/src/
 //! ├── lib.rs        skip: the one way a test says a server is missing
 //! ├── redis.rs      RedisServer: redis-server per test, restartable
-//! └── postgres.rs   PgCluster: one cluster per test binary, a fresh database per test
+//! ├── postgres.rs   PgCluster: one cluster per test binary, a fresh database per test
+//! └── kafka.rs      Kafka 4.4.0 (KRaft, one node) per test binary, jars from Maven Central
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // test support: panics are the point
 
+pub mod kafka;
 pub mod postgres;
 pub mod redis;
 

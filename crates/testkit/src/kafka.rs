@@ -1,0 +1,283 @@
+//! A real Apache Kafka 4.4.0 for tests: one KRaft node (broker and controller in one JVM)
+//! per test binary, on free loopback ports, from the jars on Maven Central run with the
+//! installed Java 17. Tests share it and use a topic each.
+//!
+//! The jars are fetched once with Maven (`maven/kafka/pom.xml`, `dependency:copy-dependencies`)
+//! into a cache directory reused across runs (`$SHORTENER_TESTKIT_CACHE`, else
+//! `~/.cache/shortener-testkit`). Starting: a cluster id from Kafka's `StorageTool`, the
+//! log directory formatted for a one-voter quorum (`--standalone`), then `kafka.Kafka`,
+//! waited for until it answers an `ApiVersions` request (about 6 s on the development
+//! machine, ~250 MiB of memory).
+//!
+//! As with PostgreSQL, the server runs under a small shell holding a pipe from this
+//! process: when the pipe closes (however the test binary exits) the shell kills the JVM
+//! and deletes its directory. Without `java` or `mvn`, [`kafka`] says so through
+//! [`crate::skip`] and returns `None`.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const INSTALL_HINT: &str =
+    "Java 17 and Maven are needed for Kafka: apt-get install -y openjdk-17-jre-headless maven";
+
+/// The Kafka release the tests run, and its POM (the jars to fetch).
+const VERSION: &str = "4.4.0";
+const POM: &str = include_str!("../maven/kafka/pom.xml");
+
+/// Longest wait for the broker to answer after it is started.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A running broker; see the module docs.
+pub struct Kafka {
+    port: u16,
+    /// The shell supervising the JVM; the JVM is killed when its stdin closes.
+    _supervisor: Child,
+    _stdin: Mutex<ChildStdin>,
+}
+
+/// The test binary's broker, started on first use; `None` (after saying so) when Java or
+/// Maven is missing outside CI.
+pub fn kafka(test: &str) -> Option<&'static Kafka> {
+    static KAFKA: OnceLock<Option<Kafka>> = OnceLock::new();
+    let kafka = KAFKA.get_or_init(Kafka::start).as_ref();
+    if kafka.is_none() {
+        crate::skip(test, INSTALL_HINT);
+    }
+    kafka
+}
+
+impl Kafka {
+    /// `bootstrap.servers` for a client.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn start() -> Option<Self> {
+        let java = found("java", "-version")?;
+        let lib = jars()?;
+        let work = tempdir("kafka");
+        let (port, controller) = (free_port(), free_port());
+        let config = work.join("server.properties");
+        std::fs::write(work.join("log4j2.xml"), LOG4J).expect("write log4j2.xml");
+        let classpath = format!("{}/*", lib.display());
+        let tool = |args: &[&str]| {
+            let mut command = Command::new(&java);
+            command
+                .arg("-Xmx256m")
+                .args(jvm_logging(&work, "storage-tool"))
+                .args(["-cp", &classpath, "kafka.tools.StorageTool"])
+                .args(args);
+            command
+        };
+        let id = output(&mut tool(&["random-uuid"]));
+        let id = id.lines().last().unwrap_or_default().trim().to_owned();
+        assert!(!id.is_empty(), "Kafka's StorageTool printed no cluster id");
+        std::fs::write(&config, properties(&work, port, controller)).expect("write config");
+        let config_path = config.display().to_string();
+        output(&mut tool(&[
+            "format",
+            "--standalone",
+            "-t",
+            &id,
+            "-c",
+            &config_path,
+        ]));
+        let script = format!(
+            "'{java}' -Xms512m -Xmx512m -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError {logging} \
+             -cp '{classpath}' kafka.Kafka '{config}' >'{work}/stdout.log' 2>&1 & pid=$!; \
+             read _; exec 2>/dev/null; kill -9 $pid; wait $pid; rm -rf '{work}'",
+            java = java.display(),
+            logging = jvm_logging(&work, "server").join(" "),
+            config = config.display(),
+            work = work.display(),
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start kafka");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !answers_api_versions(port) {
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let log = std::fs::read_to_string(work.join("server.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                panic!("Kafka did not start on port {port}; server.log ends:\n{tail:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(Self {
+            port,
+            _supervisor: child,
+            _stdin: Mutex::new(stdin),
+        })
+    }
+}
+
+/// The broker's config: broker and controller in one process, sized for a small machine.
+fn properties(work: &Path, port: u16, controller: u16) -> String {
+    format!(
+        "process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data}
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+log.cleaner.threads=1
+log.cleaner.dedupe.buffer.size=33554432
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+",
+        data = work.join("data").display(),
+    )
+}
+
+/// Logging to a file in the work directory, through log4j2.
+fn jvm_logging(work: &Path, name: &str) -> Vec<String> {
+    vec![
+        "-Djava.awt.headless=true".into(),
+        format!("-Dlog4j2.configurationFile={}/log4j2.xml", work.display()),
+        format!("-Dkafka.logs.dir={}", work.display()),
+        format!("-Dkafka.log.name={name}"),
+    ]
+}
+
+const LOG4J: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="warn">
+  <Appenders>
+    <File name="file" fileName="${sys:kafka.logs.dir}/${sys:kafka.log.name}.log" append="true">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </File>
+  </Appenders>
+  <Loggers>
+    <Root level="INFO"><AppenderRef ref="file"/></Root>
+    <Logger name="kafka.request.logger" level="WARN"/>
+    <Logger name="state.change.logger" level="WARN"/>
+  </Loggers>
+</Configuration>
+"#;
+
+/// The broker's jars, fetched with Maven into the cache the first time.
+fn jars() -> Option<PathBuf> {
+    let mvn = found("mvn", "-v")?;
+    let cache = std::env::var_os("SHORTENER_TESTKIT_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/shortener-testkit"))
+        })
+        .unwrap_or_else(|| std::env::temp_dir().join("shortener-testkit"));
+    let lib = cache.join(format!("kafka-{VERSION}"));
+    if lib.join(format!("kafka_2.13-{VERSION}.jar")).exists() {
+        return Some(lib);
+    }
+    // Fetched beside, then renamed: a half-fetched directory is never taken for whole,
+    // and two test binaries fetching at once each finish their own.
+    let staging = tempdir("kafka-fetch");
+    std::fs::write(staging.join("pom.xml"), POM).expect("write the pom");
+    let out = staging.join("lib");
+    output(
+        Command::new(mvn)
+            .current_dir(&staging)
+            .args([
+                "-q",
+                "-B",
+                "-ntp",
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+            ])
+            .arg(format!("-DoutputDirectory={}", out.display())),
+    );
+    std::fs::create_dir_all(&cache).expect("create the cache directory");
+    if std::fs::rename(&out, &lib).is_err() && !lib.exists() {
+        panic!("cannot move the Kafka jars into {}", lib.display());
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    Some(lib)
+}
+
+/// Whether the broker answers an `ApiVersions` request (v0) with a valid response: the
+/// readiness check, at the protocol level rather than a bare TCP connect.
+fn answers_api_versions(port: u16) -> bool {
+    let probe = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let client = b"testkit";
+        let mut body = Vec::new();
+        body.extend_from_slice(&18i16.to_be_bytes()); // api key: ApiVersions
+        body.extend_from_slice(&0i16.to_be_bytes()); // version 0
+        body.extend_from_slice(&7i32.to_be_bytes()); // correlation id
+        body.extend_from_slice(&(client.len() as i16).to_be_bytes());
+        body.extend_from_slice(client);
+        stream.write_all(&(body.len() as i32).to_be_bytes())?;
+        stream.write_all(&body)?;
+        let mut head = [0u8; 10];
+        stream.read_exact(&mut head)?;
+        let correlation = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        let error = i16::from_be_bytes([head[8], head[9]]);
+        Ok(correlation == 7 && error == 0)
+    };
+    probe().unwrap_or(false)
+}
+
+/// The path of `program` if it runs (`arg` is a harmless flag such as `-version`).
+fn found(program: &str, arg: &str) -> Option<PathBuf> {
+    let ran = Command::new(program)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    ran.then(|| PathBuf::from(program))
+}
+
+/// Runs `command`; its stdout, or a panic with everything it printed.
+fn output(command: &mut Command) -> String {
+    let output = command.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A fresh directory under the system's temporary directory, not deleted on drop (the
+/// supervisor, or the fetch, removes it).
+fn tempdir(what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("shortener-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
