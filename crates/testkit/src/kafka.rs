@@ -15,14 +15,15 @@
 //! [`crate::skip`] and returns `None`.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const INSTALL_HINT: &str =
-    "Java 17 and Maven are needed for Kafka: apt-get install -y openjdk-17-jre-headless maven";
+use crate::jvm::{found, free_port, jars, output, tempdir};
+
+use crate::jvm::INSTALL_HINT;
 
 /// The Kafka release the tests run, and its POM (the jars to fetch).
 const VERSION: &str = "4.4.0";
@@ -58,7 +59,7 @@ impl Kafka {
 
     fn start() -> Option<Self> {
         let java = found("java", "-version")?;
-        let lib = jars()?;
+        let lib = jars("kafka", VERSION, POM)?;
         let work = tempdir("kafka");
         let (port, controller) = (free_port(), free_port());
         let config = work.join("server.properties");
@@ -178,45 +179,6 @@ const LOG4J: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 </Configuration>
 "#;
 
-/// The broker's jars, fetched with Maven into the cache the first time.
-fn jars() -> Option<PathBuf> {
-    let mvn = found("mvn", "-v")?;
-    let cache = std::env::var_os("SHORTENER_TESTKIT_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|home| PathBuf::from(home).join(".cache/shortener-testkit"))
-        })
-        .unwrap_or_else(|| std::env::temp_dir().join("shortener-testkit"));
-    let lib = cache.join(format!("kafka-{VERSION}"));
-    if lib.join(format!("kafka_2.13-{VERSION}.jar")).exists() {
-        return Some(lib);
-    }
-    // Fetched beside, then renamed: a half-fetched directory is never taken for whole,
-    // and two test binaries fetching at once each finish their own.
-    let staging = tempdir("kafka-fetch");
-    std::fs::write(staging.join("pom.xml"), POM).expect("write the pom");
-    let out = staging.join("lib");
-    output(
-        Command::new(mvn)
-            .current_dir(&staging)
-            .args([
-                "-q",
-                "-B",
-                "-ntp",
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-            ])
-            .arg(format!("-DoutputDirectory={}", out.display())),
-    );
-    std::fs::create_dir_all(&cache).expect("create the cache directory");
-    if std::fs::rename(&out, &lib).is_err() && !lib.exists() {
-        panic!("cannot move the Kafka jars into {}", lib.display());
-    }
-    let _ = std::fs::remove_dir_all(&staging);
-    Some(lib)
-}
-
 /// Whether the broker answers an `ApiVersions` request (v0) with a valid response: the
 /// readiness check, at the protocol level rather than a bare TCP connect.
 fn answers_api_versions(port: u16) -> bool {
@@ -239,45 +201,4 @@ fn answers_api_versions(port: u16) -> bool {
         Ok(correlation == 7 && error == 0)
     };
     probe().unwrap_or(false)
-}
-
-/// The path of `program` if it runs (`arg` is a harmless flag such as `-version`).
-fn found(program: &str, arg: &str) -> Option<PathBuf> {
-    let ran = Command::new(program)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    ran.then(|| PathBuf::from(program))
-}
-
-/// Runs `command`; its stdout, or a panic with everything it printed.
-fn output(command: &mut Command) -> String {
-    let output = command.output().expect("run");
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A fresh directory under the system's temporary directory, not deleted on drop (the
-/// supervisor, or the fetch, removes it).
-fn tempdir(what: &str) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("shortener-{what}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a temporary directory");
-    dir
 }

@@ -15,11 +15,15 @@
 //! ├── lib.rs        skip: the one way a test says a server is missing
 //! ├── redis.rs      RedisServer: redis-server per test, restartable
 //! ├── postgres.rs   PgCluster: one cluster per test binary, a fresh database per test
-//! └── kafka.rs      Kafka 4.4.0 (KRaft, one node) per test binary, jars from Maven Central
+//! ├── kafka.rs      Kafka 4.4.0 (KRaft, one node) per test binary, jars from Maven Central
+//! ├── cassandra.rs  Cassandra 5.0 (one node) per test binary, the CQL engine of the tests
+//! └── jvm.rs        (private) Java and Maven, the jar cache, ports and directories
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // test support: panics are the point
 
+pub mod cassandra;
+mod jvm;
 pub mod kafka;
 pub mod postgres;
 pub mod redis;
