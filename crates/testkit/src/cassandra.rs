@@ -13,11 +13,10 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use crate::jvm::{INSTALL_HINT, found, free_port, jars, tempdir};
+use crate::jvm::{INSTALL_HINT, Jvm, found, free_port, jars, tempdir};
 
 const POM: &str = include_str!("../maven/cassandra/pom.xml");
 
@@ -25,12 +24,7 @@ const POM: &str = include_str!("../maven/cassandra/pom.xml");
 const START_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// A running node; see the module docs.
-pub struct Cassandra {
-    port: u16,
-    /// The shell supervising the JVM; the JVM is killed when its stdin closes.
-    _supervisor: Child,
-    _stdin: Mutex<ChildStdin>,
-}
+pub struct Cassandra(Jvm);
 
 /// The test binary's node, started on first use; `None` (after saying so) when Java or
 /// Maven is missing outside CI.
@@ -46,7 +40,7 @@ pub fn cassandra(test: &str) -> Option<&'static Cassandra> {
 impl Cassandra {
     /// The node's CQL address (`host:port`).
     pub fn node(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.0.port)
     }
 
     fn start() -> Option<Self> {
@@ -96,38 +90,21 @@ impl Cassandra {
             "-Dcassandra.skip_wait_for_gossip_to_settle=0".into(),
             format!("-Djna.tmpdir={w}"),
         ]);
-        let quoted: Vec<String> = options.iter().map(|o| format!("'{o}'")).collect();
-        let script = format!(
-            "'{java}' {options} -cp '{lib}/*' org.apache.cassandra.service.CassandraDaemon \
-             >'{w}/logs/stdout.log' 2>&1 & pid=$!; \
-             read _; exec 2>/dev/null; kill -9 $pid; wait $pid; rm -rf '{w}'",
-            java = java.display(),
-            options = quoted.join(" "),
-            lib = lib.display(),
-        );
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start cassandra");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !answers_cql(port) {
-            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
-                let log = std::fs::read_to_string(work.join("logs/system.log"))
-                    .or_else(|_| std::fs::read_to_string(work.join("logs/stdout.log")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                panic!("Cassandra did not start on port {port}; its log ends:\n{tail:#?}");
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        Some(Self {
+        options.extend([
+            "-cp".into(),
+            format!("{}/*", lib.display()),
+            "org.apache.cassandra.service.CassandraDaemon".into(),
+        ]);
+        let log = work.join("logs/system.log");
+        Some(Self(Jvm::start(
+            &java,
+            &options,
+            &work,
             port,
-            _supervisor: child,
-            _stdin: Mutex::new(stdin),
-        })
+            answers_cql,
+            START_TIMEOUT,
+            &log,
+        )))
     }
 }
 

@@ -3,8 +3,10 @@
 //! directories.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// What to install when Java or Maven is missing.
 pub(crate) const INSTALL_HINT: &str = "Java 17 and Maven are needed for Kafka and Cassandra: apt-get install -y openjdk-17-jre-headless maven";
@@ -91,4 +93,64 @@ pub(crate) fn tempdir(what: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create a temporary directory");
     dir
+}
+
+/// A JVM server started by [`Jvm::start`]: runs until the test process exits.
+pub(crate) struct Jvm {
+    /// The port its readiness probe answered on.
+    pub(crate) port: u16,
+    /// The shell supervising the JVM; it kills the JVM and deletes `work` when its stdin
+    /// closes, which happens however this process exits (statics are never dropped).
+    _supervisor: Child,
+    _stdin: Mutex<ChildStdin>,
+}
+
+impl Jvm {
+    /// Runs `java args…` in the directory `work` (stdout and stderr to
+    /// `work/stdout.log`) under the supervising shell, and waits until `ready(port)` or
+    /// `timeout`; on failure, panics with the end of `log` (the server's own log file).
+    pub(crate) fn start(
+        java: &Path,
+        args: &[String],
+        work: &Path,
+        port: u16,
+        ready: fn(u16) -> bool,
+        timeout: Duration,
+        log: &Path,
+    ) -> Self {
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        let w = work.display();
+        let script = format!(
+            "'{java}' {args} >'{w}/stdout.log' 2>&1 & pid=$!; \
+             read _; exec 2>/dev/null; kill -9 $pid; wait $pid; rm -rf '{w}'",
+            java = java.display(),
+            args = quoted.join(" "),
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the supervising shell");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let deadline = Instant::now() + timeout;
+        while !ready(port) {
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let text = std::fs::read_to_string(log)
+                    .or_else(|_| std::fs::read_to_string(work.join("stdout.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                panic!(
+                    "{} did not start on port {port}; its log ends:\n{tail:#?}",
+                    java.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Self {
+            port,
+            _supervisor: child,
+            _stdin: Mutex::new(stdin),
+        }
+    }
 }

@@ -17,11 +17,11 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use crate::jvm::{found, free_port, jars, output, tempdir};
+use crate::jvm::{Jvm, found, free_port, jars, output, tempdir};
 
 use crate::jvm::INSTALL_HINT;
 
@@ -33,12 +33,7 @@ const POM: &str = include_str!("../maven/kafka/pom.xml");
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A running broker; see the module docs.
-pub struct Kafka {
-    port: u16,
-    /// The shell supervising the JVM; the JVM is killed when its stdin closes.
-    _supervisor: Child,
-    _stdin: Mutex<ChildStdin>,
-}
+pub struct Kafka(Jvm);
 
 /// The test binary's broker, started on first use; `None` (after saying so) when Java or
 /// Maven is missing outside CI.
@@ -54,7 +49,7 @@ pub fn kafka(test: &str) -> Option<&'static Kafka> {
 impl Kafka {
     /// `bootstrap.servers` for a client.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.0.port)
     }
 
     fn start() -> Option<Self> {
@@ -87,36 +82,27 @@ impl Kafka {
             "-c",
             &config_path,
         ]));
-        let script = format!(
-            "'{java}' -Xms512m -Xmx512m -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError {logging} \
-             -cp '{classpath}' kafka.Kafka '{config}' >'{work}/stdout.log' 2>&1 & pid=$!; \
-             read _; exec 2>/dev/null; kill -9 $pid; wait $pid; rm -rf '{work}'",
-            java = java.display(),
-            logging = jvm_logging(&work, "server").join(" "),
-            config = config.display(),
-            work = work.display(),
-        );
-        let mut child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start kafka");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let deadline = Instant::now() + START_TIMEOUT;
-        while !answers_api_versions(port) {
-            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
-                let log = std::fs::read_to_string(work.join("server.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                panic!("Kafka did not start on port {port}; server.log ends:\n{tail:#?}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Some(Self {
+        let mut args: Vec<String> = [
+            "-Xms512m",
+            "-Xmx512m",
+            "-XX:+UseG1GC",
+            "-XX:+ExitOnOutOfMemoryError",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(jvm_logging(&work, "server"));
+        args.extend(["-cp".into(), classpath, "kafka.Kafka".into(), config_path]);
+        let ready = answers_api_versions;
+        let log = work.join("server.log");
+        Some(Self(Jvm::start(
+            &java,
+            &args,
+            &work,
             port,
-            _supervisor: child,
-            _stdin: Mutex::new(stdin),
-        })
+            ready,
+            START_TIMEOUT,
+            &log,
+        )))
     }
 }
 
