@@ -54,7 +54,7 @@ pub const STRIPES: usize = 1024;
 /// How long a slot may answer without going back to moka.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
-/// Which front a slot belongs to: every [`Front`] gets its own id (tests and benches run
+/// Which front a slot belongs to: every [`FrontTable`] gets its own id (tests and benches run
 /// several caches in one process, on the same threads).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -66,22 +66,22 @@ struct Slot {
     front: u64,
     code: ShortCode,
     link: Arc<CachedLink>,
-    epochs: Epochs,
+    epochs: InvalidationEpochs,
     filled: Instant,
 }
 
 /// The epochs a slot was filled under.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Epochs {
+pub struct InvalidationEpochs {
     global: u64,
     stripe: u64,
 }
 
 /// A code's hash, computed once per lookup and shared by the slot and stripe choice.
 #[derive(Clone, Copy)]
-pub struct Hashed(u64);
+pub struct CodeHash(u64);
 
-impl Hashed {
+impl CodeHash {
     fn slot(self) -> usize {
         (self.0 as usize) & (SLOTS - 1)
     }
@@ -92,7 +92,7 @@ impl Hashed {
 }
 
 /// The shared half of the front: epochs and identity. Clones of a `LinkCache` share it.
-pub struct Front {
+pub struct FrontTable {
     id: u64,
     hasher: foldhash::fast::RandomState,
     global: AtomicU64,
@@ -100,7 +100,7 @@ pub struct Front {
     fresh_for: Duration,
 }
 
-impl Front {
+impl FrontTable {
     /// A front whose slots answer for at most `fresh_for` after they were filled.
     pub fn new(fresh_for: Duration) -> Self {
         Self {
@@ -112,13 +112,13 @@ impl Front {
         }
     }
 
-    /// Hashes `code` for [`Front::get`], [`Front::epochs`] and [`Front::fill`].
-    pub fn hash(&self, code: &str) -> Hashed {
-        Hashed(self.hasher.hash_one(code))
+    /// Hashes `code` for [`FrontTable::get`], [`FrontTable::epochs`] and [`FrontTable::fill`].
+    pub fn hash(&self, code: &str) -> CodeHash {
+        CodeHash(self.hasher.hash_one(code))
     }
 
     /// The link in this thread's slot for `code`, if it is still good.
-    pub fn get(&self, hashed: Hashed, code: &str) -> Option<Arc<CachedLink>> {
+    pub fn get(&self, hashed: CodeHash, code: &str) -> Option<Arc<CachedLink>> {
         TABLE.with_borrow(|table| {
             let slot = table.get(hashed.slot())?.as_ref()?;
             let good = slot.front == self.id
@@ -130,16 +130,16 @@ impl Front {
     }
 
     /// The current epochs for `code`: read them *before* the lookup whose result you
-    /// will [`Front::fill`] in.
-    pub fn epochs(&self, hashed: Hashed) -> Epochs {
-        Epochs {
+    /// will [`FrontTable::fill`] in.
+    pub fn epochs(&self, hashed: CodeHash) -> InvalidationEpochs {
+        InvalidationEpochs {
             global: self.global.load(Ordering::Acquire),
             stripe: self.stripes[hashed.stripe()].load(Ordering::Acquire),
         }
     }
 
     /// Puts `link` in this thread's slot for its code, valid while `epochs` hold.
-    pub fn fill(&self, hashed: Hashed, epochs: Epochs, link: &Arc<CachedLink>) {
+    pub fn fill(&self, hashed: CodeHash, epochs: InvalidationEpochs, link: &Arc<CachedLink>) {
         if link.budget.is_some() {
             return;
         }
@@ -188,7 +188,7 @@ mod tests {
         Arc::new(CachedLink::new(&link, used))
     }
 
-    fn filled(front: &Front, code: &str) -> Hashed {
+    fn filled(front: &FrontTable, code: &str) -> CodeHash {
         let hashed = front.hash(code);
         front.fill(hashed, front.epochs(hashed), &link(code, None));
         hashed
@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn a_filled_slot_answers_until_its_code_is_forgotten() {
-        let front = Front::new(Duration::from_secs(60));
+        let front = FrontTable::new(Duration::from_secs(60));
         let hashed = filled(&front, "abc");
         assert!(front.get(hashed, "abc").is_some());
         assert!(
@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_fill_that_raced_an_invalidation_is_never_used() {
-        let front = Front::new(Duration::from_secs(60));
+        let front = FrontTable::new(Duration::from_secs(60));
         let hashed = front.hash("abc");
         let before = front.epochs(hashed); // read, then the (slow) lookup...
         front.forget("abc"); // ...while another thread deletes the link
@@ -222,10 +222,10 @@ mod tests {
 
     #[test]
     fn slots_go_stale_after_fresh_for_and_skip_budgeted_links() {
-        let front = Front::new(Duration::ZERO);
+        let front = FrontTable::new(Duration::ZERO);
         let hashed = filled(&front, "abc");
         assert!(front.get(hashed, "abc").is_none(), "older than fresh_for");
-        let front = Front::new(Duration::from_secs(60));
+        let front = FrontTable::new(Duration::from_secs(60));
         let hashed = front.hash("lim");
         front.fill(hashed, front.epochs(hashed), &link("lim", Some(5)));
         assert!(
@@ -237,8 +237,8 @@ mod tests {
     #[test]
     fn two_fronts_on_one_thread_do_not_share_slots() {
         let (a, b) = (
-            Front::new(Duration::from_secs(60)),
-            Front::new(Duration::from_secs(60)),
+            FrontTable::new(Duration::from_secs(60)),
+            FrontTable::new(Duration::from_secs(60)),
         );
         let hashed = filled(&a, "abc");
         assert!(a.get(hashed, "abc").is_some());

@@ -123,7 +123,7 @@ pub struct LinkCache {
     /// was ~15% of a cache hit. Codes in requests are attacker-chosen, and the random
     /// seed is what keeps them from being crafted into collisions.
     inner: Cache<ShortCode, CacheEntry, foldhash::fast::RandomState>,
-    front: Arc<front::Front>,
+    front: Arc<front::FrontTable>,
     meters: Meters,
 }
 
@@ -140,7 +140,7 @@ impl LinkCache {
             .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             inner,
-            front: Arc::new(front::Front::new(front::FRESH_FOR)),
+            front: Arc::new(front::FrontTable::new(front::FRESH_FOR)),
             meters: Meters {
                 hit: metrics::counter!(CACHE_REQUESTS, "result" => "hit"),
                 negative_hit: metrics::counter!(CACHE_REQUESTS, "result" => "negative_hit"),

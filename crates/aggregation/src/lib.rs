@@ -66,14 +66,14 @@ const CLOSE_ATTEMPTS: u32 = 3;
 
 /// Aggregates in process, holds the result in memory, writes it to a [`StatsStore`].
 pub struct AggregatingSink {
-    shared: Arc<Shared>,
+    shared: Arc<SinkState>,
     /// The runtime whose blocking pool runs the aggregations (the service's own; a
     /// parameter so that tests and a future consumer can choose).
     runtime: Handle,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-struct Shared {
+struct SinkState {
     /// Behind a mutex because it keeps memos across batches; only the batcher's
     /// `publish` uses it, so the lock is never contended.
     aggregator: Mutex<Aggregator>,
@@ -138,7 +138,7 @@ impl AggregatingSink {
         meters: Meters,
         runtime: Handle,
     ) -> Self {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(SinkState {
             aggregator: Mutex::new(Aggregator::with_limits(config.memo)),
             pending: Mutex::new(BatchAggregate::default()),
             wake_writer: Notify::new(),
@@ -217,7 +217,7 @@ impl EventSink for AggregatingSink {
     }
 }
 
-impl Shared {
+impl SinkState {
     fn pending(&self) -> std::sync::MutexGuard<'_, BatchAggregate> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -234,7 +234,7 @@ impl Shared {
 
 /// The writer: every interval (or when woken), takes what is pending and writes it.
 /// Ends after the write that follows `close`.
-async fn write_loop(shared: Arc<Shared>) {
+async fn write_loop(shared: Arc<SinkState>) {
     // One id source per sink: a random name, so sources of different processes (and
     // of restarts) never collide in the store's replay table.
     let source = format!(
@@ -266,8 +266,8 @@ async fn write_loop(shared: Arc<Shared>) {
     }
 }
 
-/// [`Shared::take`] on the blocking pool: the lock may be held by an aggregation.
-async fn take(shared: &Arc<Shared>) -> BatchAggregate {
+/// [`SinkState::take`] on the blocking pool: the lock may be held by an aggregation.
+async fn take(shared: &Arc<SinkState>) -> BatchAggregate {
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || shared.take())
         .await
@@ -278,7 +278,7 @@ async fn take(shared: &Arc<Shared>) -> BatchAggregate {
 /// Corrupt rows do not heal, so their batch is given up at once; while closing, after
 /// [`CLOSE_ATTEMPTS`]. Otherwise it is retried until the store takes it, while new
 /// clicks pile up in pending (and then in the queue).
-async fn write(shared: &Shared, batch: BatchAggregate) {
+async fn write(shared: &SinkState, batch: BatchAggregate) {
     let (events, cells) = (batch.events, batch.cells);
     // Shared, not cloned, between attempts: a pending set can hold 100,000 link-days.
     let batch = Arc::new(batch);

@@ -129,7 +129,7 @@ impl DayAggregate {
                 let at = position.map_or(0, |i| i + 1);
                 let mut counts = Counts::default();
                 counts.count(is_bot);
-                crate::tight::insert(&mut self.hours, at, (hour, counts));
+                crate::doubling::insert(&mut self.hours, at, (hour, counts));
             }
         }
     }
@@ -140,7 +140,7 @@ impl DayAggregate {
         for &(hour, counts) in &other.hours {
             match self.hours.binary_search_by_key(&hour, |(h, _)| *h) {
                 Ok(i) => self.hours[i].1.add(counts),
-                Err(i) => crate::tight::insert(&mut self.hours, i, (hour, counts)),
+                Err(i) => crate::doubling::insert(&mut self.hours, i, (hour, counts)),
             }
         }
         self.visitors.merge(&other.visitors);
@@ -178,7 +178,7 @@ impl LinkAggregate {
             Some(i) if self.days[i].0 == day => i,
             position => {
                 let at = position.map_or(0, |i| i + 1);
-                crate::tight::insert(&mut self.days, at, (day, DayAggregate::default()));
+                crate::doubling::insert(&mut self.days, at, (day, DayAggregate::default()));
                 at
             }
         };
@@ -192,7 +192,7 @@ impl LinkAggregate {
             match self.days.binary_search_by_key(&day, |(d, _)| *d) {
                 Ok(i) => self.days[i].1.merge(&aggregate),
                 Err(i) => {
-                    crate::tight::insert(&mut self.days, i, (day, aggregate));
+                    crate::doubling::insert(&mut self.days, i, (day, aggregate));
                     added += 1;
                 }
             }

@@ -23,13 +23,14 @@
 //! ├── visitors.rs, hll.rs, topk.rs  the sketches aggregate.rs uses
 //! ├── stats.rs                      the StatsStore contract and what /stats answers
 //! ├── encoding.rs                   the versioned bytes of a statistics row
-//! └── tight.rs                      (private) vectors that grow 1, 2, 4, ... for aggregation
+//! └── doubling.rs                   (private) vectors that grow 1, 2, 4, ... for aggregation
 //! ```
 
 pub mod agent;
 pub mod aggregate;
 pub mod click;
 pub mod code;
+mod doubling;
 pub mod encoding;
 pub mod hll;
 pub mod instant;
@@ -41,7 +42,6 @@ pub mod sink;
 pub mod stats;
 pub mod store;
 pub mod target;
-mod tight;
 pub mod topk;
 pub mod visitors;
 

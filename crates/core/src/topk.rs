@@ -60,7 +60,7 @@ impl TopK {
             return;
         }
         if self.counts.len() < CAPACITY {
-            crate::tight::push(&mut self.counts, (key(), n));
+            crate::doubling::push(&mut self.counts, (key(), n));
             return;
         }
         // Full: the smallest counter (ties: the largest value, for determinism) is

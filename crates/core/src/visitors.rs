@@ -56,7 +56,7 @@ impl VisitorSketch {
                 // Binary search + shift: at most 256 elements, so a memmove of at most
                 // 2 KiB, cheaper than any hash set at this size and with no overhead.
                 if let Err(at) = hashes.binary_search(&hash) {
-                    crate::tight::insert(hashes, at, hash);
+                    crate::doubling::insert(hashes, at, hash);
                     if hashes.len() > EXACT_LIMIT {
                         self.densify();
                     }
