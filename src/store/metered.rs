@@ -28,8 +28,12 @@ impl OpMeters {
     }
 
     fn record<T>(&self, started: Instant, result: &Result<T, StoreError>) {
+        self.finish(started, result.is_err());
+    }
+
+    fn finish(&self, started: Instant, failed: bool) {
         self.duration.record(started.elapsed().as_secs_f64());
-        if result.is_err() {
+        if failed {
             self.errors.increment(1);
         }
     }
@@ -76,9 +80,8 @@ impl LinkStore for MeteredStore {
         let started = Instant::now();
         let outcomes = self.inner.insert_batch(links).await;
         // One operation, failed if any of its links failed.
-        let failed = outcomes.iter().find_map(|outcome| outcome.as_ref().err());
         self.insert_batch
-            .record(started, &failed.map_or(Ok(()), |e| Err(e.clone())));
+            .finish(started, outcomes.iter().any(Result::is_err));
         outcomes
     }
 

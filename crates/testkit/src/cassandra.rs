@@ -30,11 +30,7 @@ pub struct Cassandra(Jvm);
 /// Maven is missing outside CI.
 pub fn cassandra(test: &str) -> Option<&'static Cassandra> {
     static NODE: OnceLock<Option<Cassandra>> = OnceLock::new();
-    let node = NODE.get_or_init(Cassandra::start).as_ref();
-    if node.is_none() {
-        crate::skip(test, INSTALL_HINT);
-    }
-    node
+    crate::shared(&NODE, Cassandra::start, test, INSTALL_HINT)
 }
 
 impl Cassandra {

@@ -39,11 +39,7 @@ pub struct Kafka(Jvm);
 /// Maven is missing outside CI.
 pub fn kafka(test: &str) -> Option<&'static Kafka> {
     static KAFKA: OnceLock<Option<Kafka>> = OnceLock::new();
-    let kafka = KAFKA.get_or_init(Kafka::start).as_ref();
-    if kafka.is_none() {
-        crate::skip(test, INSTALL_HINT);
-    }
-    kafka
+    crate::shared(&KAFKA, Kafka::start, test, INSTALL_HINT)
 }
 
 impl Kafka {

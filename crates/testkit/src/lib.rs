@@ -29,6 +29,7 @@ pub mod postgres;
 pub mod redis;
 
 use std::io::Write;
+use std::sync::OnceLock;
 
 /// Reports that `test` cannot run because `why` (a missing server, with the command that
 /// installs it): a panic when `CI` is set (CI must not silently skip), otherwise a
@@ -37,4 +38,19 @@ use std::io::Write;
 pub fn skip(test: &str, why: &str) {
     assert!(std::env::var_os("CI").is_none(), "{test}: {why}");
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// The server in `cell`, started by `start` on first use and shared by every test of the
+/// binary; `None` (said through [`skip`] with `hint`) when `start` found it missing.
+fn shared<T>(
+    cell: &'static OnceLock<Option<T>>,
+    start: fn() -> Option<T>,
+    test: &str,
+    hint: &str,
+) -> Option<&'static T> {
+    let server = cell.get_or_init(start).as_ref();
+    if server.is_none() {
+        skip(test, hint);
+    }
+    server
 }

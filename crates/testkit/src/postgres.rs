@@ -39,11 +39,7 @@ pub struct PgCluster {
 /// binaries are missing outside CI.
 pub fn cluster(test: &str) -> Option<&'static PgCluster> {
     static CLUSTER: OnceLock<Option<PgCluster>> = OnceLock::new();
-    let cluster = CLUSTER.get_or_init(PgCluster::start).as_ref();
-    if cluster.is_none() {
-        crate::skip(test, INSTALL_HINT);
-    }
-    cluster
+    crate::shared(&CLUSTER, PgCluster::start, test, INSTALL_HINT)
 }
 
 impl PgCluster {

@@ -118,10 +118,14 @@ impl StatsStore for PostgresStore {
                         id: id.clone(),
                         applied,
                     }),
-                    Applies::AlreadyApplied | Applies::Yes => {
+                    Applies::AlreadyApplied => {
                         tracing::debug!(source = %id.source, last = id.last, "batch already applied");
                         Ok(())
                     }
+                    // The claim only refuses a batch that does not start past the position.
+                    Applies::Yes => Err(StoreError::backend(
+                        "postgres: the source's position refused a batch past it",
+                    )),
                 };
             }
         }
