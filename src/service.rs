@@ -8,17 +8,17 @@
 //! answered from memory whenever possible. Recording clicks is not its business: the
 //! HTTP layer hands them to `crate::clicks` after answering.
 
-use std::collections::{HashMap, HashSet};
-use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod budget;
+
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::HeaderValue;
 use metrics::Counter;
 use shortener_core::{
-    Alias, ClickClaim, CodeGenerator, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode,
-    StoreError, TargetUrl,
+    Alias, CodeGenerator, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, StoreError,
+    TargetUrl,
 };
 use time::OffsetDateTime;
 
@@ -27,10 +27,11 @@ use shortener_core::report::Report;
 use shortener_core::stats::{LinkStats, StatsQuery, StatsStore};
 
 use crate::cache::l2::{self, L2Cache, Lookup};
-use crate::cache::{CacheEntry, CachedLink, ClickBudget, LinkCache, cache_control_max_age};
+use crate::cache::{CacheEntry, CachedLink, LinkCache, cache_control_max_age};
 use crate::config::Settings;
 use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED, STORE_CORRUPT_ROWS};
 use crate::store::MeteredStore;
+use budget::{Budgets, Keeper};
 
 /// A validated request to create a link. Every field is already a domain type, so the
 /// service never sees unparsed input.
@@ -108,17 +109,9 @@ pub struct LinkService {
     permanent_cache_control: HeaderValue,
     links_created: Counter,
     collisions: Counter,
-    /// Clicks counted against `max_clicks`, per link, for the life of the process.
-    ///
-    /// Outside the cache on purpose: an evicted and reloaded cache entry must keep
-    /// counting where it was, not restart from statistics that lag by the unflushed
-    /// clicks. Seeded from the stored totals the first time this process loads the link,
-    /// so with one process the limit is exact. Only links with `max_clicks` have an entry.
-    budgets: Mutex<HashMap<ShortCode, Arc<AtomicU64>>>,
-    /// Whether the store keeps the authoritative click budgets (a shared store): then
-    /// every click of a `max_clicks` link is claimed there, and neither Redis's counter
-    /// nor this process's decides.
-    store_budgets: bool,
+    /// The click budgets of `max_clicks` links: which counter decides, and this
+    /// process's counters (see `service::budget`).
+    budgets: Budgets,
     l2: Option<L2Cache>,
     /// `STORE_CORRUPT_ROWS`.
     corrupt_rows: Counter,
@@ -140,7 +133,7 @@ impl LinkService {
         let generator = settings.code_generator()?;
         let permanent_max_age = Duration::from_secs(settings.links.permanent_redirect_max_age_s);
         Ok(Self {
-            store_budgets: store.keeps_click_budgets(),
+            budgets: Budgets::new(Keeper::choose(store.keeps_click_budgets(), false)),
             store: Arc::new(MeteredStore::new(store)),
             stats,
             cache: LinkCache::new(&settings.cache),
@@ -150,7 +143,6 @@ impl LinkService {
             permanent_cache_control: cache_control_max_age(permanent_max_age.as_secs()),
             links_created: metrics::counter!(LINKS_CREATED),
             collisions: metrics::counter!(CODE_COLLISIONS),
-            budgets: Mutex::new(HashMap::new()),
             l2: None,
             corrupt_rows: metrics::counter!(STORE_CORRUPT_ROWS),
             corrupt_logged: Mutex::new(HashSet::new()),
@@ -160,6 +152,7 @@ impl LinkService {
     /// Adds the shared Redis tier between the in-process cache and the store.
     pub fn with_l2(mut self, l2: L2Cache) -> Self {
         self.l2 = Some(l2);
+        self.budgets = self.budgets.with_redis();
         self
     }
 
@@ -306,10 +299,7 @@ impl LinkService {
             l2.deleted(&code).await;
         }
         self.cache.invalidate(&code).await;
-        self.budgets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&code);
+        self.budgets.forget(&code);
         if existed {
             Ok(())
         } else {
@@ -317,32 +307,22 @@ impl LinkService {
         }
     }
 
-    /// The redirect hot path's synchronous half: the answer if the in-process cache can
-    /// give it without waiting, else `None` and the caller awaits [`LinkService::resolve`].
-    /// `None` for codes not in L1, and for `max_clicks` links whose counter is shared
-    /// (kept by the store or by Redis). Same semantics as `resolve` otherwise.
+    /// The redirect hot path's synchronous half: the answer if it can be given without
+    /// waiting, else `None` and the caller awaits [`LinkService::resolve`]. `None` for
+    /// codes not in L1, and for clicks whose budget a shared counter keeps.
     pub fn resolve_now(&self, code: &str, is_click: bool) -> Option<Resolution> {
         if !ShortCode::is_valid(code) {
             return Some(Resolution::NotFound);
         }
-        let entry = self.cache.get_now(code)?;
-        if let CacheEntry::Found(link) = &entry
-            && link.budget.is_some()
-            && (self.store_budgets || self.l2.is_some())
-        {
-            return None;
+        match self.decide(self.cache.get_now(code)?, is_click) {
+            Decision::Answer(answer) => {
+                // Counted only when answered here: `resolve` counts its own lookup.
+                self.cache
+                    .count_hit(!matches!(answer, Resolution::NotFound));
+                Some(answer)
+            }
+            Decision::Claim(_) => None,
         }
-        self.cache.count_hit(&entry);
-        let link = match live(entry) {
-            ControlFlow::Continue(link) => link,
-            ControlFlow::Break(answer) => return Some(answer),
-        };
-        if let Some(ClickBudget { max_clicks, used }) = &link.budget
-            && claim_local(used, is_click) >= *max_clicks
-        {
-            return Some(Resolution::Exhausted);
-        }
-        Some(Resolution::Redirect(link))
     }
 
     /// The redirect hot path: answers from the cache, loading (once per code, however many
@@ -359,52 +339,39 @@ impl LinkService {
             .get_or_load(code, |code| self.load(code))
             .await
             .map_err(ServiceError::Store)?;
-        let link = match live(entry) {
-            ControlFlow::Continue(link) => link,
-            ControlFlow::Break(answer) => return Ok(answer),
-        };
-        // Boxed: the claim may talk to Redis, and its future inline would make every
-        // redirect's future larger; only `max_clicks` links pay for the allocation.
-        if let Some(ClickBudget { max_clicks, used }) = &link.budget
-            && Box::pin(self.claim(&link.code, *max_clicks, used, is_click)).await? >= *max_clicks
-        {
-            return Ok(Resolution::Exhausted);
+        match self.decide(entry, is_click) {
+            Decision::Answer(answer) => Ok(answer),
+            Decision::Claim(link) => {
+                // Boxed: the claim may talk to Redis or the store, and its future inline
+                // would make every redirect's future larger; only these clicks pay for it.
+                let claim = self
+                    .budgets
+                    .claim(&link, self.store.as_ref(), self.l2.as_ref());
+                let before = Box::pin(claim).await?;
+                Ok(spend(link, before))
+            }
         }
-        Ok(Resolution::Redirect(link))
     }
 
-    /// How many clicks of a `max_clicks` link were claimed before this one; claims one if
-    /// `is_click`. Which counter decides, in order: the store's, if it keeps budgets (a
-    /// shared store: exact for any number of instances, and a failure to claim is a
-    /// failure of the redirect, never a free click); else Redis's, shared by all
-    /// instances, while it is available; else this process's `local` counter.
-    async fn claim(
-        &self,
-        code: &ShortCode,
-        max: u64,
-        local: &AtomicU64,
-        is_click: bool,
-    ) -> Result<u64, ServiceError> {
-        if !is_click {
-            return Ok(claim_local(local, false));
+    /// The redirect's rule, for both halves: what a cache entry answers. Unknown codes
+    /// are 404, expired links 410; a link without `max_clicks` redirects; one with it
+    /// redirects while clicks are left, by the counter that decides
+    /// ([`budget`]), which may have to be asked first.
+    fn decide(&self, entry: CacheEntry, is_click: bool) -> Decision {
+        let link = match entry {
+            CacheEntry::Found(link) if is_expired(&link) => {
+                return Decision::Answer(Resolution::Expired);
+            }
+            CacheEntry::Found(link) => link,
+            CacheEntry::Missing => return Decision::Answer(Resolution::NotFound),
+        };
+        let Some(budget) = &link.budget else {
+            return Decision::Answer(Resolution::Redirect(link));
+        };
+        match self.budgets.claim_now(budget, is_click) {
+            Some(before) => Decision::Answer(spend(link, before)),
+            None => Decision::Claim(link),
         }
-        if self.store_budgets {
-            let before = match self.store.claim_click(code).await? {
-                ClickClaim::Claimed { used_before } => used_before,
-                ClickClaim::Exhausted => max,
-            };
-            // Keep the local view current, for HEAD.
-            local.fetch_max(before + 1, Ordering::Relaxed);
-            return Ok(before);
-        }
-        if let Some(l2) = &self.l2
-            && let Some(before) = l2.claim_click(code, local.load(Ordering::Relaxed)).await
-        {
-            // Keep the local view current, for HEAD and for the fallback.
-            local.fetch_max(before + 1, Ordering::Relaxed);
-            return Ok(before);
-        }
-        Ok(claim_local(local, is_click))
     }
 
     /// The cache's miss path: the link, prepared, with its click budget if it has one.
@@ -427,29 +394,14 @@ impl LinkService {
             return Ok(None);
         };
         let budget = match link.max_clicks {
-            Some(_) => Some(self.budget(&link.code).await?),
+            Some(_) => Some(
+                self.budgets
+                    .counter(&link.code, self.stats.as_ref())
+                    .await?,
+            ),
             None => None,
         };
         Ok(Some(Arc::new(CachedLink::new(&link, budget))))
-    }
-
-    /// The click counter of a link with `max_clicks`, seeded from its stored totals.
-    async fn budget(&self, code: &ShortCode) -> Result<Arc<AtomicU64>, StoreError> {
-        if let Some(used) = self
-            .budgets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(code)
-        {
-            return Ok(used.clone());
-        }
-        let seed = self.stats.totals(code).await?.total;
-        let mut budgets = self.budgets.lock().unwrap_or_else(PoisonError::into_inner);
-        // A concurrent load may have seeded it meanwhile; the first one wins.
-        Ok(budgets
-            .entry(code.clone())
-            .or_insert_with(|| Arc::new(AtomicU64::new(seed)))
-            .clone())
     }
 
     /// Whether the store can serve (for `/readyz`).
@@ -474,30 +426,24 @@ fn now_truncated_to_ms() -> OffsetDateTime {
         .expect("a truncated nanosecond is in range")
 }
 
-/// The link a cache entry redirects to (go on), or the answer for a code that is unknown
-/// or expired (stop here): what both halves of the redirect path decide before any click
-/// budget. A `ControlFlow`, not a `Result`: an unknown code is a normal answer, not an
-/// error.
-fn live(entry: CacheEntry) -> ControlFlow<Resolution, Arc<CachedLink>> {
-    match entry {
-        CacheEntry::Found(link) if is_expired(&link) => ControlFlow::Break(Resolution::Expired),
-        CacheEntry::Found(link) => ControlFlow::Continue(link),
-        CacheEntry::Missing => ControlFlow::Break(Resolution::NotFound),
+/// What [`LinkService::decide`] makes of a cache entry.
+enum Decision {
+    /// The answer, known without waiting.
+    Answer(Resolution),
+    /// A click of this `max_clicks` link, whose budget a shared counter keeps: claim it
+    /// there, then [`spend`].
+    Claim(Arc<CachedLink>),
+}
+
+/// The answer for a click of a `max_clicks` link, given how many were claimed before it.
+fn spend(link: Arc<CachedLink>, claimed_before: u64) -> Resolution {
+    match &link.budget {
+        Some(budget) if claimed_before >= budget.max_clicks => Resolution::Exhausted,
+        _ => Resolution::Redirect(link),
     }
 }
 
 /// Whether `link` has expired. Only links with an expiry pay for reading the clock.
 fn is_expired(link: &CachedLink) -> bool {
     link.expires_at.is_some() && link.is_expired_at(OffsetDateTime::now_utc())
-}
-
-/// How many clicks of a `max_clicks` link this process had counted before this one;
-/// claims one if `is_click`. `fetch_add` claims atomically: of two racing clicks for the
-/// last one, exactly one sees `used < max`.
-fn claim_local(local: &AtomicU64, is_click: bool) -> u64 {
-    if is_click {
-        local.fetch_add(1, Ordering::Relaxed)
-    } else {
-        local.load(Ordering::Relaxed)
-    }
 }

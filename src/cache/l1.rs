@@ -159,7 +159,7 @@ impl LinkCache {
     {
         // Fast path: look up by `&str` (ShortCode: Borrow<str>), so a hit allocates no key.
         if let Some(entry) = self.inner.get(code).await {
-            self.count_hit(&entry);
+            self.count_hit(matches!(entry, CacheEntry::Found(_)));
             return Ok(entry);
         }
         self.meters.miss.increment(1);
@@ -203,11 +203,12 @@ impl LinkCache {
         entry
     }
 
-    /// Counts a hit for `entry` (positive or negative).
-    pub fn count_hit(&self, entry: &CacheEntry) {
-        match entry {
-            CacheEntry::Found(_) => self.meters.hit.increment(1),
-            CacheEntry::Missing => self.meters.negative_hit.increment(1),
+    /// Counts a hit: of a link (`found`), or of a cached "no such code".
+    pub fn count_hit(&self, found: bool) {
+        if found {
+            self.meters.hit.increment(1);
+        } else {
+            self.meters.negative_hit.increment(1);
         }
     }
 

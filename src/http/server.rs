@@ -35,6 +35,7 @@ use tower::Service;
 
 use super::adapter::TowerService;
 use super::connection::{Activity, Deadlines, Drain};
+use super::parse_errors::ParseErrorBodies;
 use super::write_deadline::WriteDeadline;
 use crate::config::HttpSettings;
 use crate::metrics::{HTTP_ACCEPT_ERRORS, HTTP_CONNECTIONS, HTTP_CONNECTIONS_REFUSED};
@@ -141,8 +142,12 @@ pub async fn serve<S, M>(
         }
         let activity = Activity::new();
         let service = TowerService::new(make_service(peer), activity.clone());
-        // Under hyper, the write deadline: a client that stops reading is cut.
-        let io = TokioIo::new(WriteDeadline::new(stream, write_timeout));
+        // Under hyper, the write deadline (a client that stops reading is cut) and JSON
+        // bodies for the 400 and 431 hyper answers on its own.
+        let io = TokioIo::new(WriteDeadline::new(
+            ParseErrorBodies::new(stream),
+            write_timeout,
+        ));
         let connection = builder.serve_connection(io, service).into_owned();
         let connection = drain.watch(connection, activity, deadlines);
         let connections = connections.clone();

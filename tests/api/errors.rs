@@ -293,9 +293,45 @@ async fn too_many_headers_are_refused_not_crashed() {
     }
     let response = request.send().await.expect("request");
     assert_eq!(response.status(), 431);
+    assert_eq!(error_code(response).await, "headers_too_large");
     assert_eq!(
         app.get("/healthz").await.status(),
         200,
         "the server is still up"
     );
+}
+
+/// hyper answers requests it cannot parse itself; those answers are JSON too.
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_json_errors() {
+    let app = spawn_app().await;
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    for (head, status, code) in [
+        (big.as_str(), "431", "headers_too_large"),
+        (
+            "GE T / HTTP/1.1\r\nhost: x\r\n\r\n",
+            "400",
+            "malformed_request",
+        ),
+    ] {
+        let answer = answer_to_head(app.addr, head).await;
+        let (response_head, body) = answer.split_once("\r\n\r\n").expect("an answer");
+        assert!(
+            response_head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert!(
+            response_head.contains("content-type: application/json"),
+            "{answer}"
+        );
+        assert!(
+            response_head.contains(&format!("content-length: {}", body.len())),
+            "{answer}"
+        );
+        let json: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(json["error"]["code"], code, "{answer}");
+    }
 }
