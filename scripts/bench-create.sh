@@ -21,11 +21,10 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-PG_PORT=${PG_PORT:-15432}
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
 source scripts/lib/wrk.sh
-source scripts/lib/postgres.sh
+source scripts/lib/servers.sh
 
 bench_with_postgres postgres
 

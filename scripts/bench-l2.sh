@@ -25,21 +25,17 @@ CONNECTIONS=${CONNECTIONS:-64}
 CODES=${CODES:-10000}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-REDIS_PORT=${REDIS_PORT:-16379}
-PG_PORT=${PG_PORT:-15435}
 TINY_L1=8192   # bytes: about 30 entries
 
 for tool in wrk redis-server; do
     command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install -y $tool" >&2; exit 1; }
 done
 source scripts/lib/wrk.sh
-source scripts/lib/postgres.sh
+source scripts/lib/servers.sh
 
 bench_with_postgres postgres,redis
 
-taskset -c "$CLIENT_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    >/dev/null & pids+=($!)
-redis_url="redis://127.0.0.1:$REDIS_PORT"
+server_up redis_url redis "$CLIENT_CPU"
 
 names=(hit-local hit-redis miss-redis miss-store miss-pg)
 declare -A port admin pid env

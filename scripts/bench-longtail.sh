@@ -50,12 +50,11 @@ metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 ==
 source scripts/lib/service.sh   # start_service, stop_server
 
 if [ "${BACKEND:-embedded}" = postgres ]; then
-    source scripts/lib/postgres.sh
+    source scripts/lib/servers.sh
     cargo build --release --quiet --features postgres --bin shortener
-    PG_PORT=${PG_PORT:-15436}
-    trap 'stop_postgres "$data/pg"; cleanup' EXIT
-    pg_url=$(migrated_postgres "$data/pg" "$PG_PORT" "$CLIENT_CPU" "$service")
-    pg() { as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d shortener -X -q -c "$1"; }
+    trap 'stop_servers; cleanup' EXIT
+    migrated_postgres pg_url "$CLIENT_CPU" "$service"
+    pg() { psql "$pg_url" -X -q -c "$1"; }
     seed_links() { # count prefix
         pg "TRUNCATE links; INSERT INTO links (code, target, created_at, redirect)
             SELECT '$2' || i, 'https://example.com/landing/' || i, now(), 302 FROM generate_series(0, $1 - 1) i"

@@ -7,13 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_PORT=${PG_PORT:-15437}
-source scripts/lib/postgres.sh
+source scripts/lib/servers.sh
 
 cargo build --release --quiet -p pg-driver
 data=$(mktemp -d)
-cleanup() { stop_postgres "$data/pg"; rm -rf "$data"; }
+cleanup() { stop_servers; rm -rf "$data"; }
 trap cleanup EXIT
-url=$(start_postgres "$data/pg" "$PG_PORT" 1)
+server_up url postgres 1
 echo "PostgreSQL on CPU 1, the benchmark on CPU 0; $(nproc) CPUs"
 DATABASE_URL="$url" taskset -c 0 target/release/pg-driver

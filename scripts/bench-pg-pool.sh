@@ -20,12 +20,11 @@ CODES=${CODES:-10000}
 POOLS=${POOLS:-1 2 4 8 16 32}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-PG_PORT=${PG_PORT:-15436}
 TINY_L1=8192   # bytes: about 30 entries
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
 source scripts/lib/wrk.sh
-source scripts/lib/postgres.sh
+source scripts/lib/servers.sh
 
 bench_with_postgres postgres
 

@@ -8,14 +8,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_PORT=${PG_PORT:-15434}
-source scripts/lib/postgres.sh
+source scripts/lib/servers.sh
 
 cargo build --release --quiet --features postgres --bin shortener --example stats-read
 data=$(mktemp -d)
-cleanup() { stop_postgres "$data/pg"; rm -rf "$data"; }
+cleanup() { stop_servers; rm -rf "$data"; }
 trap cleanup EXIT
-url=$(migrated_postgres "$data/pg" "$PG_PORT" 1 target/release/shortener)
+migrated_postgres url 1 target/release/shortener
 
 taskset -c 0 target/release/examples/stats-read
 PG_URL="$url" taskset -c 0 target/release/examples/stats-read

@@ -13,15 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LINKS=${LINKS:-1000000}
-PG_PORT=${PG_PORT:-15433}
-source scripts/lib/postgres.sh
+source scripts/lib/servers.sh
 
 cargo build --release --quiet --features postgres --bin shortener
 data=$(mktemp -d)
-cleanup() { stop_postgres "$data/pg"; rm -rf "$data"; }
+cleanup() { stop_servers; rm -rf "$data"; }
 trap cleanup EXIT
-url=$(migrated_postgres "$data/pg" "$PG_PORT" "" target/release/shortener)
-sql() { as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d shortener -X -q -v ON_ERROR_STOP=1 "$@"; }
+migrated_postgres url "" target/release/shortener
+sql() { psql "$url" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 echo "PostgreSQL $(sql -At -c 'SHOW server_version'); seeding $LINKS links..."
 # Codes: 12 hex digits of md5(i), as random as generated codes. Every 10th link has

@@ -18,7 +18,7 @@
 //!   breaker that keeps a slow Redis from slowing a redirect. Without the feature it is
 //!   a type with no values and every Redis branch compiles away.
 //!
-//! The store is not here: it is the source of truth, not a cache (`crate::store`).
+//! The store is not here: it is the source of truth, not a cache (`crate::store_layers` wraps it).
 
 pub mod front;
 pub mod l1;

@@ -26,7 +26,7 @@
 //! │   ├── front.rs         per-thread table of hot links
 //! │   ├── l1.rs            moka: single-flight, negative entries, byte bound
 //! │   └── l2/              Redis: redis, invalidation, breaker (absent: feature off)
-//! ├── store/           what wraps the backend: metered.rs, group_commit.rs
+//! ├── store_layers/    what wraps the backend: metered.rs, group_commit.rs
 //! ├── clicks/          what a redirect leaves behind: the recorder (clicks.rs), batcher,
 //! │                    client_ip, intern (the sink is crates/aggregation)
 //! ├── config.rs        one typed tree, defaults, file, environment
@@ -59,7 +59,7 @@ pub mod http;
 pub mod metrics;
 pub mod service;
 pub mod startup;
-pub mod store;
+pub mod store_layers;
 
 // Shared with the analytics consumer: signals, ordered shutdown, logging.
 pub use shortener_process::{shutdown, telemetry};

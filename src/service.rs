@@ -30,7 +30,7 @@ use crate::cache::l2::{self, L2Cache, Lookup};
 use crate::cache::{CacheEntry, CachedLink, LinkCache, cache_control_max_age};
 use crate::config::Settings;
 use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED, STORE_CORRUPT_ROWS};
-use crate::store::MeteredStore;
+use crate::store_layers::MeteredStore;
 use budget::{Budgets, Keeper};
 
 /// A validated request to create a link. Every field is already a domain type, so the

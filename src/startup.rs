@@ -29,7 +29,7 @@ use crate::http::middleware::Stack;
 use crate::http::{admin, server};
 use crate::service::{LinkService, ServiceError};
 use crate::shutdown::{Background, TaskPanicked};
-use crate::store::GroupCommit;
+use crate::store_layers::GroupCommit;
 use shortener_aggregation::AggregatingConfig;
 
 /// Why the application could not start.

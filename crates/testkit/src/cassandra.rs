@@ -39,6 +39,12 @@ impl Cassandra {
         format!("127.0.0.1:{}", self.0.port)
     }
 
+    /// Starts a node of its own (for `testkit up`: tests share [`cassandra`]'s), or says
+    /// what to install.
+    pub fn launch() -> Result<Self, &'static str> {
+        Self::start().ok_or(INSTALL_HINT)
+    }
+
     fn start() -> Option<Self> {
         let java = found("java", "-version")?;
         let lib = jars("cassandra", "5.0", POM)?;

@@ -48,6 +48,12 @@ impl Kafka {
         format!("127.0.0.1:{}", self.0.port)
     }
 
+    /// Starts a broker of its own (for `testkit up`: tests share [`kafka`]'s), or says
+    /// what to install.
+    pub fn launch() -> Result<Self, &'static str> {
+        Self::start().ok_or(INSTALL_HINT)
+    }
+
     fn start() -> Option<Self> {
         let java = found("java", "-version")?;
         let lib = jars("kafka", VERSION, POM)?;

@@ -17,7 +17,8 @@
 //! ├── postgres.rs   PgCluster: one cluster per test binary, a fresh database per test
 //! ├── kafka.rs      Kafka 4.4.0 (KRaft, one node) per test binary, jars from Maven Central
 //! ├── cassandra.rs  Cassandra 5.0 (one node) per test binary, the CQL engine of the tests
-//! └── jvm.rs        (private) Java and Maven, the jar cache, ports and directories
+//! ├── jvm.rs        (private) Java and Maven, the jar cache, ports and directories
+//! └── main.rs       `testkit up <server>`: the same servers for scripts and people
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // test support: panics are the point

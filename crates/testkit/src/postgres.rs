@@ -39,12 +39,14 @@ pub struct PgCluster {
 /// binaries are missing outside CI.
 pub fn cluster(test: &str) -> Option<&'static PgCluster> {
     static CLUSTER: OnceLock<Option<PgCluster>> = OnceLock::new();
-    crate::shared(&CLUSTER, PgCluster::start, test, INSTALL_HINT)
+    crate::shared(&CLUSTER, || PgCluster::launch().ok(), test, INSTALL_HINT)
 }
 
 impl PgCluster {
-    fn start() -> Option<Self> {
-        let bin = find_binaries()?;
+    /// Starts a cluster of its own (for `testkit up`: tests share [`cluster`]'s), or says
+    /// what to install.
+    pub fn launch() -> Result<Self, &'static str> {
+        let bin = find_binaries().ok_or(INSTALL_HINT)?;
         let data = unique_dir();
         std::fs::create_dir_all(&data).expect("create the cluster directory");
         let as_root = is_root();
@@ -96,7 +98,7 @@ impl PgCluster {
             commands: Mutex::new(stdin),
         };
         cluster.wait_ready();
-        Some(cluster)
+        Ok(cluster)
     }
 
     /// The URL of database `name` on this cluster.
@@ -108,6 +110,11 @@ impl PgCluster {
     pub async fn fresh_database(&self) -> String {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!("test_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        self.create_database(&name).await
+    }
+
+    /// Creates the empty database `name` and returns its URL.
+    pub async fn create_database(&self, name: &str) -> String {
         let (client, connection) =
             tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
                 .await
@@ -119,7 +126,7 @@ impl PgCluster {
             .expect("create a test database");
         drop(client);
         let _ = connection.await;
-        self.url(&name)
+        self.url(name)
     }
 
     /// Stops the server at once (no checkpoint, connections cut), and returns once it no

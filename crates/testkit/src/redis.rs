@@ -30,22 +30,34 @@ impl RedisServer {
         Some(server)
     }
 
+    /// Starts a server, or says what to install (for `testkit up`).
+    pub fn launch() -> Result<Self, &'static str> {
+        let mut server = Self::pick_port()?;
+        server.spawn();
+        Ok(server)
+    }
+
     /// Picks the port but does not start the server yet ([`RedisServer::restart`] does).
     pub fn reserve(test: &str) -> Option<Self> {
+        Self::pick_port()
+            .map_err(|hint| crate::skip(test, hint))
+            .ok()
+    }
+
+    fn pick_port() -> Result<Self, &'static str> {
         let found = Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
             .status()
             .is_ok();
         if !found {
-            crate::skip(test, INSTALL_HINT);
-            return None;
+            return Err(INSTALL_HINT);
         }
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        Some(Self { port, child: None })
+        Ok(Self { port, child: None })
     }
 
     /// `redis://127.0.0.1:<port>`.

@@ -1,5 +1,4 @@
-//! The service's side of storage: what wraps the configured backend before the service
-//! sees it.
+//! The layers the service puts around the configured store backend before it uses it.
 //!
 //! The backends themselves are crates of their own (`crates/stores/redb`, `crates/stores/postgres`)
 //! implementing `shortener_core::LinkStore`; this module holds the two decorators put
