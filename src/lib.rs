@@ -29,7 +29,6 @@
 //! ├── store_layers/    what wraps the backend: metered.rs, group_commit.rs
 //! ├── clicks/          what a redirect leaves behind: the recorder (clicks.rs), batcher,
 //! │                    client_ip, intern (the sink is crates/aggregation)
-//! ├── config.rs        one typed tree, defaults, file, environment
 //! ├── metrics.rs       every metric name and the recorder
 //! └── startup.rs       build, wire, run, stop in order
 //! ```
@@ -54,7 +53,8 @@
 
 pub mod cache;
 pub mod clicks;
-pub mod config;
+/// The configuration tree, shared with the analytics consumer (`crates/config`).
+pub use shortener_config as config;
 pub mod http;
 pub mod metrics;
 pub mod service;

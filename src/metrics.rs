@@ -56,6 +56,14 @@ pub const REDIRECTS: &str = "shortener_redirects_total";
 pub const CLICKS_RECORDED: &str = "shortener_clicks_recorded_total";
 /// Clicks lost, by `reason`: `queue_full`, `closed` (shutting down), `sink_error`.
 pub const CLICKS_DROPPED: &str = "shortener_clicks_dropped_total";
+/// Clicks given to Kafka's producer, by `outcome` (`delivered`; `refused` at hand-over,
+/// `reason` `queue_full` or `other`; `failed` after it, `reason` `timeout`, `shutdown`
+/// or `error`). `clicks.sink = "kafka"` only.
+pub const KAFKA_CLICKS: &str = "shortener_kafka_clicks_total";
+/// From a click to the broker's acknowledgement of it.
+pub const KAFKA_DELIVERY_DURATION: &str = "shortener_kafka_delivery_seconds";
+/// Clicks the producer holds: queued, or sent and not yet acknowledged.
+pub const KAFKA_IN_FLIGHT: &str = "shortener_kafka_in_flight_clicks";
 /// Clicks applied to statistics.
 pub const CLICKS_AGGREGATED: &str = "shortener_clicks_aggregated_total";
 /// Click batches flushed to the sink.
@@ -179,6 +187,21 @@ fn describe() {
         "Clicks applied to statistics."
     );
     describe_counter!(CLICK_BATCHES, Unit::Count, "Click batches flushed.");
+    describe_counter!(
+        KAFKA_CLICKS,
+        Unit::Count,
+        "Clicks given to the Kafka producer, by outcome (delivered, refused, failed) and reason."
+    );
+    describe_histogram!(
+        KAFKA_DELIVERY_DURATION,
+        Unit::Seconds,
+        "From a click to the broker's acknowledgement."
+    );
+    describe_gauge!(
+        KAFKA_IN_FLIGHT,
+        Unit::Count,
+        "Clicks held by the Kafka producer, queued or awaiting acknowledgement."
+    );
     describe_gauge!(
         STATS_PENDING_CLICKS,
         Unit::Count,
@@ -327,5 +350,23 @@ pub fn aggregation_meters() -> shortener_aggregation::Meters {
         write_ok: metrics::histogram!(STATS_WRITE_DURATION, "result" => "ok"),
         write_error: metrics::histogram!(STATS_WRITE_DURATION, "result" => "error"),
         write_cells: metrics::histogram!(STATS_WRITE_CELLS),
+    }
+}
+
+/// The Kafka producer's handles, under this service's names.
+#[cfg(feature = "kafka")]
+pub fn producer_meters() -> shortener_kafka::producer::ProducerMeters {
+    let clicks = |outcome: &'static str, reason: &'static str| {
+        metrics::counter!(KAFKA_CLICKS, "outcome" => outcome, "reason" => reason)
+    };
+    shortener_kafka::producer::ProducerMeters {
+        delivered: clicks("delivered", ""),
+        refused_queue_full: clicks("refused", "queue_full"),
+        refused_other: clicks("refused", "other"),
+        failed_timeout: clicks("failed", "timeout"),
+        failed_shutdown: clicks("failed", "shutdown"),
+        failed_error: clicks("failed", "error"),
+        delivery_latency: metrics::histogram!(KAFKA_DELIVERY_DURATION),
+        in_flight: metrics::gauge!(KAFKA_IN_FLIGHT),
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::cache::l2::{self, L2Cache, L2Error};
 use crate::clicks::batcher::{self, BatcherConfig};
 use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
-use crate::config::{ConfigError, Settings};
+use crate::config::{ClickSink, ConfigError, Settings};
 use crate::http::app::{HandlerState, Handlers};
 use crate::http::middleware::Stack;
 use crate::http::{admin, server};
@@ -55,6 +55,13 @@ pub enum StartupError {
     /// The metrics recorder could not be installed.
     #[error("cannot install the metrics recorder")]
     Metrics(#[from] BuildError),
+    /// `clicks.sink = "kafka"` in a build without the Kafka client.
+    #[error("clicks.sink = \"kafka\", but this build has no Kafka client: rebuild with `--features kafka`")]
+    NoKafka,
+    /// The Kafka producer could not be built.
+    #[cfg(feature = "kafka")]
+    #[error(transparent)]
+    Kafka(#[from] shortener_kafka::producer::ProducerError),
     /// The Redis client could not be built (a bad URL; an unreachable Redis is not an
     /// error: the service starts degraded and keeps reconnecting).
     #[error(transparent)]
@@ -113,19 +120,17 @@ impl Application {
             tracing::info!("redis second-level cache configured (connecting in the background)");
         }
         let service = Arc::new(service);
-        let clicks = settings.clicks.enabled.then(|| {
+        let clicks = match settings.clicks.enabled {
+            true => Some(click_sink(&settings, &stats)?),
+            false => None,
+        };
+        let clicks = clicks.map(|sink| {
             let capture = Capture {
                 trusted_proxies: settings.clicks.trusted_proxies.clone(),
                 country_header: country_header(&settings),
             };
             let (recorder, queue) =
                 ClickRecorder::new(settings.clicks.queue_capacity.get(), capture);
-            let sink: Arc<dyn EventSink> = Arc::new(AggregatingSink::start(
-                stats.clone(),
-                aggregating_config(&settings),
-                crate::metrics::aggregation_meters(),
-                tokio::runtime::Handle::current(),
-            ));
             ClickPipeline {
                 recorder: Arc::new(recorder),
                 queue,
@@ -303,6 +308,37 @@ fn batcher_config(settings: &Settings) -> BatcherConfig {
         flush_interval: Duration::from_millis(c.flush_interval_ms.get()),
         visitor_secret,
     }
+}
+
+/// Where clicks go (`clicks.sink`): aggregated here, or produced to Kafka.
+fn click_sink(
+    settings: &Settings,
+    stats: &Arc<dyn StatsStore>,
+) -> Result<Arc<dyn EventSink>, StartupError> {
+    Ok(match settings.clicks.sink {
+        ClickSink::InProcess => Arc::new(AggregatingSink::start(
+            stats.clone(),
+            aggregating_config(settings),
+            crate::metrics::aggregation_meters(),
+            tokio::runtime::Handle::current(),
+        )),
+        ClickSink::Kafka => kafka_sink(settings)?,
+    })
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_sink(settings: &Settings) -> Result<Arc<dyn EventSink>, StartupError> {
+    let sink = shortener_kafka::producer::KafkaSink::new(
+        &settings.kafka,
+        crate::metrics::producer_meters(),
+    )?;
+    tracing::info!(brokers = settings.kafka.brokers, topic = settings.kafka.topic, "clicks go to kafka");
+    Ok(Arc::new(sink))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn kafka_sink(_: &Settings) -> Result<Arc<dyn EventSink>, StartupError> {
+    Err(StartupError::NoKafka)
 }
 
 fn aggregating_config(settings: &Settings) -> AggregatingConfig {

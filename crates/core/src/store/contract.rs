@@ -72,6 +72,7 @@ macro_rules! store_contract {
             writers_of_different_sources_on_one_link_both_count,
             a_new_owner_replaying_from_an_older_position_counts_each_click_once,
             a_batch_that_fails_half_way_counts_once_when_retried,
+            a_batch_without_clicks_still_moves_its_position,
             range_reads_return_only_the_range,
             visitor_sketches_merge_across_days_and_batches,
             top_n_ranks_values_over_the_range,
@@ -817,6 +818,24 @@ pub async fn writers_of_different_sources_on_one_link_both_count(backend: &impl 
     assert_eq!(a.applied("clicks/0").await.expect("applied"), Some(9));
     assert_eq!(a.applied("clicks/1").await.expect("applied"), Some(6));
     assert_eq!(a.applied("clicks/2").await.expect("applied"), None);
+}
+
+/// A log range that held no clicks (only messages a consumer set aside) is still a
+/// position: applying it records the position, so a restart does not read it again.
+pub async fn a_batch_without_clicks_still_moves_its_position(backend: &impl Harness) {
+    let store = backend.store();
+    store
+        .apply(positioned("clicks/5", 0, 4, &[]))
+        .await
+        .expect("an empty positioned batch");
+    assert_eq!(store.applied("clicks/5").await.expect("applied"), Some(4));
+    let events = clicks_at("after-empty", 0..3);
+    store
+        .apply(positioned("clicks/5", 5, 7, &events))
+        .await
+        .expect("the next range");
+    assert_eq!(total(&*store, "after-empty").await, 3);
+    assert_eq!(store.applied("clicks/5").await.expect("applied"), Some(7));
 }
 
 /// A source changes owner (a rebalance): the new owner's log position is older than what

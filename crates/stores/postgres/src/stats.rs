@@ -69,7 +69,8 @@ const FOOTPRINT: &str = "SELECT 'stats_totals', (SELECT count(*) FROM stats_tota
 #[async_trait]
 impl StatsStore for PostgresStore {
     async fn apply(&self, batch: Arc<BatchAggregate>) -> Result<(), StoreError> {
-        if batch.is_empty() {
+        // A batch with a position and no clicks still moves the position.
+        if batch.is_empty() && batch.id.is_none() {
             return Ok(());
         }
         let mut links: Vec<_> = batch.links.iter().collect();

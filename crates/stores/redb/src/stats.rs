@@ -72,7 +72,8 @@ pub(super) fn purge(txn: &redb::WriteTransaction, code: &str) -> Result<(), Stor
 #[async_trait]
 impl StatsStore for RedbStore {
     async fn apply(&self, batch: Arc<BatchAggregate>) -> Result<(), StoreError> {
-        if batch.is_empty() {
+        // A batch with a position and no clicks still moves the position.
+        if batch.is_empty() && batch.id.is_none() {
             return Ok(());
         }
         self.run(move |db| {

@@ -14,10 +14,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use shortener_core::CodeGenerator;
 pub use shortener_core::secret::Secret;
+pub use shortener_kafka::{Compression, KafkaSettings};
 pub use shortener_storage::{PostgresSettings, StoreBackend, StoreSettings};
 
 /// The defaults, compiled in.
-pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
 
 /// Why configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +57,30 @@ pub struct Settings {
     pub clicks: ClickSettings,
     pub stats: StatsSettings,
     pub redis: RedisSettings,
+    pub kafka: KafkaSettings,
+    pub analytics: AnalyticsSettings,
     pub telemetry: TelemetrySettings,
+}
+
+/// Where the service sends click events (`clicks.sink`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClickSink {
+    /// Aggregated inside the service and written to its store (the default).
+    InProcess,
+    /// Produced to Kafka (`[kafka]`); the analytics consumer aggregates them.
+    Kafka,
+}
+
+/// `[analytics]`: the analytics consumer (`analytics run`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct AnalyticsSettings {
+    pub group: String,
+    pub session_timeout_ms: NonZeroU64,
+    pub flush_interval_ms: NonZeroU64,
+    pub listen: SocketAddr,
 }
 
 /// `[redis]`: the shared second-level cache (off when `url` is empty).
@@ -107,6 +131,7 @@ impl RedisSettings {
 #[allow(missing_docs)]
 pub struct ClickSettings {
     pub enabled: bool,
+    pub sink: ClickSink,
     pub queue_capacity: NonZeroUsize,
     pub batch_max: NonZeroUsize,
     pub flush_interval_ms: NonZeroU64,
@@ -285,6 +310,22 @@ impl Settings {
         }
         if r.invalidation_channel.is_empty() {
             return invalid("redis.invalidation_channel", "must not be empty");
+        }
+        if c.enabled && c.sink == ClickSink::Kafka && self.store.backend == StoreBackend::Embedded {
+            return invalid(
+                "clicks.sink",
+                "\"kafka\" needs a shared store (store.backend = \"postgres\"): the analytics consumer writes the statistics, and the embedded file belongs to this process; use \"in_process\" with the embedded store",
+            );
+        }
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() || k.topic.is_empty() || k.dead_letter_topic.is_empty() {
+            return invalid("kafka", "brokers, topic and dead_letter_topic must not be empty");
+        }
+        if k.topic == k.dead_letter_topic {
+            return invalid("kafka.dead_letter_topic", "must differ from kafka.topic");
+        }
+        if self.analytics.group.is_empty() {
+            return invalid("analytics.group", "must not be empty");
         }
         Ok(())
     }
