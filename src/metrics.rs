@@ -356,9 +356,7 @@ pub fn aggregation_meters() -> shortener_aggregation::Meters {
 /// The Kafka producer's handles, under this service's names.
 #[cfg(feature = "kafka")]
 pub fn producer_meters() -> shortener_kafka::producer::ProducerMeters {
-    let clicks = |outcome: &'static str, reason: &'static str| {
-        metrics::counter!(KAFKA_CLICKS, "outcome" => outcome, "reason" => reason)
-    };
+    let clicks = |outcome: &'static str, reason: &'static str| metrics::counter!(KAFKA_CLICKS, "outcome" => outcome, "reason" => reason);
     shortener_kafka::producer::ProducerMeters {
         delivered: clicks("delivered", ""),
         refused_queue_full: clicks("refused", "queue_full"),

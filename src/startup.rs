@@ -56,7 +56,9 @@ pub enum StartupError {
     #[error("cannot install the metrics recorder")]
     Metrics(#[from] BuildError),
     /// `clicks.sink = "kafka"` in a build without the Kafka client.
-    #[error("clicks.sink = \"kafka\", but this build has no Kafka client: rebuild with `--features kafka`")]
+    #[error(
+        "clicks.sink = \"kafka\", but this build has no Kafka client: rebuild with `--features kafka`"
+    )]
     NoKafka,
     /// The Kafka producer could not be built.
     #[cfg(feature = "kafka")]
@@ -332,7 +334,11 @@ fn kafka_sink(settings: &Settings) -> Result<Arc<dyn EventSink>, StartupError> {
         &settings.kafka,
         crate::metrics::producer_meters(),
     )?;
-    tracing::info!(brokers = settings.kafka.brokers, topic = settings.kafka.topic, "clicks go to kafka");
+    tracing::info!(
+        brokers = settings.kafka.brokers,
+        topic = settings.kafka.topic,
+        "clicks go to kafka"
+    );
     Ok(Arc::new(sink))
 }
 

@@ -63,7 +63,10 @@ fn answer(
                 format!("{{\"status\":\"not_ready\",\"reason\":\"{problem}\"}}\n"),
             ),
         },
-        _ => (StatusCode::NOT_FOUND, "{\"error\":\"not_found\"}\n".to_owned()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "{\"error\":\"not_found\"}\n".to_owned(),
+        ),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

@@ -152,14 +152,17 @@ impl ClientContext for Context {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(facility = fac, "librdkafka: {log_message}"),
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(facility = fac, "librdkafka: {log_message}")
+            }
             RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {log_message}"),
             _ => tracing::debug!(facility = fac, "librdkafka: {log_message}"),
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, "kafka consumer: {reason}");
+        // Repeats while the brokers are down; the poll loop logs them once a minute.
+        tracing::debug!(%error, "kafka consumer: {reason}");
     }
 }
 
@@ -181,11 +184,16 @@ impl ConsumerContext for Context {
                         Some(applied) => Offset::Offset(applied as i64 + 1),
                         None => Offset::Beginning,
                     };
-                    if let Err(error) = tpl.set_partition_offset(&self.config.topic, partition, offset)
+                    if let Err(error) =
+                        tpl.set_partition_offset(&self.config.topic, partition, offset)
                     {
                         tracing::error!(%error, partition, "cannot set a partition's start");
                     }
-                    tracing::info!(partition, ?offset, "partition assigned; resuming from the store's position");
+                    tracing::info!(
+                        partition,
+                        ?offset,
+                        "partition assigned; resuming from the store's position"
+                    );
                     state.partitions.insert(partition, Partition::new(source));
                 }
                 drop(state);
@@ -199,7 +207,10 @@ impl ConsumerContext for Context {
                     if let Some(mut held) = taken {
                         // Once: if the store is down the new owner reads it again.
                         if !self.write(&mut held, consumer) {
-                            tracing::warn!(partition, "revoked with unwritten clicks; the new owner reads them again");
+                            tracing::warn!(
+                                partition,
+                                "revoked with unwritten clicks; the new owner reads them again"
+                            );
                         }
                     }
                     tracing::info!(partition, "partition revoked");
@@ -290,14 +301,20 @@ impl Context {
                 let now_ms = crate::now_ms();
                 for (second, clicks) in &held.click_seconds {
                     let delay = (now_ms - second * 1_000).max(0) as f64 / 1_000.0;
-                    self.meters.click_to_stats.record_many(delay, *clicks as usize);
+                    self.meters
+                        .click_to_stats
+                        .record_many(delay, *clicks as usize);
                 }
                 self.health.wrote();
                 let partition = partition_of(&held.source);
                 let mut committed = TopicPartitionList::new();
                 // Informational only (lag tools read it); the store's position rules.
                 if committed
-                    .add_partition_offset(&self.config.topic, partition, Offset::Offset(held.last + 1))
+                    .add_partition_offset(
+                        &self.config.topic,
+                        partition,
+                        Offset::Offset(held.last + 1),
+                    )
                     .is_ok()
                 {
                     let _ = consumer.commit(&committed, CommitMode::Async);
@@ -308,15 +325,14 @@ impl Context {
             Err(StoreError::Overlap { applied, .. }) => {
                 // Someone else wrote past our first offset: what we hold is theirs.
                 let partition = partition_of(&held.source);
-                tracing::warn!(partition, applied, "another consumer wrote this partition; dropping what we hold and reading on from the store's position");
+                tracing::warn!(
+                    partition,
+                    applied,
+                    "another consumer wrote this partition; dropping what we hold and reading on from the store's position"
+                );
                 self.meters.overlaps.increment(1);
                 held.clear();
-                let _ = consumer.seek(
-                    &self.config.topic,
-                    partition,
-                    Offset::Offset(applied as i64 + 1),
-                    Duration::from_secs(10),
-                );
+                self.rewind(consumer, partition, applied as i64 + 1);
                 true
             }
             Err(error) => {
@@ -331,6 +347,36 @@ impl Context {
                 });
                 held.pending.id = None;
                 false
+            }
+        }
+    }
+
+    /// Moves `partition`'s reading position back to `offset`. A seek can be refused (a
+    /// partition whose fetcher is being reset); then the whole assignment is given again
+    /// with this partition at `offset` and the others where they are. Reading on from
+    /// anywhere else would skip what lies between, so this does not give up.
+    fn rewind(&self, consumer: &BaseConsumer<Self>, partition: i32, offset: i64) {
+        let topic = &self.config.topic;
+        let Err(error) = consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(10),
+        ) else {
+            return;
+        };
+        tracing::warn!(%error, partition, offset, "seek refused; reassigning with the position");
+        loop {
+            let reassigned = consumer.position().and_then(|mut positions| {
+                positions.set_partition_offset(topic, partition, Offset::Offset(offset))?;
+                consumer.assign(&positions)
+            });
+            match reassigned {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::error!(%error, partition, offset, "reassigning failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
             }
         }
     }
@@ -389,11 +435,15 @@ pub fn run(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", config.session_timeout.as_millis().to_string())
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
         .create_with_context(context)?;
     consumer.subscribe(&[&config.topic])?;
     tracing::info!(topic = config.topic, group = config.group, "consuming");
     let mut last_write = Instant::now();
+    let mut last_poll_error = None;
     while !stop.load(Ordering::Acquire) {
         health.polled();
         if let Some(message) = consumer.poll(POLL) {
@@ -401,7 +451,13 @@ pub fn run(
                 Ok(message) => take(&consumer, &message),
                 Err(error) => {
                     meters.poll_errors.increment(1);
-                    tracing::warn!(%error, "kafka poll error");
+                    // Repeats every poll while the brokers are down: logged once a minute.
+                    if last_poll_error
+                        .is_none_or(|at: Instant| at.elapsed() >= Duration::from_secs(60))
+                    {
+                        tracing::warn!(%error, "kafka poll error (repeats are counted in analytics_poll_errors_total)");
+                        last_poll_error = Some(Instant::now());
+                    }
                 }
             }
         }
@@ -444,12 +500,18 @@ fn take(consumer: &BaseConsumer<Context>, message: &rdkafka::message::BorrowedMe
     };
     match decoded {
         Ok(event) => {
-            *held.click_seconds.entry(event.at_ms.div_euclid(1_000)).or_default() += 1;
+            *held
+                .click_seconds
+                .entry(event.at_ms.div_euclid(1_000))
+                .or_default() += 1;
             held.events.push(event);
             if held.events.len() >= AGGREGATE_EVERY {
                 let events = std::mem::take(&mut held.events);
                 aggregator.aggregate_into(&mut held.pending, &events);
-                context.meters.pending_clicks.set(held.pending.events as f64);
+                context
+                    .meters
+                    .pending_clicks
+                    .set(held.pending.events as f64);
             }
         }
         Err(error) => {
@@ -457,9 +519,18 @@ fn take(consumer: &BaseConsumer<Context>, message: &rdkafka::message::BorrowedMe
             tracing::warn!(partition, offset, error = %Report(&error), "undecodable message sent to the dead-letter topic");
             let reason = error.to_string();
             let headers = OwnedHeaders::new()
-                .insert(Header { key: "reason", value: Some(reason.as_str()) })
-                .insert(Header { key: "source", value: Some(held.source.as_str()) })
-                .insert(Header { key: "offset", value: Some(offset.to_string().as_str()) });
+                .insert(Header {
+                    key: "reason",
+                    value: Some(reason.as_str()),
+                })
+                .insert(Header {
+                    key: "source",
+                    value: Some(held.source.as_str()),
+                })
+                .insert(Header {
+                    key: "offset",
+                    value: Some(offset.to_string().as_str()),
+                });
             let mut record = BaseRecord::to(&context.config.dead_letter_topic).headers(headers);
             if let Some(key) = message.key() {
                 record = record.key(key);

@@ -32,12 +32,9 @@ impl Health {
 
     /// A write (or a position read) failed.
     pub fn write_failed(&self) {
-        let _ = self.failing_since.compare_exchange(
-            0,
-            now_ms(),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let _ =
+            self.failing_since
+                .compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Why the consumer is not ready, if it is not.

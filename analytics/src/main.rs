@@ -10,7 +10,10 @@ use shortener_kafka::topics::{self, Created};
 use shortener_process::{shutdown, telemetry};
 
 #[derive(Parser)]
-#[command(version, about = "The shortener's analytics consumer: clicks from Kafka into statistics")]
+#[command(
+    version,
+    about = "The shortener's analytics consumer: clicks from Kafka into statistics"
+)]
 struct Cli {
     /// A TOML file overriding config/default.toml (APP__SECTION__KEY env vars override
     /// both); the service's and the consumer's configuration are one tree.

@@ -120,7 +120,8 @@ pub async fn run(
         std::thread::Builder::new()
             .name("consumer".into())
             .spawn(move || {
-                let result = consumer::run(config, stats, runtime, Meters::registered(), health, stop);
+                let result =
+                    consumer::run(config, stats, runtime, Meters::registered(), health, stop);
                 let _ = done.send(());
                 result
             })

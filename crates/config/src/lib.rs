@@ -319,7 +319,10 @@ impl Settings {
         }
         let k = &self.kafka;
         if k.brokers.trim().is_empty() || k.topic.is_empty() || k.dead_letter_topic.is_empty() {
-            return invalid("kafka", "brokers, topic and dead_letter_topic must not be empty");
+            return invalid(
+                "kafka",
+                "brokers, topic and dead_letter_topic must not be empty",
+            );
         }
         if k.topic == k.dead_letter_topic {
             return invalid("kafka.dead_letter_topic", "must differ from kafka.topic");

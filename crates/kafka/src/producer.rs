@@ -168,7 +168,12 @@ impl KafkaSink {
 }
 
 /// Hands every event of `batch` to librdkafka; never waits.
-fn produce(producer: &ThreadedProducer<Reports>, topic: &str, meters: &ProducerMeters, batch: &[ClickEvent]) {
+fn produce(
+    producer: &ThreadedProducer<Reports>,
+    topic: &str,
+    meters: &ProducerMeters,
+    batch: &[ClickEvent],
+) {
     let mut value = Vec::with_capacity(256);
     for event in batch {
         value.clear();
@@ -195,15 +200,22 @@ impl EventSink for KafkaSink {
     async fn publish(&self, batch: Vec<ClickEvent>) -> Result<(), SinkError> {
         // Encoding a batch of thousands is CPU work: off the async workers, like the
         // in-process sink's aggregation.
-        let (producer, topic, meters) = (self.producer.clone(), self.topic.clone(), self.meters.clone());
+        let (producer, topic, meters) = (
+            self.producer.clone(),
+            self.topic.clone(),
+            self.meters.clone(),
+        );
         tokio::task::spawn_blocking(move || produce(&producer, &topic, &meters, &batch))
             .await
             .map_err(|e| SinkError::Internal(Box::new(e)))
     }
 
     async fn close(&self) {
-        let (producer, timeout, meters) =
-            (self.producer.clone(), self.flush_timeout, self.meters.clone());
+        let (producer, timeout, meters) = (
+            self.producer.clone(),
+            self.flush_timeout,
+            self.meters.clone(),
+        );
         let left = tokio::task::spawn_blocking(move || {
             if producer.flush(timeout).is_err() {
                 // What is left fails its delivery report with a purge error, counted
@@ -219,7 +231,10 @@ impl EventSink for KafkaSink {
         if left == 0 {
             tracing::info!("kafka producer flushed and stopped");
         } else {
-            tracing::error!(left, "kafka producer stopped with clicks it could not account for");
+            tracing::error!(
+                left,
+                "kafka producer stopped with clicks it could not account for"
+            );
         }
     }
 }

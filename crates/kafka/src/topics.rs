@@ -48,9 +48,17 @@ pub async fn create(settings: &KafkaSettings) -> Result<Vec<(String, Created)>, 
     let partitions = i32::try_from(settings.partitions.get()).unwrap_or(i32::MAX);
     let replication = i32::try_from(settings.replication.get()).unwrap_or(i32::MAX);
     let topics = [
-        NewTopic::new(&settings.topic, partitions, TopicReplication::Fixed(replication)),
+        NewTopic::new(
+            &settings.topic,
+            partitions,
+            TopicReplication::Fixed(replication),
+        ),
         // One partition: dead letters are rare and read by people.
-        NewTopic::new(&settings.dead_letter_topic, 1, TopicReplication::Fixed(replication)),
+        NewTopic::new(
+            &settings.dead_letter_topic,
+            1,
+            TopicReplication::Fixed(replication),
+        ),
     ];
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin

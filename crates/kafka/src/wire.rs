@@ -102,7 +102,10 @@ mod tests {
     fn what_is_not_an_event_is_refused_with_a_reason() {
         assert!(matches!(decode(None), Err(WireError::Empty)));
         assert!(matches!(decode(Some(b"")), Err(WireError::Empty)));
-        assert!(matches!(decode(Some(b"{not json")), Err(WireError::Json(_))));
+        assert!(matches!(
+            decode(Some(b"{not json")),
+            Err(WireError::Json(_))
+        ));
         assert!(matches!(
             decode(Some(br#"{"v":1,"code":"../x"}"#)),
             Err(WireError::Json(_))

@@ -1,0 +1,230 @@
+//! The consumer against a real broker and a real PostgreSQL (both from the test kit):
+//! exactly once through `kill -9`, through a partition moving between consumers, and
+//! past messages that are not click events.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shortener_config::{Settings, StoreBackend};
+use shortener_core::ShortCode;
+use shortener_core::click::{CLICK_EVENT_VERSION, ClickEvent};
+use shortener_core::sink::EventSink;
+use shortener_kafka::producer::{KafkaSink, ProducerMeters};
+
+/// Settings for one test: its own topic, group and database.
+async fn settings(test: &str, name: &str, partitions: u32) -> Option<Settings> {
+    let kafka = shortener_testkit::kafka::kafka(test)?;
+    let cluster = shortener_testkit::postgres::cluster(test)?;
+    let mut settings = Settings::from_defaults().expect("defaults");
+    settings.store.backend = StoreBackend::Postgres;
+    settings.store.postgres.url = cluster.fresh_database().await.into();
+    shortener_storage::migrate(&settings.store)
+        .await
+        .expect("migrate");
+    settings.kafka.brokers = kafka.bootstrap();
+    settings.kafka.topic = format!("{name}-clicks");
+    settings.kafka.dead_letter_topic = format!("{name}-dead");
+    settings.kafka.partitions = partitions.try_into().expect("> 0");
+    settings.kafka.linger_ms = 20;
+    settings.analytics.group = format!("{name}-group");
+    shortener_kafka::topics::create(&settings.kafka)
+        .await
+        .expect("create topics");
+    Some(settings)
+}
+
+/// The environment that gives `analytics run` these settings.
+fn env(settings: &Settings) -> Vec<(String, String)> {
+    [
+        ("APP__STORE__BACKEND", "postgres".to_owned()),
+        (
+            "APP__STORE__POSTGRES__URL",
+            settings.store.postgres.url.expose().to_owned(),
+        ),
+        ("APP__KAFKA__BROKERS", settings.kafka.brokers.clone()),
+        ("APP__KAFKA__TOPIC", settings.kafka.topic.clone()),
+        (
+            "APP__KAFKA__DEAD_LETTER_TOPIC",
+            settings.kafka.dead_letter_topic.clone(),
+        ),
+        ("APP__ANALYTICS__GROUP", settings.analytics.group.clone()),
+        ("APP__ANALYTICS__LISTEN", "127.0.0.1:0".to_owned()),
+        ("APP__ANALYTICS__SESSION_TIMEOUT_MS", "6000".to_owned()),
+        ("APP__ANALYTICS__FLUSH_INTERVAL_MS", "200".to_owned()),
+        ("APP__TELEMETRY__LOG_FILTER", "info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// An `analytics run` process, killed if the test ends (or fails) without stopping it.
+struct Consumer(Child);
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Consumer {
+    fn start(settings: &Settings) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_analytics"))
+            .arg("run")
+            .envs(env(settings))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start analytics run");
+        Self(child)
+    }
+
+    /// SIGKILL: no chance to write what it holds.
+    fn kill_9(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reaped");
+    }
+
+    /// SIGTERM, and the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        self.0.wait().expect("wait")
+    }
+}
+
+/// A deterministic sequence for the test's choices (the seed is printed).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// Produces `n` clicks over `codes` codes through the service's own sink, in batches of
+/// 500 `pause` apart; returns the ground truth per code.
+async fn produce(
+    settings: &Settings,
+    n: usize,
+    codes: usize,
+    seed: u64,
+    pause: Duration,
+) -> HashMap<String, u64> {
+    let sink = KafkaSink::new(&settings.kafka, ProducerMeters::noop()).expect("producer");
+    let mut random = Lcg(seed);
+    let mut truth = HashMap::new();
+    let base = 1_765_000_000_000i64;
+    let mut batch = Vec::with_capacity(500);
+    for i in 0..n {
+        let code = format!("c{}", random.next(codes as u64));
+        *truth.entry(code.clone()).or_insert(0) += 1;
+        batch.push(ClickEvent {
+            v: CLICK_EVENT_VERSION,
+            id: uuid::Uuid::now_v7(),
+            code: ShortCode::parse(&code).expect("code"),
+            at_ms: base + i as i64,
+            referrer: None,
+            user_agent: Some("Mozilla/5.0 Firefox/121.0".into()),
+            country: None,
+            visitor: i as u64,
+        });
+        if batch.len() == 500 {
+            sink.publish(std::mem::take(&mut batch))
+                .await
+                .expect("publish");
+            tokio::time::sleep(pause).await;
+        }
+    }
+    sink.publish(batch).await.expect("publish");
+    sink.close().await;
+    truth
+}
+
+/// Every code's total in the store.
+async fn totals(settings: &Settings) -> HashMap<String, u64> {
+    let (client, connection) =
+        tokio_postgres::connect(settings.store.postgres.url.expose(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+    tokio::spawn(connection);
+    client
+        .query("SELECT code, total FROM stats_totals", &[])
+        .await
+        .expect("query")
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u64))
+        .collect()
+}
+
+/// Waits until the store holds `expected` clicks in all; panics past `within`.
+async fn wait_for_total(settings: &Settings, expected: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let sum: u64 = totals(settings).await.values().sum();
+        assert!(
+            sum <= expected,
+            "more clicks than produced: {sum} > {expected}"
+        );
+        if sum == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {sum} of {expected} clicks after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_never_loses_or_double_counts_a_click() {
+    let test = "kill -9 consumer";
+    let Some(settings) = settings(test, "crash", 4).await else {
+        return;
+    };
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(7, |d| d.as_nanos() as u64);
+    eprintln!("seed {seed}");
+    // Clicks arrive over ~50 s (2,000 a second) while consumers are killed, so every kill
+    // lands with clicks consumed and not yet written.
+    let producer = tokio::spawn({
+        let settings = settings.clone();
+        async move {
+            produce(
+                &settings,
+                100_000,
+                1_000,
+                seed,
+                Duration::from_millis(2_500),
+            )
+            .await
+        }
+    });
+    let mut random = Lcg(seed ^ 0x5eed);
+    for round in 0..6 {
+        let mut child = Consumer::start(&settings);
+        // Past the rebalance (the killed member's session ends after 6 s), then a random
+        // moment among the writes (every 200 ms) of a stream still arriving.
+        let wait = 6_500 + random.next(3_000);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        child.kill_9();
+        let sum: u64 = totals(&settings).await.values().sum();
+        eprintln!("round {round}: killed after {wait} ms with {sum} clicks written");
+        assert!(sum <= 100_000, "double counted: {sum}");
+    }
+    let truth = producer.await.expect("producer");
+    let mut child = Consumer::start(&settings);
+    wait_for_total(&settings, 100_000, Duration::from_secs(120)).await;
+    let status = child.terminate();
+    assert!(status.success(), "a clean stop on SIGTERM: {status}");
+    let stored = totals(&settings).await;
+    for (code, expected) in &truth {
+        assert_eq!(stored.get(code), Some(expected), "code {code}");
+    }
+    assert_eq!(stored.len(), truth.len());
+}
