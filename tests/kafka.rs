@@ -104,7 +104,10 @@ async fn redirects_become_statistics_through_kafka_and_the_consumer() {
         .expect("the consumer stops cleanly");
     service.terminate();
     let logs = service.drain_logs().join("\n");
-    assert!(logs.contains("kafka producer flushed and stopped"), "{logs}");
+    assert!(
+        logs.contains("kafka producer flushed and stopped"),
+        "{logs}"
+    );
 }
 
 /// The link's statistics once they count `clicks`; panics after 60 s.

@@ -247,3 +247,130 @@ async fn consumer_throughput() {
     eprintln!("consumed 50,000 in {:?}", started.elapsed());
     child.terminate();
 }
+
+/// Raw messages onto the click topic (what a broken or foreign producer might write).
+async fn produce_raw(settings: &Settings, values: &[&[u8]]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.brokers)
+        .create()
+        .expect("producer");
+    for value in values {
+        producer
+            .send(
+                FutureRecord::<str, [u8]>::to(&settings.kafka.topic)
+                    .key("poison")
+                    .payload(value),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+    }
+}
+
+/// Every message on the dead-letter topic: its value and its `reason` header.
+fn dead_letters(settings: &Settings, expected: usize) -> Vec<(Vec<u8>, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.brokers)
+        .set("group.id", "dead-letter-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&[&settings.kafka.dead_letter_topic])
+        .expect("subscribe");
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Past the expected count too, for a moment: a duplicate must show up here.
+    let mut quiet_until = None;
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let reason = message
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == "reason"))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                letters.push((message.payload().unwrap_or_default().to_vec(), reason));
+            }
+            Some(Err(error)) => panic!("dead-letter read: {error}"),
+            None => {}
+        }
+        if letters.len() >= expected {
+            let until = *quiet_until.get_or_insert(Instant::now() + Duration::from_secs(2));
+            if Instant::now() >= until {
+                break;
+            }
+        }
+    }
+    letters
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_goes_to_the_dead_letter_topic_once_and_the_clicks_around_it_count() {
+    let test = "poison messages";
+    let Some(settings) = settings(test, "poison", 2).await else {
+        return;
+    };
+    let truth = produce(&settings, 1_000, 50, 3).await;
+    let poison: [&[u8]; 3] = [b"not json", b"", br#"{"v":0,"code":"x"}"#];
+    produce_raw(&settings, &poison).await;
+    let more = produce(&settings, 1_000, 50, 4).await;
+    let mut child = Consumer::start(&settings);
+    wait_for_total(&settings, 2_000, Duration::from_secs(60)).await;
+    assert!(child.terminate().success());
+    // A restart reads on from the stored positions: no second copy of any dead letter.
+    let mut again = Consumer::start(&settings);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(again.terminate().success());
+    let letters = dead_letters(&settings, 3);
+    assert_eq!(letters.len(), 3, "each poison message once: {letters:?}");
+    for (value, reason) in &letters {
+        assert!(poison.contains(&value.as_slice()), "{value:?}");
+        assert!(!reason.is_empty(), "a reason for {value:?}");
+    }
+    let stored = totals(&settings).await;
+    for (code, n) in truth {
+        let expected = n + more.get(&code).copied().unwrap_or(0);
+        assert_eq!(stored.get(&code), Some(&expected), "code {code}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_moving_between_consumers_lose_and_double_count_nothing() {
+    let test = "rebalance";
+    let Some(settings) = settings(test, "rebalance", 4).await else {
+        return;
+    };
+    let mut truth: HashMap<String, u64> = HashMap::new();
+    let mut add = |batch: HashMap<String, u64>| {
+        for (code, n) in batch {
+            *truth.entry(code).or_default() += n;
+        }
+    };
+    add(produce(&settings, 10_000, 200, 11).await);
+    let mut a = Consumer::start(&settings);
+    wait_for_total(&settings, 10_000, Duration::from_secs(60)).await;
+    // B joins: A gives up half the partitions (writing what it holds for them).
+    let mut b = Consumer::start(&settings);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    add(produce(&settings, 10_000, 200, 12).await);
+    wait_for_total(&settings, 20_000, Duration::from_secs(60)).await;
+    // A leaves cleanly: B takes everything.
+    assert!(a.terminate().success());
+    add(produce(&settings, 10_000, 200, 13).await);
+    wait_for_total(&settings, 30_000, Duration::from_secs(60)).await;
+    // B dies holding a batch (the next one arrives as it is killed); C takes over.
+    add(produce(&settings, 10_000, 200, 14).await);
+    b.kill_9();
+    let mut c = Consumer::start(&settings);
+    wait_for_total(&settings, 40_000, Duration::from_secs(90)).await;
+    assert!(c.terminate().success());
+    let stored = totals(&settings).await;
+    for (code, n) in &truth {
+        assert_eq!(stored.get(code), Some(n), "code {code}");
+    }
+}
