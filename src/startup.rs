@@ -406,6 +406,25 @@ pub async fn migrate(settings: &Settings) -> Result<String, StartupError> {
     Ok(shortener_storage::migrate(&settings.store).await?)
 }
 
+/// What only the default build (no `kafka` feature) can show; `.ci/run` runs it.
+#[cfg(all(test, not(feature = "kafka")))]
+mod no_kafka {
+    use super::*;
+
+    #[tokio::test]
+    async fn clicks_through_kafka_are_refused_with_the_feature_that_builds_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings::from_defaults().expect("defaults");
+        settings.store.path = dir.path().join("links.redb");
+        settings.clicks.sink = ClickSink::Kafka;
+        let stores = shortener_storage::open(&settings.store)
+            .await
+            .expect("open");
+        let error = click_sink(&settings, &stores.stats).err().expect("refused");
+        assert!(error.to_string().contains("--features kafka"), "{error}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

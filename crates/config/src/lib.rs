@@ -469,6 +469,41 @@ mod tests {
     }
 
     #[test]
+    fn clicks_through_kafka_need_a_shared_store() {
+        let error = Settings::load_from(None, env(&[("APP__CLICKS__SINK", "kafka")]))
+            .expect_err("kafka with the embedded store");
+        let message = error.to_string();
+        assert!(message.contains("clicks.sink"), "{message}");
+        assert!(
+            message.contains("store.backend = \"postgres\""),
+            "{message}"
+        );
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("APP__CLICKS__SINK", "kafka"),
+                ("APP__STORE__BACKEND", "postgres"),
+                ("APP__STORE__POSTGRES__URL", "postgres://localhost/x"),
+            ]),
+        )
+        .expect("kafka with postgres");
+        assert_eq!(settings.clicks.sink, ClickSink::Kafka);
+        let error = Settings::load_from(None, env(&[("APP__CLICKS__SINK", "rabbitmq")]))
+            .expect_err("no such sink");
+        assert!(error.to_string().contains("sink"), "{error}");
+    }
+
+    #[test]
+    fn the_dead_letter_topic_is_not_the_click_topic() {
+        let error = Settings::load_from(None, env(&[("APP__KAFKA__DEAD_LETTER_TOPIC", "clicks")]))
+            .expect_err("same topic");
+        assert!(
+            error.to_string().contains("kafka.dead_letter_topic"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn an_unknown_key_set_by_the_environment_names_the_variable() {
         let vars = [("APP__HTTP__LISTN", "1")];
         let error = Settings::load_from(None, env(&vars)).expect_err("no such key");
