@@ -444,6 +444,7 @@ pub fn run(
     tracing::info!(topic = config.topic, group = config.group, "consuming");
     let mut last_write = Instant::now();
     let mut last_poll_error = None;
+    let mut last_lag = Instant::now();
     while !stop.load(Ordering::Acquire) {
         health.polled();
         if let Some(message) = consumer.poll(POLL) {
@@ -471,6 +472,10 @@ pub fn run(
             consumer.context().write_all(&consumer);
             last_write = Instant::now();
         }
+        if last_lag.elapsed() >= LAG_EVERY {
+            report_lag(&consumer, &config.topic);
+            last_lag = Instant::now();
+        }
     }
     tracing::info!("stopping: writing what is held, then leaving the group");
     consumer.context().write_all(&consumer);
@@ -481,6 +486,29 @@ pub fn run(
         consumer.poll(Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// How often the lag per partition is measured (a request to the broker per partition).
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// `analytics_lag_messages{partition}`: messages in each assigned partition after the
+/// consumer's reading position.
+fn report_lag(consumer: &BaseConsumer<Context>, topic: &str) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    for element in positions.elements_for_topic(topic) {
+        let Offset::Offset(next) = element.offset() else {
+            continue;
+        };
+        let partition = element.partition();
+        if let Ok((_, high)) =
+            consumer.fetch_watermarks(topic, partition, Duration::from_millis(500))
+        {
+            metrics::gauge!(crate::metrics::LAG, "partition" => partition.to_string())
+                .set((high - next).max(0) as f64);
+        }
+    }
 }
 
 /// One message: decoded into its partition's events, or sent to the dead-letter topic.
