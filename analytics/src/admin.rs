@@ -1,16 +1,12 @@
 //! The consumer's admin listener: `GET /metrics` (Prometheus) and `GET /readyz` (200 while
 //! it polls and writes, 503 with the reason otherwise: see [`crate::health`]).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
@@ -23,29 +19,11 @@ pub async fn serve(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
-        let (metrics, health) = (metrics.clone(), health.clone());
-        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-            let answer = answer(&metrics, &health, request.method(), request.uri().path());
-            async move { Ok::<_, Infallible>(answer) }
-        });
-        tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let answer = move |method: Method, path: String| {
+        let response = answer(&metrics, &health, &method, &path);
+        async move { response }
+    };
+    shortener_process::admin::serve(listener, answer, shutdown).await;
 }
 
 fn answer(

@@ -6,66 +6,40 @@
 //! reachable through the public load balancer, and so that a saturated public listener
 //! (shedding load) can still be scraped: that is exactly when you need the numbers.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Method, Response};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use shortener_core::stats::StatsStore;
 use tokio::net::TcpListener;
 
 use super::error::ApiError;
 
-/// Serves `/metrics` until `shutdown` resolves. Connections are not drained: a scrape
-/// cut short by shutdown is retried by Prometheus.
+/// Serves `/metrics` and `/storage` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     stats: Arc<dyn StatsStore>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
+    let answer = move |method: Method, path: String| {
         let (handle, stats) = (handle.clone(), stats.clone());
-        let service = service_fn(move |req| {
-            let (handle, stats) = (handle.clone(), stats.clone());
-            async move { Ok::<_, Infallible>(answer(&handle, &*stats, &req).await) }
-        });
-        tokio::spawn(async move {
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, "admin connection ended with an error");
-            }
-        });
-    }
+        async move { answer(&handle, &*stats, &method, &path).await }
+    };
+    shortener_process::admin::serve(listener, answer, shutdown).await;
 }
 
 async fn answer(
     handle: &PrometheusHandle,
     stats: &dyn StatsStore,
-    req: &Request<Incoming>,
+    method: &Method,
+    path: &str,
 ) -> Response<Full<Bytes>> {
-    match (req.method(), req.uri().path()) {
+    match (method, path) {
         (&Method::GET, "/metrics") => {
             let mut response = Response::new(Full::new(Bytes::from(handle.render())));
             response.headers_mut().insert(
