@@ -1,5 +1,7 @@
 //! The service's Kafka sink against a real broker: every click handed over is delivered
-//! and counted, and what the consumer side decodes is what was produced.
+//! and counted, and a program in another language (Python, `confluent-kafka`) reads
+//! the events as docs/events.md describes them.
+#![cfg(feature = "client")]
 
 use std::time::{Duration, Instant};
 
@@ -88,4 +90,95 @@ fn toml_settings(brokers: &str, topic: &str) -> shortener_kafka::KafkaSettings {
         "flush_timeout_ms": 10000,
     }))
     .expect("settings")
+}
+
+/// What a Python program reads from the topic with `confluent-kafka`, one JSON line per
+/// message: the key, and the value decoded by the standard `json` module.
+const PYTHON_READER: &str = r#"
+import json, sys
+from confluent_kafka import Consumer
+brokers, topic, expected = sys.argv[1], sys.argv[2], int(sys.argv[3])
+consumer = Consumer({"bootstrap.servers": brokers, "group.id": "python-reader",
+                     "auto.offset.reset": "earliest"})
+consumer.subscribe([topic])
+seen = 0
+while seen < expected:
+    message = consumer.poll(30.0)
+    if message is None:
+        break
+    if message.error():
+        raise SystemExit(str(message.error()))
+    event = json.loads(message.value())
+    print(json.dumps({"key": message.key().decode(), "event": event,
+                      "timestamp": message.timestamp()[1]}))
+    seen += 1
+consumer.close()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_reads_the_events_the_service_produces() {
+    let test = "python reads click events";
+    let Some(kafka) = shortener_testkit::kafka::kafka(test) else {
+        return;
+    };
+    let Some(python) = shortener_testkit::python::python(test, &["confluent-kafka==2.16.2"]) else {
+        return;
+    };
+    let settings = toml_settings(&kafka.bootstrap(), "interop-clicks");
+    shortener_kafka::topics::create(&settings)
+        .await
+        .expect("topics");
+    let sink = KafkaSink::new(&settings, ProducerMeters::noop()).expect("producer");
+    let mut sent = events(20);
+    sent[0].referrer = Some("https://news.example/ünïcode".into());
+    sent[0].user_agent = Some("Mozilla/5.0 \"quoted\" <tag>".into());
+    sent[0].country = Some("DE".into());
+    sink.publish(sent.clone()).await.expect("publish");
+    sink.close().await;
+
+    let output = std::process::Command::new(python)
+        .args([
+            "-c",
+            PYTHON_READER,
+            &settings.brokers,
+            &settings.topic,
+            "20",
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(read.len(), 20);
+    for line in &read {
+        let event = &line["event"];
+        let id = event["id"].as_str().expect("id");
+        let original = sent
+            .iter()
+            .find(|e| e.id.to_string() == id)
+            .expect("an event that was sent");
+        assert_eq!(line["key"], original.code.as_str());
+        assert_eq!(event["v"], 1);
+        assert_eq!(event["code"], original.code.as_str());
+        assert_eq!(event["at_ms"], original.at_ms);
+        assert_eq!(
+            line["timestamp"], original.at_ms,
+            "the message time is the click's"
+        );
+        assert_eq!(event["visitor"], original.visitor);
+        assert_eq!(
+            event["referrer"].as_str(),
+            original.referrer.as_deref(),
+            "{event}"
+        );
+        assert_eq!(event["user_agent"].as_str(), original.user_agent.as_deref());
+        assert_eq!(event["country"].as_str(), original.country.as_deref());
+    }
 }

@@ -14,15 +14,20 @@ pub(crate) const INSTALL_HINT: &str = "Java 17 and Maven are needed for Kafka an
 /// The jars of `name` `version` (a directory for `java -cp 'dir/*'`), fetched with
 /// Maven from `pom` into the cache the first time (a complete fetch leaves a `.complete`
 /// stamp). The cache is `$SHORTENER_TESTKIT_CACHE`, else `~/.cache/shortener-testkit`.
-pub(crate) fn jars(name: &str, version: &str, pom: &str) -> Option<PathBuf> {
-    let mvn = found("mvn", "-v")?;
-    let cache = std::env::var_os("SHORTENER_TESTKIT_CACHE")
+/// The kit's download cache: `$SHORTENER_TESTKIT_CACHE`, else `~/.cache/shortener-testkit`.
+pub(crate) fn cache() -> PathBuf {
+    std::env::var_os("SHORTENER_TESTKIT_CACHE")
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("HOME")
                 .map(|home| PathBuf::from(home).join(".cache/shortener-testkit"))
         })
-        .unwrap_or_else(|| std::env::temp_dir().join("shortener-testkit"));
+        .unwrap_or_else(|| std::env::temp_dir().join("shortener-testkit"))
+}
+
+pub(crate) fn jars(name: &str, version: &str, pom: &str) -> Option<PathBuf> {
+    let mvn = found("mvn", "-v")?;
+    let cache = cache();
     let lib = cache.join(format!("{name}-{version}"));
     if lib.join(".complete").exists() {
         return Some(lib);

@@ -17,6 +17,7 @@
 //! ├── postgres.rs   PgCluster: one cluster per test binary, a fresh database per test
 //! ├── kafka.rs      Kafka 4.4.0 (KRaft, one node) per test binary, jars from Maven Central
 //! ├── cassandra.rs  Cassandra 5.0 (one node) per test binary, the CQL engine of the tests
+//! ├── python.rs     Python with packages from PyPI (a cached venv), for interop tests
 //! ├── jvm.rs        (private) Java and Maven, the jar cache, ports and directories
 //! └── main.rs       `testkit up <server>`: the same servers for scripts and people
 //! ```
@@ -27,6 +28,7 @@ pub mod cassandra;
 mod jvm;
 pub mod kafka;
 pub mod postgres;
+pub mod python;
 pub mod redis;
 
 use std::io::Write;
