@@ -3,8 +3,8 @@
 //! leaves the group).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
@@ -66,8 +66,20 @@ pub fn consumer_config(settings: &Settings) -> ConsumerConfig {
     }
 }
 
-/// Installs the Prometheus recorder (once per process).
+/// Installs the Prometheus recorder; later calls (a second consumer in one test
+/// process) get the same handle.
 fn install_metrics() -> Result<PrometheusHandle, BuildError> {
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut slot = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = slot.as_ref() {
+        return Ok(handle.clone());
+    }
+    let handle = build_recorder()?;
+    *slot = Some(handle.clone());
+    Ok(handle)
+}
+
+fn build_recorder() -> Result<PrometheusHandle, BuildError> {
     const SECONDS: &[f64] = &[
         0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
     ];
