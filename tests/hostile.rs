@@ -73,17 +73,6 @@ async fn healthz_within(server: &Server, within: Duration) {
     }
 }
 
-async fn metrics(server: &Server) -> String {
-    process::client()
-        .get(format!("http://{}/metrics", server.admin))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 const IDLE_MS: u64 = 2000;
 
 #[tokio::test]
@@ -131,7 +120,7 @@ async fn silent_connections_past_the_cap_are_closed_at_once_and_health_returns_a
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     // The /healthz polls that found the cap reached were refused too.
     assert!(
         metric_value(&text, "shortener_http_connections_refused_total") >= (300 - cap) as f64,
@@ -169,7 +158,7 @@ async fn running_out_of_file_descriptors_does_not_stop_the_accept_loop() {
     healthz_within(&server, Duration::from_secs(30)).await;
     drop(silent);
 
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     let exhausted = metric_value(
         &text,
         r#"shortener_http_accept_errors_total{kind="fd_exhausted"}"#,

@@ -121,6 +121,18 @@ impl Server {
         response.json().await.expect("json")
     }
 
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// Sends SIGTERM (what orchestrators send) and asserts a clean, zero exit.
     pub fn terminate(&mut self) {
         self.signal_terminate();

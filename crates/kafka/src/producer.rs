@@ -104,6 +104,7 @@ impl ProducerContext for Reports {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        self.meters.in_flight.decrement(1.0);
         match result {
             Ok(message) => {
                 self.meters.delivered.increment(1);
@@ -182,17 +183,18 @@ fn produce(
             .key(wire::key(event))
             .payload(&value)
             .timestamp(event.at_ms);
-        if let Err((error, _)) = producer.send(record) {
-            match error.rdkafka_error_code() {
+        match producer.send(record) {
+            // Decremented by its delivery report.
+            Ok(()) => meters.in_flight.increment(1.0),
+            Err((error, _)) => match error.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::QueueFull) => meters.refused_queue_full.increment(1),
                 _ => {
                     meters.refused_other.increment(1);
                     tracing::warn!(%error, "a click was refused by the kafka producer");
                 }
-            }
+            },
         }
     }
-    meters.in_flight.set(f64::from(producer.in_flight_count()));
 }
 
 #[async_trait]
@@ -211,11 +213,7 @@ impl EventSink for KafkaSink {
     }
 
     async fn close(&self) {
-        let (producer, timeout, meters) = (
-            self.producer.clone(),
-            self.flush_timeout,
-            self.meters.clone(),
-        );
+        let (producer, timeout) = (self.producer.clone(), self.flush_timeout);
         let left = tokio::task::spawn_blocking(move || {
             if producer.flush(timeout).is_err() {
                 // What is left fails its delivery report with a purge error, counted
@@ -223,7 +221,6 @@ impl EventSink for KafkaSink {
                 producer.purge(PurgeConfig::default().queue().inflight());
                 let _ = producer.flush(Duration::from_secs(5));
             }
-            meters.in_flight.set(f64::from(producer.in_flight_count()));
             producer.in_flight_count()
         })
         .await

@@ -106,8 +106,9 @@ pub(crate) struct Jvm {
     pub(crate) port: u16,
     /// The shell supervising the JVM; it kills the JVM and deletes `work` when its stdin
     /// closes, which happens however this process exits (statics are never dropped).
+    /// Lines on its stdin pause and resume the JVM.
     _supervisor: Child,
-    _stdin: Mutex<ChildStdin>,
+    commands: Mutex<ChildStdin>,
 }
 
 impl Jvm {
@@ -127,7 +128,8 @@ impl Jvm {
         let w = work.display();
         let script = format!(
             "'{java}' {args} >'{w}/stdout.log' 2>&1 & pid=$!; \
-             read _; exec 2>/dev/null; kill -9 $pid; wait $pid; rm -rf '{w}'",
+             while read cmd; do case $cmd in pause) kill -STOP $pid;; resume) kill -CONT $pid;; esac; done; \
+             exec 2>/dev/null; kill -9 $pid; kill -CONT $pid; wait $pid; rm -rf '{w}'",
             java = java.display(),
             args = quoted.join(" "),
         );
@@ -155,7 +157,24 @@ impl Jvm {
         Self {
             port,
             _supervisor: child,
-            _stdin: Mutex::new(stdin),
+            commands: Mutex::new(stdin),
         }
+    }
+
+    /// Freezes the JVM (SIGSTOP): its connections stay open and nothing answers, as
+    /// with a server that hangs or a network that drops everything.
+    pub(crate) fn pause(&self) {
+        self.command("pause");
+    }
+
+    /// Lets a paused JVM run again (SIGCONT).
+    pub(crate) fn resume(&self) {
+        self.command("resume");
+    }
+
+    fn command(&self, line: &str) {
+        use std::io::Write;
+        let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        writeln!(commands, "{line}").expect("the supervising shell is alive");
     }
 }

@@ -48,6 +48,18 @@ impl Kafka {
         format!("127.0.0.1:{}", self.0.port)
     }
 
+    /// Freezes the broker (SIGSTOP): an outage as clients see it, connections open and
+    /// nothing answering. Every test of the binary shares the broker, so a binary that
+    /// uses this should hold only such a test.
+    pub fn pause(&self) {
+        self.0.pause();
+    }
+
+    /// Lets a paused broker run again.
+    pub fn resume(&self) {
+        self.0.resume();
+    }
+
     /// Starts a broker of its own (for `testkit up`: tests share [`kafka`]'s), or says
     /// what to install.
     pub fn launch() -> Result<Self, &'static str> {
