@@ -60,9 +60,11 @@ env APP__HTTP__LISTEN="127.0.0.1:$PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_POR
     "${SERVICE_BIN:-target/release/shortener}" serve 2>"$work/service.log" &
 pid=$!
 wait_up "http://127.0.0.1:$PORT/healthz"
-curl -sf -o /dev/null -X POST "http://127.0.0.1:$PORT/api/v1/links" \
+# 409: a shared store (EXTRA_ENV naming PostgreSQL) kept it from an earlier run.
+created=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$PORT/api/v1/links" \
     -H 'content-type: application/json' \
-    -d '{"url":"https://example.com/landing?campaign=bench","alias":"bench01"}'
+    -d '{"url":"https://example.com/landing?campaign=bench","alias":"bench01"}')
+case $created in 201|409) ;; *) echo "creating the link answered $created" >&2; exit 1 ;; esac
 read -r _ s_requests s_instr s_per < <(measure service "http://127.0.0.1:$PORT/bench01")
 
 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
