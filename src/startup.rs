@@ -56,6 +56,7 @@ pub enum StartupError {
     #[error("cannot install the metrics recorder")]
     Metrics(#[from] BuildError),
     /// `clicks.sink = "kafka"` in a build without the Kafka client.
+    #[cfg(not(feature = "kafka"))]
     #[error(
         "clicks.sink = \"kafka\", but this build has no Kafka client: rebuild with `--features kafka`"
     )]

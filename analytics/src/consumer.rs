@@ -94,6 +94,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 struct Partition {
     /// The store's name for this partition's position.
     source: String,
+    /// Its number in the topic.
+    partition: i32,
     /// Decoded, not yet aggregated.
     events: Vec<ClickEvent>,
     /// Aggregated, not yet written.
@@ -108,9 +110,10 @@ struct Partition {
 }
 
 impl Partition {
-    fn new(source: String) -> Self {
+    fn new(topic: &str, partition: i32) -> Self {
         Self {
-            source,
+            source: source(topic, partition),
+            partition,
             events: Vec::new(),
             pending: BatchAggregate::default(),
             first: None,
@@ -176,10 +179,9 @@ impl ConsumerContext for Context {
         self.meters.rebalances.increment(1);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut state = self.state();
                 for partition in partition_numbers(tpl, &self.config.topic) {
-                    let source = source(&self.config.topic, partition);
-                    let next = self.position(&source);
+                    let held = Partition::new(&self.config.topic, partition);
+                    let next = self.position(&held.source);
                     let offset = match next {
                         Some(applied) => Offset::Offset(applied as i64 + 1),
                         None => Offset::Beginning,
@@ -194,9 +196,8 @@ impl ConsumerContext for Context {
                         ?offset,
                         "partition assigned; resuming from the store's position"
                     );
-                    state.partitions.insert(partition, Partition::new(source));
+                    self.state().partitions.insert(partition, held);
                 }
-                drop(state);
                 if let Err(error) = consumer.assign(tpl) {
                     tracing::error!(%error, "assigning partitions failed");
                 }
@@ -306,7 +307,7 @@ impl Context {
                         .record_many(delay, *clicks as usize);
                 }
                 self.health.wrote();
-                let partition = partition_of(&held.source);
+                let partition = held.partition;
                 let mut committed = TopicPartitionList::new();
                 // Informational only (lag tools read it); the store's position rules.
                 if committed
@@ -324,7 +325,7 @@ impl Context {
             }
             Err(StoreError::Overlap { applied, .. }) => {
                 // Someone else wrote past our first offset: what we hold is theirs.
-                let partition = partition_of(&held.source);
+                let partition = held.partition;
                 tracing::warn!(
                     partition,
                     applied,
@@ -340,11 +341,7 @@ impl Context {
                 self.health.write_failed();
                 tracing::warn!(error = %Report(&error), source = held.source, "stats write failed; held for the next attempt");
                 // Keep it: the same batch, merged with what comes next, is retried.
-                held.pending = Arc::try_unwrap(batch).unwrap_or_else(|shared| {
-                    let mut copy = BatchAggregate::default();
-                    copy.merge((*shared).clone());
-                    copy
-                });
+                held.pending = Arc::unwrap_or_clone(batch);
                 held.pending.id = None;
                 false
             }
@@ -392,14 +389,6 @@ impl Context {
             }
         }
     }
-}
-
-fn partition_of(source: &str) -> i32 {
-    source
-        .rsplit('/')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(-1)
 }
 
 /// Consumes until `stop` is set, then writes what it holds and leaves the group.

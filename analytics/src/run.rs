@@ -43,6 +43,9 @@ pub enum RunError {
     /// The consumer failed.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
+    /// The consumer thread could not be started.
+    #[error("cannot start the consumer thread")]
+    Spawn(#[source] std::io::Error),
     /// The consumer thread panicked.
     #[error("the consumer thread panicked")]
     Panicked,
@@ -137,7 +140,7 @@ pub async fn run(
                 let _ = done.send(());
                 result
             })
-            .map_err(|_| RunError::Panicked)?
+            .map_err(RunError::Spawn)?
     };
     tokio::pin!(shutdown);
     tokio::pin!(finished);

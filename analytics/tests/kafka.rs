@@ -88,7 +88,8 @@ impl Consumer {
 
     /// SIGTERM, and the exit status.
     fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).expect("pid"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         self.0.wait().expect("wait")
     }
 }

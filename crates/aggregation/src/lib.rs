@@ -1,7 +1,11 @@
-//! The aggregation engine's moving half, shared by every binary that turns click events
-//! into statistics: the service's in-process sink today, the analytics consumer next.
-//! The pure half (folding events into per-link, per-day aggregates, the sketches) is
-//! `shortener_core::aggregate`; this crate holds what runs around it: [`AggregatingSink`]
+//! The aggregation engine's moving half for the in-process click sink: what runs around
+//! the pure aggregation (`shortener_core::aggregate`) when clicks are aggregated inside
+//! the service. The analytics consumer shares the pure half, not this one: its batch ids
+//! are Kafka offsets per partition, so it writes with a loop of its own
+//! (`analytics/src/consumer.rs`).
+//!
+//! The pure half folds events into per-link, per-day aggregates and sketches; this crate
+//! holds what runs around it: [`AggregatingSink`]
 //! aggregates each batch into statistics held in memory, and a writer task applies those
 //! to the [`StatsStore`] every `flush_interval`, in one write, retrying a failed write
 //! with the same batch id.
@@ -68,7 +72,7 @@ const CLOSE_ATTEMPTS: u32 = 3;
 pub struct AggregatingSink {
     shared: Arc<SinkState>,
     /// The runtime whose blocking pool runs the aggregations (the service's own; a
-    /// parameter so that tests and a future consumer can choose).
+    /// parameter so that tests can choose).
     runtime: Handle,
     writer: Mutex<Option<JoinHandle<()>>>,
 }

@@ -1,6 +1,6 @@
 //! The click event: the one serialized boundary between the service, which records
-//! clicks, and analytics, which aggregates them (in process today, a separate consumer
-//! behind Kafka later).
+//! clicks, and analytics, which aggregates them (in process, or in the analytics consumer
+//! behind Kafka; its JSON on the wire is docs/events.md).
 //!
 //! Versioned and changed additively only: a new field must be optional
 //! (`#[serde(default)]`), so consumers of version N read events of version N+1, and the

@@ -1,9 +1,9 @@
 //! The seam between recording clicks and analytics: [`EventSink`], the destination of
 //! batches of click events, and [`SinkError`], which any sink can return.
 //!
-//! The service's batcher publishes to whatever sink it is given: today the in-process
-//! aggregating sink (`shortener-aggregation`), next a Kafka producer; the analytics
-//! consumer feeds the same aggregation from the log. The error names no implementation:
+//! The service's batcher publishes to whatever sink `clicks.sink` names: the in-process
+//! aggregating sink (`shortener-aggregation`) or the Kafka producer (`shortener-kafka`),
+//! whose events the analytics consumer aggregates. The error names no implementation:
 //! what went wrong below the sink is its `source()`.
 
 use std::error::Error;

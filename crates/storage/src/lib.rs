@@ -1,6 +1,6 @@
 //! Opening the configured store: the one place that turns `[store]` settings into the
 //! [`LinkStore`] and [`StatsStore`] a binary works with, and that migrates a store's
-//! schema. The service uses it now and the analytics consumer next, so both open the
+//! schema. The service and the analytics consumer both use it, so both open the
 //! same store the same way, and a new backend adds one arm here, not one per binary.
 //!
 //! Each networked backend is behind its own cargo feature (`postgres`); the embedded

@@ -22,11 +22,8 @@ fn up(server: &str) -> (std::process::Child, String) {
 
 /// SIGTERM, as a script's cleanup sends it; waits for the exit.
 fn terminate(child: &mut std::process::Child) {
-    let status = Command::new("kill")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let status = child.wait().expect("wait");
     assert!(
         status.success(),
