@@ -81,6 +81,22 @@ pub enum ConsumerError {
     /// The Kafka client could not be built or subscribe.
     #[error("kafka consumer")]
     Kafka(#[from] KafkaError),
+    /// The brokers do not know the click topic.
+    #[error("the topic {0} does not exist (create it with `analytics topics create`)")]
+    NoTopic(String),
+    /// A replay would start before what the topic still holds: retention deleted clicks
+    /// that the statistics counted, so a rebuild would undercount.
+    #[error(
+        "partition {partition} starts at offset {low} but the replay needs offset {next}: the topic no longer holds every click the statistics count"
+    )]
+    Truncated {
+        /// The partition.
+        partition: i32,
+        /// The offset the replay would read next.
+        next: i64,
+        /// The partition's first offset still held.
+        low: i64,
+    },
 }
 
 /// Events decoded and not yet aggregated are folded in at this many.
@@ -144,7 +160,10 @@ struct Context {
     config: ConsumerConfig,
     stats: Arc<dyn StatsStore>,
     runtime: Handle,
-    dead_letters: ThreadedProducer<DefaultProducerContext>,
+    /// Where undecodable messages go; `None` in a replay (the live consumers sent them).
+    dead_letters: Option<ThreadedProducer<DefaultProducerContext>>,
+    /// A replay's last offset per partition: what lies beyond is not read.
+    targets: BTreeMap<i32, i64>,
     meters: Meters,
     health: Arc<Health>,
 }
@@ -275,8 +294,10 @@ impl Context {
                 .aggregator
                 .aggregate_into(&mut held.pending, &events);
         }
-        if held.dead_letters {
-            if let Err(error) = self.dead_letters.flush(Duration::from_secs(10)) {
+        if held.dead_letters
+            && let Some(dead_letters) = &self.dead_letters
+        {
+            if let Err(error) = dead_letters.flush(Duration::from_secs(10)) {
                 tracing::warn!(%error, "dead letters not yet delivered; the write waits");
                 return false;
             }
@@ -414,21 +435,12 @@ pub fn run(
         config: config.clone(),
         stats,
         runtime,
-        dead_letters,
+        dead_letters: Some(dead_letters),
+        targets: BTreeMap::new(),
         meters: meters.clone(),
         health: health.clone(),
     };
-    let consumer: BaseConsumer<Context> = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "session.timeout.ms",
-            config.session_timeout.as_millis().to_string(),
-        )
-        .create_with_context(context)?;
+    let consumer = consumer(&config, &config.group, context)?;
     consumer.subscribe(&[&config.topic])?;
     tracing::info!(topic = config.topic, group = config.group, "consuming");
     let mut last_write = Instant::now();
@@ -477,6 +489,128 @@ pub fn run(
     Ok(())
 }
 
+/// A consumer in `group` (no automatic commits or offset stores: positions are the
+/// store's).
+fn consumer(
+    config: &ConsumerConfig,
+    group: &str,
+    context: Context,
+) -> Result<BaseConsumer<Context>, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
+        .create_with_context(context)
+}
+
+/// The partitions of the click topic, from the brokers' metadata.
+pub fn partitions(config: &ConsumerConfig) -> Result<Vec<i32>, ConsumerError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(&config.topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == config.topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(ConsumerError::NoTopic(config.topic.clone()));
+    }
+    Ok(partitions)
+}
+
+/// One pass of a replay: reads each partition in `targets` from `stats`' position up to
+/// and including its target offset, aggregates, writes to `stats` with the offsets, and
+/// returns when everything up to the targets is written (or `stop` is set). Undecodable
+/// messages are skipped: the live consumers dead-lettered them. Blocking, like [`run`].
+pub fn replay(
+    config: &ConsumerConfig,
+    stats: Arc<dyn StatsStore>,
+    runtime: Handle,
+    targets: &BTreeMap<i32, i64>,
+    stop: &AtomicBool,
+) -> Result<(), ConsumerError> {
+    let context = Context {
+        state: Mutex::new(State {
+            partitions: BTreeMap::new(),
+            aggregator: Aggregator::with_limits(config.memo),
+        }),
+        config: config.clone(),
+        stats,
+        runtime,
+        dead_letters: None,
+        targets: targets.clone(),
+        meters: Meters::registered(),
+        health: Arc::new(Health::default()),
+    };
+    let group = format!("{}-replay", config.group);
+    let consumer = consumer(config, &group, context)?;
+    let context = consumer.context();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = Vec::new();
+    for (&partition, &target) in targets {
+        let held = Partition::new(&config.topic, partition);
+        let next = context.position(&held.source).map_or(0, |a| a as i64 + 1);
+        if next > target {
+            continue;
+        }
+        let (low, _) =
+            consumer.fetch_watermarks(&config.topic, partition, Duration::from_secs(10))?;
+        if low > next {
+            return Err(ConsumerError::Truncated {
+                partition,
+                next,
+                low,
+            });
+        }
+        assignment.add_partition_offset(&config.topic, partition, Offset::Offset(next))?;
+        context.state().partitions.insert(partition, held);
+        remaining.push(partition);
+    }
+    consumer.assign(&assignment)?;
+    tracing::info!(
+        partitions = remaining.len(),
+        ?targets,
+        "replaying up to the live positions"
+    );
+    let mut last_write = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        if let Some(Ok(message)) = consumer.poll(POLL) {
+            take(&consumer, &message);
+        }
+        remaining.retain(|partition| {
+            let state = context.state();
+            state.partitions.get(partition).map_or(0, |held| held.last) < targets[partition]
+        });
+        let full = context
+            .state()
+            .partitions
+            .values()
+            .any(|p| p.pending.cells >= config.max_pending_cells);
+        if remaining.is_empty() || full || last_write.elapsed() >= config.flush_interval {
+            context.write_all(&consumer);
+            last_write = Instant::now();
+            let written = context
+                .state()
+                .partitions
+                .values()
+                .all(|p| p.first.is_none());
+            if remaining.is_empty() && written {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How often the lag per partition is measured (a request to the broker per partition).
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
@@ -515,6 +649,13 @@ fn take(consumer: &BaseConsumer<Context>, message: &rdkafka::message::BorrowedMe
     let Some(held) = partitions.get_mut(&partition) else {
         return;
     };
+    if context
+        .targets
+        .get(&partition)
+        .is_some_and(|&target| offset > target)
+    {
+        return;
+    }
     match decoded {
         Ok(event) => {
             *held
@@ -530,6 +671,9 @@ fn take(consumer: &BaseConsumer<Context>, message: &rdkafka::message::BorrowedMe
                     .pending_clicks
                     .set(held.pending.events as f64);
             }
+        }
+        Err(error) if context.dead_letters.is_none() => {
+            tracing::debug!(partition, offset, error = %Report(&error), "undecodable message skipped by the replay");
         }
         Err(error) => {
             context.meters.dead_letters.increment(1);
@@ -555,7 +699,9 @@ fn take(consumer: &BaseConsumer<Context>, message: &rdkafka::message::BorrowedMe
             if let Some(payload) = message.payload() {
                 record = record.payload(payload);
             }
-            if let Err((error, _)) = context.dead_letters.send::<[u8], [u8]>(record) {
+            if let Some(dead_letters) = &context.dead_letters
+                && let Err((error, _)) = dead_letters.send::<[u8], [u8]>(record)
+            {
                 tracing::error!(%error, "a dead letter could not be queued");
             }
             held.dead_letters = true;

@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! analytics/src/
-//! ├── main.rs       the binary: `analytics run | topics create` (thin: parses, calls here)
+//! ├── main.rs       the binary: `analytics run | replay | topics create` (thin)
 //! ├── run.rs        `run`: settings, store, admin listener, the consumer thread, shutdown
+//! ├── replay.rs     `replay`: statistics rebuilt from the topic, then switched in
 //! ├── consumer.rs   the loop: poll, decode, aggregate per partition, write with offsets
 //! ├── health.rs     readiness: polling and writing, or why not
 //! ├── admin.rs      GET /metrics and GET /readyz on `analytics.listen`
@@ -19,6 +20,7 @@ pub mod admin;
 pub mod consumer;
 pub mod health;
 pub mod metrics;
+pub mod replay;
 pub mod run;
 
 /// Now, in Unix milliseconds.

@@ -27,6 +27,9 @@ struct Cli {
 enum Command {
     /// Join the consumer group and aggregate clicks into the statistics store, exactly once.
     Run,
+    /// Rebuild the statistics from the click topic into fresh tables, then switch them in
+    /// (the old ones are kept as *_before_rebuild). Live consumers may keep running.
+    Replay,
     /// Kafka topics.
     Topics {
         #[command(subcommand)]
@@ -49,6 +52,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Run => shortener_analytics::run::run(settings, shutdown::signal())
             .await
             .context("running the consumer")?,
+        Command::Replay => {
+            let replayed = shortener_analytics::replay::replay(&settings)
+                .await
+                .context("replaying the click topic")?;
+            tracing::info!(
+                rounds = replayed.rounds,
+                positions = ?replayed.positions,
+                "statistics rebuilt from the topic and switched in"
+            );
+        }
         Command::Topics {
             command: TopicsCommand::Create,
         } => {

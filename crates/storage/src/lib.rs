@@ -12,9 +12,11 @@
 //! ```text
 //! crates/storage/src/
 //! ├── lib.rs        open, migrate, Stores, OpenError
+//! ├── rebuild.rs    statistics rebuilt beside the live ones (analytics replay)
 //! └── settings.rs   StoreSettings, PostgresSettings, StoreBackend ([store] of config)
 //! ```
 
+pub mod rebuild;
 pub mod settings;
 
 use std::sync::Arc;
@@ -45,6 +47,11 @@ pub enum OpenError {
     /// The configured backend is not compiled into this build.
     #[error("this build has no {0} backend: build it with `--features {0}`")]
     NotBuilt(&'static str),
+    /// The backend cannot hold a rebuild beside its live statistics.
+    #[error(
+        "the {0} store cannot be rebuilt from the click topic: replay needs a shared store (postgres)"
+    )]
+    NoRebuild(&'static str),
 }
 
 /// Opens the configured store and checks it is usable (PostgreSQL: its schema is
@@ -104,14 +111,19 @@ pub async fn migrate(settings: &StoreSettings) -> Result<String, OpenError> {
 fn connect_postgres(
     pg: &PostgresSettings,
 ) -> Result<Arc<shortener_postgres::PostgresStore>, StoreError> {
+    shortener_postgres::PostgresStore::connect(&postgres_options(pg))
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_options(pg: &PostgresSettings) -> shortener_postgres::PostgresOptions {
     use std::time::Duration;
-    shortener_postgres::PostgresStore::connect(&shortener_postgres::PostgresOptions {
+    shortener_postgres::PostgresOptions {
         url: pg.url.expose().to_owned(),
         pool_size: pg.pool_size.get(),
         connect_timeout: Duration::from_millis(pg.connect_timeout_ms.get()),
         acquire_timeout: Duration::from_millis(pg.acquire_timeout_ms.get()),
         statement_timeout: Duration::from_millis(pg.statement_timeout_ms.get()),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +176,16 @@ mod tests {
             .err()
             .expect("not built");
         assert!(error.to_string().contains("--features postgres"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn the_embedded_store_cannot_be_rebuilt_beside_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let error = rebuild::Rebuild::open(&settings(StoreBackend::Embedded, dir.path()))
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(error, OpenError::NoRebuild("embedded")), "{error}");
+        assert!(error.to_string().contains("shared store"), "{error}");
     }
 }

@@ -16,7 +16,9 @@
 //! - `links`: [`LinkStore`](shortener_core::LinkStore) (insert-if-absent, get, delete,
 //!   list with totals);
 //! - `stats`: [`StatsStore`](shortener_core::stats::StatsStore) (batches applied once, in
-//!   one transaction; bounded range reads).
+//!   one transaction; bounded range reads);
+//! - [`rebuild`]: fresh statistics tables beside the live ones, switched in by one
+//!   transaction (`analytics replay`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +30,7 @@ use tokio_postgres::NoTls;
 
 mod links;
 pub mod migrate;
+pub mod rebuild;
 mod stats;
 
 /// How to reach the database, and how long to wait for it.
@@ -57,12 +60,25 @@ impl PostgresStore {
     /// A store on `options.url`. Connections are opened on first use, so this fails only
     /// for a malformed URL; [`PostgresStore::check_schema`] is the start-up check.
     pub fn connect(options: &PostgresOptions) -> Result<Arc<Self>, StoreError> {
+        Self::connect_in(options, None)
+    }
+
+    /// [`PostgresStore::connect`], with unqualified table names resolved in `schema`
+    /// first (`search_path`): how a rebuild writes its fresh tables with the same code.
+    fn connect_in(
+        options: &PostgresOptions,
+        schema: Option<&str>,
+    ) -> Result<Arc<Self>, StoreError> {
         let mut config: tokio_postgres::Config = options.url.parse().map_err(backend)?;
         config.connect_timeout(options.connect_timeout);
-        config.options(format!(
+        let mut server_options = format!(
             "-c statement_timeout={}",
             options.statement_timeout.as_millis()
-        ));
+        );
+        if let Some(schema) = schema {
+            server_options.push_str(&format!(" -c search_path={schema}"));
+        }
+        config.options(server_options);
         if config.get_application_name().is_none() {
             config.application_name("shortener");
         }
