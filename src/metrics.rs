@@ -64,6 +64,14 @@ pub const KAFKA_CLICKS: &str = "shortener_kafka_clicks_total";
 pub const KAFKA_DELIVERY_DURATION: &str = "shortener_kafka_delivery_seconds";
 /// Clicks the producer holds: queued, or sent and not yet acknowledged.
 pub const KAFKA_IN_FLIGHT: &str = "shortener_kafka_in_flight_clicks";
+/// Produce requests sent to the brokers (librdkafka's statistics).
+pub const KAFKA_PRODUCE_REQUESTS: &str = "shortener_kafka_produce_requests_total";
+/// Bytes the producer sent to the brokers (librdkafka's statistics).
+pub const KAFKA_BYTES_SENT: &str = "shortener_kafka_sent_bytes_total";
+/// Messages per batch, averaged over the last statistics interval.
+pub const KAFKA_BATCH_MESSAGES: &str = "shortener_kafka_batch_messages";
+/// Bytes per batch, averaged over the last statistics interval.
+pub const KAFKA_BATCH_BYTES: &str = "shortener_kafka_batch_bytes";
 /// Clicks applied to statistics.
 pub const CLICKS_AGGREGATED: &str = "shortener_clicks_aggregated_total";
 /// Click batches flushed to the sink.
@@ -201,6 +209,26 @@ fn describe() {
         KAFKA_IN_FLIGHT,
         Unit::Count,
         "Clicks held by the Kafka producer, queued or awaiting acknowledgement."
+    );
+    describe_counter!(
+        KAFKA_PRODUCE_REQUESTS,
+        Unit::Count,
+        "Produce requests sent to the brokers (librdkafka statistics, every kafka.statistics_interval_ms)."
+    );
+    describe_counter!(
+        KAFKA_BYTES_SENT,
+        Unit::Bytes,
+        "Bytes sent to the brokers, all request kinds (librdkafka statistics)."
+    );
+    describe_gauge!(
+        KAFKA_BATCH_MESSAGES,
+        Unit::Count,
+        "Messages per batch sent, averaged over the last statistics interval."
+    );
+    describe_gauge!(
+        KAFKA_BATCH_BYTES,
+        Unit::Bytes,
+        "Bytes per batch sent, averaged over the last statistics interval."
     );
     describe_gauge!(
         STATS_PENDING_CLICKS,
@@ -366,5 +394,9 @@ pub fn producer_meters() -> shortener_kafka::producer::ProducerMeters {
         failed_error: clicks("failed", "error"),
         delivery_latency: metrics::histogram!(KAFKA_DELIVERY_DURATION),
         in_flight: metrics::gauge!(KAFKA_IN_FLIGHT),
+        produce_requests: metrics::counter!(KAFKA_PRODUCE_REQUESTS),
+        bytes_sent: metrics::counter!(KAFKA_BYTES_SENT),
+        batch_messages: metrics::gauge!(KAFKA_BATCH_MESSAGES),
+        batch_bytes: metrics::gauge!(KAFKA_BATCH_BYTES),
     }
 }

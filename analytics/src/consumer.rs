@@ -101,6 +101,9 @@ pub enum ConsumerError {
 
 /// Events decoded and not yet aggregated are folded in at this many.
 const AGGREGATE_EVERY: usize = 1_024;
+/// The resolution (ms) of the click-to-stats delay: clicks are counted per slot of their
+/// time, and a slot's delay is measured from its start.
+const CLICK_TIME_SLOT_MS: i64 = 10;
 /// How long one poll waits for a message.
 const POLL: Duration = Duration::from_millis(100);
 /// Longest pause between attempts to read a position from the store.
@@ -119,8 +122,8 @@ struct Partition {
     /// Offsets held (consumed, not yet written): first and last.
     first: Option<i64>,
     last: i64,
-    /// Clicks held per second of their time, for the click-to-stats delay.
-    click_seconds: BTreeMap<i64, u64>,
+    /// Clicks held per 10 ms of their time, for the click-to-stats delay.
+    click_times: BTreeMap<i64, u64>,
     /// Dead letters produced since the last write.
     dead_letters: bool,
 }
@@ -134,7 +137,7 @@ impl Partition {
             pending: BatchAggregate::default(),
             first: None,
             last: -1,
-            click_seconds: BTreeMap::new(),
+            click_times: BTreeMap::new(),
             dead_letters: false,
         }
     }
@@ -143,7 +146,7 @@ impl Partition {
         self.events.clear();
         self.pending = BatchAggregate::default();
         self.first = None;
-        self.click_seconds.clear();
+        self.click_times.clear();
         self.dead_letters = false;
     }
 }
@@ -321,8 +324,8 @@ impl Context {
                 self.meters.aggregated.increment(events);
                 self.meters.writes.increment(1);
                 let now_ms = crate::now_ms();
-                for (second, clicks) in &held.click_seconds {
-                    let delay = (now_ms - second * 1_000).max(0) as f64 / 1_000.0;
+                for (slot, clicks) in &held.click_times {
+                    let delay = (now_ms - slot * CLICK_TIME_SLOT_MS).max(0) as f64 / 1_000.0;
                     self.meters
                         .click_to_stats
                         .record_many(delay, *clicks as usize);
@@ -659,8 +662,8 @@ fn take(consumer: &BaseConsumer<Context>, message: &rdkafka::message::BorrowedMe
     match decoded {
         Ok(event) => {
             *held
-                .click_seconds
-                .entry(event.at_ms.div_euclid(1_000))
+                .click_times
+                .entry(event.at_ms.div_euclid(CLICK_TIME_SLOT_MS))
                 .or_default() += 1;
             held.events.push(event);
             if held.events.len() >= AGGREGATE_EVERY {

@@ -32,6 +32,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
 };
+use rdkafka::statistics::Statistics;
 use shortener_core::click::ClickEvent;
 use shortener_core::sink::{EventSink, SinkError};
 
@@ -57,6 +58,14 @@ pub struct ProducerMeters {
     pub delivery_latency: Histogram,
     /// Clicks held by librdkafka, queued or awaiting acknowledgement.
     pub in_flight: Gauge,
+    /// Produce requests sent to the brokers (librdkafka's statistics).
+    pub produce_requests: Counter,
+    /// Bytes sent to the brokers, requests of every kind (librdkafka's statistics).
+    pub bytes_sent: Counter,
+    /// Messages per batch sent, averaged over the last statistics interval.
+    pub batch_messages: Gauge,
+    /// Bytes per batch sent, averaged over the last statistics interval.
+    pub batch_bytes: Gauge,
 }
 
 impl ProducerMeters {
@@ -71,6 +80,10 @@ impl ProducerMeters {
             failed_error: Counter::noop(),
             delivery_latency: Histogram::noop(),
             in_flight: Gauge::noop(),
+            produce_requests: Counter::noop(),
+            bytes_sent: Counter::noop(),
+            batch_messages: Gauge::noop(),
+            batch_bytes: Gauge::noop(),
         }
     }
 }
@@ -90,6 +103,36 @@ impl ClientContext for Reports {
             }
             L::Warning => tracing::warn!(facility = fac, "librdkafka: {log_message}"),
             _ => tracing::debug!(facility = fac, "librdkafka: {log_message}"),
+        }
+    }
+
+    /// librdkafka's periodic report (`kafka.statistics_interval_ms`), on its own thread:
+    /// requests and bytes are running totals, batch sizes the interval's averages.
+    fn stats(&self, statistics: Statistics) {
+        let brokers = statistics.brokers.values();
+        let produce: i64 = brokers.clone().filter_map(|b| b.req.get("Produce")).sum();
+        self.meters
+            .produce_requests
+            .absolute(u64::try_from(produce).unwrap_or(0));
+        self.meters
+            .bytes_sent
+            .absolute(brokers.map(|b| b.txbytes).sum());
+        let (messages, bytes, batches) =
+            statistics
+                .topics
+                .values()
+                .fold((0, 0, 0), |(messages, bytes, batches), topic| {
+                    (
+                        messages + topic.batchcnt.sum,
+                        bytes + topic.batchsize.sum,
+                        batches + topic.batchcnt.cnt,
+                    )
+                });
+        if batches > 0 {
+            self.meters
+                .batch_messages
+                .set(messages as f64 / batches as f64);
+            self.meters.batch_bytes.set(bytes as f64 / batches as f64);
         }
     }
 

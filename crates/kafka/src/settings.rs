@@ -38,6 +38,9 @@ pub struct KafkaSettings {
     pub delivery_timeout_ms: NonZeroU64,
     /// At shutdown, how long the producer may take to deliver what it holds.
     pub flush_timeout_ms: u64,
+    /// `statistics.interval.ms`: how often librdkafka reports its requests, bytes and
+    /// batch sizes (into the service's metrics); 0 turns the reports off.
+    pub statistics_interval_ms: u64,
 }
 
 /// `compression.type`: what librdkafka can do without an external C library.
@@ -85,6 +88,10 @@ impl KafkaSettings {
                 self.queue_max_messages.to_string(),
             ),
             ("message.timeout.ms", self.delivery_timeout_ms.to_string()),
+            (
+                "statistics.interval.ms",
+                self.statistics_interval_ms.to_string(),
+            ),
         ]
     }
 }
