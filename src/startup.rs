@@ -308,8 +308,20 @@ fn batcher_config(settings: &Settings) -> BatcherConfig {
     };
     BatcherConfig {
         batch_max: c.batch_max.get(),
-        flush_interval: Duration::from_millis(c.flush_interval_ms.get()),
+        flush_interval: handover_interval(settings),
         visitor_secret,
+    }
+}
+
+/// How long the batcher holds clicks before handing them to the sink. In process, the
+/// batch is a store transaction: `clicks.flush_interval_ms`. To Kafka, librdkafka does
+/// the batching (`kafka.linger_ms`), so the batcher hands over at the linger (at least
+/// every millisecond): a click then waits at most about two lingers before it is sent,
+/// not a second.
+fn handover_interval(settings: &Settings) -> Duration {
+    match settings.clicks.sink {
+        ClickSink::InProcess => Duration::from_millis(settings.clicks.flush_interval_ms.get()),
+        ClickSink::Kafka => Duration::from_millis(settings.kafka.linger_ms.max(1)),
     }
 }
 
@@ -430,6 +442,18 @@ mod no_kafka {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn clicks_for_kafka_are_handed_over_at_the_linger_not_the_flush_interval() {
+        let mut settings = Settings::from_defaults().expect("defaults");
+        settings.clicks.flush_interval_ms = 1_000.try_into().expect("> 0");
+        assert_eq!(handover_interval(&settings), Duration::from_secs(1));
+        settings.clicks.sink = ClickSink::Kafka;
+        settings.kafka.linger_ms = 20;
+        assert_eq!(handover_interval(&settings), Duration::from_millis(20));
+        settings.kafka.linger_ms = 0;
+        assert_eq!(handover_interval(&settings), Duration::from_millis(1));
+    }
 
     #[tokio::test]
     async fn the_listener_queues_as_many_connections_as_its_backlog_and_no_more() {
