@@ -40,6 +40,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use shortener_core::StoreError;
@@ -188,6 +189,28 @@ impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         // Repeats while the brokers are down; the poll loop logs them once a minute.
         tracing::debug!(%error, "kafka consumer: {reason}");
+    }
+
+    /// librdkafka's periodic report (every [`LAG_EVERY`], served by `poll`): the lag per
+    /// partition from the high watermark its fetches saw, with no request of its own.
+    /// (Asking the broker for watermarks instead shares the connection with a fetch that
+    /// waits up to `fetch.wait.max.ms`; the request times out and takes the fetch down.)
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.config.topic) else {
+            return;
+        };
+        for partition in topic.partitions.values() {
+            if partition.partition < 0 || !partition.desired || partition.hi_offset < 0 {
+                continue;
+            }
+            let read = if partition.app_offset >= 0 {
+                partition.app_offset
+            } else {
+                partition.committed_offset.max(0)
+            };
+            metrics::gauge!(crate::metrics::LAG, "partition" => partition.partition.to_string())
+                .set((partition.hi_offset - read).max(0) as f64);
+        }
     }
 }
 
@@ -448,7 +471,6 @@ pub fn run(
     tracing::info!(topic = config.topic, group = config.group, "consuming");
     let mut last_write = Instant::now();
     let mut last_poll_error = None;
-    let mut last_lag = Instant::now();
     while !stop.load(Ordering::Acquire) {
         health.polled();
         if let Some(message) = consumer.poll(POLL) {
@@ -475,10 +497,6 @@ pub fn run(
         if full || last_write.elapsed() >= config.flush_interval {
             consumer.context().write_all(&consumer);
             last_write = Instant::now();
-        }
-        if last_lag.elapsed() >= LAG_EVERY {
-            report_lag(&consumer, &config.topic);
-            last_lag = Instant::now();
         }
     }
     tracing::info!("stopping: writing what is held, then leaving the group");
@@ -509,6 +527,7 @@ fn consumer(
             "session.timeout.ms",
             config.session_timeout.as_millis().to_string(),
         )
+        .set("statistics.interval.ms", LAG_EVERY.as_millis().to_string())
         .create_with_context(context)
 }
 
@@ -614,28 +633,8 @@ pub fn replay(
     Ok(())
 }
 
-/// How often the lag per partition is measured (a request to the broker per partition).
+/// How often librdkafka reports its statistics, and so the lag per partition.
 const LAG_EVERY: Duration = Duration::from_secs(5);
-
-/// `analytics_lag_messages{partition}`: messages in each assigned partition after the
-/// consumer's reading position.
-fn report_lag(consumer: &BaseConsumer<Context>, topic: &str) {
-    let Ok(positions) = consumer.position() else {
-        return;
-    };
-    for element in positions.elements_for_topic(topic) {
-        let Offset::Offset(next) = element.offset() else {
-            continue;
-        };
-        let partition = element.partition();
-        if let Ok((_, high)) =
-            consumer.fetch_watermarks(topic, partition, Duration::from_millis(500))
-        {
-            metrics::gauge!(crate::metrics::LAG, "partition" => partition.to_string())
-                .set((high - next).max(0) as f64);
-        }
-    }
-}
 
 /// One message: decoded into its partition's events, or sent to the dead-letter topic.
 fn take(consumer: &BaseConsumer<Context>, message: &rdkafka::message::BorrowedMessage<'_>) {
