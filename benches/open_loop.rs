@@ -39,6 +39,8 @@ struct Settings {
     clients: u64,
     prefix: String,
     pool: usize,
+    /// How long before each due time the generator stops sleeping and spins (`SPIN_US`).
+    spin: Duration,
 }
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
@@ -65,6 +67,7 @@ impl Settings {
             clients: env("CLIENTS", 1_000_000)?,
             prefix: env("CODE_PREFIX", "L".to_owned())?,
             pool: env("POOL", 500_000)?,
+            spin: Duration::from_micros(env("SPIN_US", 2_000)?),
         })
     }
 }
@@ -157,6 +160,8 @@ async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> anyhow::
 struct Run {
     start: Instant,
     interval: Duration,
+    /// See [`wait_until`].
+    spin: Duration,
     /// Index of the next request to send.
     next: Cell<u64>,
     /// Requests due before this index are warm-up: sent, not measured.
@@ -180,7 +185,7 @@ async fn connection(run: Rc<Run>, pool: Rc<Vec<Vec<u8>>>, target: String) -> any
         }
         run.next.set(i + 1);
         let due = run.start + run.interval.mul_f64(i as f64);
-        wait_until(due).await;
+        wait_until(due, run.spin).await;
         let request = &pool[(i % pool.len() as u64) as usize];
         let outcome = async {
             stream.write_all(request).await?;
@@ -209,11 +214,12 @@ async fn connection(run: Rc<Run>, pool: Rc<Vec<Vec<u8>>>, target: String) -> any
 
 /// Waits until `due`, to within microseconds: tokio's timer has millisecond ticks, which
 /// would send requests up to a millisecond late and count that against the server. The
-/// timer covers all but the last two milliseconds; the rest is spent yielding to the
-/// other connections (the client has its own core).
-async fn wait_until(due: Instant) {
-    const SPIN: Duration = Duration::from_millis(2);
-    if let Some(early) = due.checked_sub(SPIN)
+/// timer covers all but the last `spin` (2 ms by default); the rest is spent yielding to
+/// the other connections, which keeps the client's core busy (it should have its own).
+/// `SPIN_US=0` sleeps only: requests up to a millisecond late, and a core left to share
+/// (for measuring what is far slower than a millisecond, such as click-to-stats).
+async fn wait_until(due: Instant, spin: Duration) {
+    if let Some(early) = due.checked_sub(spin)
         && early > Instant::now()
     {
         tokio::time::sleep_until(tokio::time::Instant::from_std(early)).await;
@@ -249,6 +255,7 @@ fn main() -> anyhow::Result<()> {
     let run = Rc::new(Run {
         start: Instant::now() + Duration::from_millis(200), // time to connect
         interval: Duration::from_secs_f64(1.0 / settings.rate),
+        spin: settings.spin,
         next: Cell::new(0),
         measured_from: (settings.warmup.as_secs_f64() * settings.rate) as u64,
         end: (total.as_secs_f64() * settings.rate) as u64,

@@ -5,7 +5,9 @@
 # LINKS codes, browser headers):
 #   closed loop (wrk, CONNECTIONS connections, WRK_DURATION): the most clicks a second
 #     the service produces, with produce requests a second and bytes per request;
-#   open loop (benches/open_loop.rs at RATE for DURATION s): produce requests a second
+#   open loop (benches/open_loop.rs at RATE for DURATION s, sleeping between requests
+#     rather than spinning, so that it leaves the consumer its share of the core; its
+#     requests are then up to 1 ms late, nothing next to these delays): requests a second
 #     and bytes per request at a steady rate, and the delays: click to the broker's
 #     acknowledgement (shortener_kafka_delivery_seconds) and click to written statistics
 #     (analytics_click_to_stats_seconds), p50 and p99 from the histograms.
@@ -47,7 +49,7 @@ psql "$pg_url" -X -q -c "INSERT INTO links (code, target, created_at, redirect)
     SELECT 'L' || i, 'https://example.com/landing/' || i, now(), 302 FROM generate_series(0, $LINKS - 1) i"
 export APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" APP__KAFKA__BROKERS="$kafka_addr" RUST_LOG=error
 target/release/analytics topics create
-APP__ANALYTICS__LISTEN="127.0.0.1:$CONSUMER_PORT" taskset -c "$CLIENT_CPU" target/release/analytics run &
+env RUST_LOG=${CONSUMER_RUST_LOG:-error} APP__ANALYTICS__LISTEN="127.0.0.1:$CONSUMER_PORT" taskset -c "$CLIENT_CPU" target/release/analytics run 2>"${CONSUMER_LOG:-/dev/null}" &
 consumer=$!
 wait_http "http://127.0.0.1:$CONSUMER_PORT/readyz"
 
@@ -100,7 +102,7 @@ for linger in $LINGERS; do
     bytes=$(diffed "$data/a" "$data/b" counter shortener_kafka_sent_bytes_total)
     closed_rps=$(per_second "$requests" "$seconds") closed_bpr=$(ratio "$bytes" "$requests")
     # Open loop: the steady rate, and the delays.
-    RATE=$RATE DURATION=$DURATION WARMUP=0 LINKS=$LINKS taskset -c "$CLIENT_CPU" \
+    RATE=$RATE DURATION=$DURATION WARMUP=0 LINKS=$LINKS SPIN_US=0 taskset -c "$CLIENT_CPU" \
         target/release/examples/open-loop "127.0.0.1:$PORT" >"$data/open.txt"
     grep -q " 0 errors, 0 not 3xx" "$data/open.txt" || { cat "$data/open.txt" >&2; exit 1; }
     settle; sleep 1; scrape "$data/c"

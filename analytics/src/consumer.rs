@@ -311,9 +311,19 @@ impl Context {
     /// Writes what `held` holds with its offsets; clears it when written (or when the
     /// store says another writer got there first). Returns whether nothing is left held.
     fn write(&self, held: &mut Partition, consumer: &BaseConsumer<Self>) -> bool {
-        let Some(first) = held.first else {
-            return true;
+        let Some(batch) = self.prepare(held) else {
+            return held.first.is_none();
         };
+        let started = Instant::now();
+        let result = self.runtime.block_on(self.stats.apply(batch.clone()));
+        self.finish(held, batch, result, started.elapsed(), consumer)
+    }
+
+    /// The batch `held` is ready to write: its events aggregated, its dead letters
+    /// delivered (a position never passes an undelivered dead letter), its id set from
+    /// its offsets. `None` when nothing is held or the dead letters are not delivered.
+    fn prepare(&self, held: &mut Partition) -> Option<Arc<BatchAggregate>> {
+        let first = held.first?;
         if !held.events.is_empty() {
             let events = std::mem::take(&mut held.events);
             self.state()
@@ -325,7 +335,7 @@ impl Context {
         {
             if let Err(error) = dead_letters.flush(Duration::from_secs(10)) {
                 tracing::warn!(%error, "dead letters not yet delivered; the write waits");
-                return false;
+                return None;
             }
             held.dead_letters = false;
         }
@@ -335,13 +345,34 @@ impl Context {
             first: first as u64,
             last: held.last as u64,
         });
+        Some(Arc::new(batch))
+    }
+
+    /// What follows a write of `batch` (prepared from `held`): on success, the metrics,
+    /// the informational commit and `held` cleared; on an overlap, `held` dropped and the
+    /// partition read again from the store's position; on an error, the batch kept in
+    /// `held` for the next attempt. Returns whether nothing is left held.
+    fn finish(
+        &self,
+        held: &mut Partition,
+        batch: Arc<BatchAggregate>,
+        result: Result<(), StoreError>,
+        elapsed: Duration,
+        consumer: &BaseConsumer<Self>,
+    ) -> bool {
+        let elapsed = elapsed.as_secs_f64();
         let (events, cells) = (batch.events, batch.cells);
-        let batch = Arc::new(batch);
-        let started = Instant::now();
-        let result = self.runtime.block_on(self.stats.apply(batch.clone()));
-        let elapsed = started.elapsed().as_secs_f64();
         match result {
             Ok(()) => {
+                tracing::debug!(
+                    partition = held.partition,
+                    first = held.first,
+                    last = held.last,
+                    events,
+                    cells,
+                    seconds = elapsed,
+                    "wrote a partition's aggregates with its offsets"
+                );
                 self.meters.write_ok.record(elapsed);
                 self.meters.write_cells.record(cells as f64);
                 self.meters.aggregated.increment(events);
@@ -354,13 +385,12 @@ impl Context {
                         .record_many(delay, *clicks as usize);
                 }
                 self.health.wrote();
-                let partition = held.partition;
                 let mut committed = TopicPartitionList::new();
                 // Informational only (lag tools read it); the store's position rules.
                 if committed
                     .add_partition_offset(
                         &self.config.topic,
-                        partition,
+                        held.partition,
                         Offset::Offset(held.last + 1),
                     )
                     .is_ok()
@@ -425,15 +455,46 @@ impl Context {
         }
     }
 
-    /// Writes every partition that holds something.
+    /// Writes every partition that holds something, the partitions' transactions at
+    /// once: a round of writes takes as long as the slowest, not the sum, which is what
+    /// bounds the click-to-stats delay when the store is slow.
     fn write_all(&self, consumer: &BaseConsumer<Self>) {
-        let numbers: Vec<i32> = self.state().partitions.keys().copied().collect();
-        for partition in numbers {
-            let taken = self.state().partitions.remove(&partition);
-            if let Some(mut held) = taken {
-                self.write(&mut held, consumer);
-                self.state().partitions.insert(partition, held);
+        let held: Vec<Partition> = {
+            let mut state = self.state();
+            let numbers: Vec<i32> = state
+                .partitions
+                .iter()
+                .filter(|(_, p)| p.first.is_some())
+                .map(|(&n, _)| n)
+                .collect();
+            numbers
+                .iter()
+                .filter_map(|n| state.partitions.remove(n))
+                .collect()
+        };
+        let mut prepared = Vec::with_capacity(held.len());
+        let mut waiting = Vec::new();
+        for mut partition in held {
+            match self.prepare(&mut partition) {
+                Some(batch) => prepared.push((partition, batch)),
+                None => waiting.push(partition),
             }
+        }
+        let results = self.runtime.block_on(async {
+            let writes = prepared.iter().map(|(_, batch)| async {
+                let started = Instant::now();
+                let result = self.stats.apply(batch.clone()).await;
+                (result, started.elapsed())
+            });
+            futures::future::join_all(writes).await
+        });
+        for ((mut partition, batch), (result, elapsed)) in prepared.into_iter().zip(results) {
+            self.finish(&mut partition, batch, result, elapsed, consumer);
+            waiting.push(partition);
+        }
+        let mut state = self.state();
+        for partition in waiting {
+            state.partitions.insert(partition.partition, partition);
         }
     }
 }
