@@ -13,6 +13,12 @@
 # package, on CLIENT_CPU) instead of a redb file: links seeded with SQL, statistics
 # tables emptied before each run, bytes per click from pg_total_relation_size.
 #
+# SINK=kafka (implies BACKEND=postgres) sends clicks_on's clicks through the Kafka sink:
+# the test kit's broker and `analytics run` on CLIENT_CPU aggregate them. A run settles
+# when every recorded click has an outcome and the statistics hold every delivered one;
+# "dropped" is then every click not delivered (queue full here or in the producer,
+# failed), and bytes per click are the statistics' bytes over the clicks written.
+#
 # Each service run starts from a fresh copy of the seeded store, warms up for WARMUP,
 # then wrk measures for DURATION. After it, the script waits until every recorded click
 # is in the store (recorded = aggregated + dropped{sink_error}) and reports, per run:
@@ -49,12 +55,25 @@ metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 ==
 
 source scripts/lib/service.sh   # start_service, stop_server
 
+[ "${SINK:-in_process}" = kafka ] && BACKEND=postgres
 if [ "${BACKEND:-embedded}" = postgres ]; then
     source scripts/lib/servers.sh
-    cargo build --release --quiet --features postgres --bin shortener
+    cargo build --release --quiet --features "postgres${SINK:+,kafka}" --bin shortener
     trap 'stop_servers; cleanup' EXIT
     migrated_postgres pg_url "$CLIENT_CPU" "$service"
     pg() { psql "$pg_url" -X -q -c "$1"; }
+    sink_env=""
+    if [ "${SINK:-}" = kafka ]; then
+        cargo build --release --quiet -p shortener-analytics
+        server_up kafka_addr kafka "$CLIENT_CPU"
+        APP__KAFKA__BROKERS="$kafka_addr" RUST_LOG=error target/release/analytics topics create
+        APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" APP__KAFKA__BROKERS="$kafka_addr" \
+            APP__ANALYTICS__LISTEN=127.0.0.1:$((ADMIN_PORT + 100)) RUST_LOG=error \
+            taskset -c "$CLIENT_CPU" target/release/analytics run &
+        consumer=$!
+        trap 'kill "$consumer"; wait "$consumer"; stop_servers; cleanup' EXIT
+        sink_env="APP__CLICKS__SINK=kafka APP__KAFKA__BROKERS=$kafka_addr"
+    fi
     seed_links() { # count prefix
         pg "TRUNCATE links; INSERT INTO links (code, target, created_at, redirect)
             SELECT '$2' || i, 'https://example.com/landing/' || i, now(), 302 FROM generate_series(0, $1 - 1) i"
@@ -64,7 +83,7 @@ if [ "${BACKEND:-embedded}" = postgres ]; then
         pg "TRUNCATE stats_totals, stats_days, stats_sources"
         env APP__HTTP__LISTEN="127.0.0.1:$PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \
             APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" APP__CLICKS__ENABLED="$1" \
-            APP__CLICKS__TRUSTED_PROXIES=127.0.0.0/8 RUST_LOG=error ${EXTRA_ENV:-} \
+            APP__CLICKS__TRUSTED_PROXIES=127.0.0.0/8 RUST_LOG=error ${EXTRA_ENV:-} $([ "$1" = true ] && echo "$sink_env") \
             taskset -c "$SERVER_CPU" "$service" serve &
         pid=$!
         wait_http "http://127.0.0.1:$PORT/healthz"
@@ -89,7 +108,21 @@ measure() { # target
     read -r rps _ p99 cpu < <(run "$1" "$url" "$pid" scripts/zipf-codes.lua)
     rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")
     dropped=0
-    if [ "$1" = clicks_on ]; then
+    if [ "$1" = clicks_on ] && [ "${SINK:-}" = kafka ]; then
+        local recorded accounted written delivered
+        for _ in $(seq 1200); do   # every recorded click has an outcome, every delivered one is written
+            recorded=$(metric shortener_clicks_recorded_total)
+            delivered=$(metric 'shortener_kafka_clicks_total{outcome="delivered",reason=""}')
+            accounted=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '$1 ~ /^shortener_kafka_clicks_total/ || $1 ~ /^shortener_clicks_dropped_total/ {s += $2} END {printf "%d", s}')
+            written=$(psql "$pg_url" -X -A -t -c "SELECT coalesce(sum(total), 0) FROM stats_totals")
+            [ "$recorded" = "$accounted" ] && [ "$written" = "$delivered" ] && break
+            sleep 0.1
+        done
+        dropped=$((recorded - written))
+        bytes=$(curl -s "http://127.0.0.1:$ADMIN_PORT/storage" | jq .stats_bytes)
+        bytes_per_click=$(awk -v b="$bytes" -v n="$written" 'BEGIN {printf "%.1f", b / n}')
+        rss=$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status")
+    elif [ "$1" = clicks_on ]; then
         for _ in $(seq 600); do   # the stats writer runs every stats.flush_interval_ms
             recorded=$(metric shortener_clicks_recorded_total)
             settled=$(awk -v a="$(metric shortener_clicks_aggregated_total)" \
@@ -108,7 +141,7 @@ measure() { # target
     echo "$rps $p99 $dropped $bytes_per_click $rss $cpu $per_cell"
 }
 
-echo "backend: ${BACKEND:-embedded}; machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up), Zipf(1.0), browser headers; server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU"
+echo "backend: ${BACKEND:-embedded}; clicks: ${SINK:-in_process}; machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up), Zipf(1.0), browser headers; server CPU $SERVER_CPU, wrk CPU $CLIENT_CPU"
 for links in $LINKS_LIST; do
     rm -f "$data/seed.redb"
     LINKS_SEED_START=$(date +%s.%N)

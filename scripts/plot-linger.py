@@ -44,6 +44,7 @@ def main():
         axis.set_xlabel("kafka.linger_ms")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
+    gain.set_yscale("log")
     cost.set_yscale("log")
     fig.tight_layout()
     fig.savefig(sys.argv[2], dpi=110)
