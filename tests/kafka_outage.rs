@@ -23,7 +23,7 @@ mod prometheus;
 use prometheus::metric_value;
 
 /// How long the broker is frozen.
-const OUTAGE: Duration = Duration::from_secs(20);
+const OUTAGE: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_broker_costs_redirects_nothing_and_every_click_is_accounted_for() {
