@@ -1,0 +1,288 @@
+//! The CQL link store against a real CQL engine: the test kit's Apache Cassandra 5.0
+//! (ScyllaDB speaks the same protocol; `SCYLLA_NODES=host:9042` runs these against a
+//! real ScyllaDB instead). A keyspace per test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scylla::statement::{Consistency, SerialConsistency};
+use shortener_core::{
+    ClickClaim, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, StoreError, TargetUrl,
+};
+use shortener_scylla::{ScyllaOptions, ScyllaStore, migrate};
+use time::OffsetDateTime;
+
+/// A migrated keyspace of its own for `test`, on `SCYLLA_NODES` or the kit's Cassandra.
+async fn options(test: &str, keyspace: &str) -> Option<ScyllaOptions> {
+    let nodes = match std::env::var("SCYLLA_NODES") {
+        Ok(nodes) => nodes.split(',').map(str::to_owned).collect(),
+        Err(_) => vec![shortener_testkit::cassandra::cassandra(test)?.node()],
+    };
+    let options = ScyllaOptions {
+        nodes,
+        keyspace: keyspace.to_owned(),
+        replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+        consistency: Consistency::LocalQuorum,
+        serial_consistency: SerialConsistency::LocalSerial,
+        request_timeout: Duration::from_secs(10),
+        lwt_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(10),
+    };
+    migrate::run(&options).await.expect("migrate");
+    Some(options)
+}
+
+async fn store(options: &ScyllaOptions) -> Arc<ScyllaStore> {
+    let store = ScyllaStore::connect(options).await.expect("connect");
+    store.check_schema().await.expect("schema current");
+    store
+}
+
+fn link(code: &str) -> Link {
+    Link {
+        code: ShortCode::parse(code).expect("code"),
+        target: TargetUrl::parse(&format!("https://example.com/{code}")).expect("url"),
+        created_at: OffsetDateTime::from_unix_timestamp(1_780_000_000).expect("time"),
+        expires_at: None,
+        redirect: RedirectKind::Found,
+        max_clicks: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_racing_through_two_sessions_have_one_winner_and_read_back() {
+    let Some(options) = options("scylla links", "race").await else {
+        return;
+    };
+    let (a, b) = (store(&options).await, store(&options).await);
+    for i in 0..20 {
+        let code = format!("race{i}");
+        let mut mine = link(&code);
+        mine.target = TargetUrl::parse("https://a.example/").expect("url");
+        let mut theirs = link(&code);
+        theirs.target = TargetUrl::parse("https://b.example/").expect("url");
+        let (x, y) = tokio::join!(a.insert_if_absent(&mine), b.insert_if_absent(&theirs));
+        let outcomes = [x.expect("a"), y.expect("b")];
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == InsertOutcome::Inserted)
+                .count(),
+            1,
+            "{code}: {outcomes:?}"
+        );
+        let stored = a.get(&mine.code).await.expect("get").expect("present");
+        let winner = if outcomes[0] == InsertOutcome::Inserted {
+            &mine
+        } else {
+            &theirs
+        };
+        assert_eq!(&stored, winner);
+    }
+    assert_eq!(
+        a.get(&ShortCode::parse("absent").expect("code"))
+            .await
+            .expect("get"),
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_create_is_settled_by_a_serial_read_of_its_request_id() {
+    let Some(options) = options("scylla links", "ambiguous").await else {
+        return;
+    };
+    let store = store(&options).await;
+    // Our create went through, but its answer was lost: the SERIAL read recognises it.
+    let ours = link("ours");
+    let id = uuid::Uuid::new_v4();
+    assert_eq!(
+        store.insert_with_id(&ours, id).await.expect("insert"),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        store
+            .resolve_ambiguous_create(&ours, id)
+            .await
+            .expect("settle"),
+        InsertOutcome::Inserted
+    );
+    // Someone else's row under our code: we lost.
+    assert_eq!(
+        store
+            .resolve_ambiguous_create(&ours, uuid::Uuid::new_v4())
+            .await
+            .expect("settle"),
+        InsertOutcome::AlreadyExists
+    );
+    // Nothing was written: the create is sent again and wins.
+    let lost = link("lost");
+    assert_eq!(
+        store
+            .resolve_ambiguous_create(&lost, uuid::Uuid::new_v4())
+            .await
+            .expect("settle"),
+        InsertOutcome::Inserted
+    );
+    assert!(store.get(&lost.code).await.expect("get").is_some());
+
+    // Injected for real: an LWT timeout shorter than the transaction takes, so the
+    // driver gives up on every create while Cassandra goes on with it.
+    let hasty = store_with_lwt_timeout(&options, Duration::from_micros(500)).await;
+    for i in 0..10 {
+        let code = format!("hasty{i}");
+        let outcome = hasty.insert_if_absent(&link(&code)).await;
+        match outcome {
+            Ok(InsertOutcome::Inserted) => {}
+            other => panic!("{code}: {other:?}"),
+        }
+        assert!(
+            store.get(&link(&code).code).await.expect("get").is_some(),
+            "{code} stored"
+        );
+        assert_eq!(
+            store.insert_if_absent(&link(&code)).await.expect("again"),
+            InsertOutcome::AlreadyExists
+        );
+    }
+}
+
+async fn store_with_lwt_timeout(options: &ScyllaOptions, timeout: Duration) -> Arc<ScyllaStore> {
+    let mut options = options.clone();
+    options.lwt_timeout = timeout;
+    store(&options).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_link_answers_until_its_ttl_purges_it() {
+    let Some(options) = options("scylla links", "ttl").await else {
+        return;
+    };
+    let store = store(&options).await;
+    let now = OffsetDateTime::now_utc();
+    // Expired a day ago: still read back with its expiry (the service answers 410).
+    let mut recent = link("recent");
+    recent.expires_at = Some(now - time::Duration::days(1));
+    store.insert_if_absent(&recent).await.expect("insert");
+    let read = store
+        .get(&recent.code)
+        .await
+        .expect("get")
+        .expect("present");
+    assert!(read.is_expired_at(now));
+    // Expired just under the grace ago: its TTL is a second or two, then it is gone.
+    let mut old = link("old");
+    old.expires_at = Some(now - shortener_scylla::EXPIRED_GRACE + time::Duration::seconds(2));
+    store.insert_if_absent(&old).await.expect("insert");
+    assert!(store.get(&old.code).await.expect("get").is_some());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        store.get(&old.code).await.expect("get"),
+        None,
+        "purged by its TTL"
+    );
+    let listed: Vec<String> = store
+        .list(None, 10)
+        .await
+        .expect("list")
+        .links
+        .iter()
+        .map(|(l, _)| l.code.as_str().to_owned())
+        .collect();
+    assert_eq!(listed, ["recent"], "the index row expired with it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_budgets_are_exact_across_sessions() {
+    let Some(options) = options("scylla links", "budget").await else {
+        return;
+    };
+    let (a, b) = (store(&options).await, store(&options).await);
+    let mut capped = link("capped");
+    capped.max_clicks = Some(25);
+    a.insert_if_absent(&capped).await.expect("insert");
+    let claims: Vec<_> = (0..40)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let code = capped.code.clone();
+            tokio::spawn(async move { store.claim_click(&code).await })
+        })
+        .collect();
+    let mut used = Vec::new();
+    for claim in claims {
+        match claim.await.expect("task").expect("claim") {
+            ClickClaim::Claimed { used_before } => used.push(used_before),
+            ClickClaim::Exhausted => {}
+        }
+    }
+    used.sort_unstable();
+    assert_eq!(
+        used,
+        (0..25).collect::<Vec<u64>>(),
+        "each click of the budget once"
+    );
+    assert_eq!(
+        a.claim_click(&link("nobudget").code).await.expect("claim"),
+        ClickClaim::Exhausted
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listing_pages_in_code_order_skips_corrupt_rows_and_forgets_deleted_links() {
+    let Some(options) = options("scylla links", "listing").await else {
+        return;
+    };
+    let store = store(&options).await;
+    let mut codes: Vec<String> = (0..45).map(|i| format!("l{i:03}")).collect();
+    for code in &codes {
+        store.insert_if_absent(&link(code)).await.expect("insert");
+    }
+    // A row another program wrote: an unknown redirect status.
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&options.nodes)
+        .use_keyspace(&options.keyspace, true)
+        .build()
+        .await
+        .expect("session");
+    session
+        .query_unpaged(
+            "INSERT INTO links (code, target, created_at, redirect) VALUES ('l010', 'https://x.example/', 0, 999)",
+            &[],
+        )
+        .await
+        .expect("corrupt the row");
+    assert!(
+        store
+            .delete(&ShortCode::parse("l020").expect("code"))
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete(&ShortCode::parse("l020").expect("code"))
+            .await
+            .expect("delete again")
+    );
+    codes.retain(|c| c != "l010" && c != "l020");
+    let mut listed = Vec::new();
+    let mut skipped = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list(after.clone(), 10).await.expect("list");
+        skipped.extend(page.skipped);
+        let Some((last, _)) = page.links.last() else {
+            break;
+        };
+        after = Some(last.code.clone());
+        listed.extend(page.links.iter().map(|(l, _)| l.code.as_str().to_owned()));
+    }
+    assert_eq!(listed, codes);
+    assert!(
+        matches!(skipped.as_slice(), [StoreError::Corrupt { code, .. }] if code == "l010"),
+        "{skipped:?}"
+    );
+    assert!(matches!(
+        store.get(&ShortCode::parse("l010").expect("code")).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+}
