@@ -18,7 +18,9 @@
 //! - [`migrate`]: the keyspace and the versioned CQL schema, applied by `shortener migrate`;
 //! - `links`: [`LinkStore`](shortener_core::LinkStore): creation by `INSERT ... IF NOT
 //!   EXISTS`, with the LWT ambiguity rule; expiry as a TTL; the paged listing; exact
-//!   click budgets by conditional updates.
+//!   click budgets by conditional updates;
+//! - `stats`: [`StatsStore`](shortener_core::stats::StatsStore): per-source partial
+//!   aggregates in two versions, committed by moving the source's position.
 //!
 //! The data model, its queries and partition sizes: docs/scylla.md.
 
@@ -33,8 +35,10 @@ use shortener_core::StoreError;
 
 mod links;
 pub mod migrate;
+mod stats;
 
 pub use links::{EXPIRED_GRACE, LIST_BUCKETS, bucket};
+pub use stats::MONTH_DAYS;
 
 /// How to reach the cluster, and what to ask of it.
 #[derive(Debug, Clone)]
@@ -76,6 +80,7 @@ struct Statements {
 pub struct ScyllaStore {
     session: Session,
     statements: Statements,
+    stats: stats::StatsStatements,
 }
 
 impl ScyllaStore {
@@ -88,9 +93,11 @@ impl ScyllaStore {
             .await
             .map_err(backend)?;
         let statements = links::prepare(&session, options).await?;
+        let stats = stats::prepare(&session, options, links::serial_read(options)).await?;
         Ok(Arc::new(Self {
             session,
             statements,
+            stats,
         }))
     }
 

@@ -58,10 +58,7 @@ pub(crate) async fn prepare(
     session: &Session,
     options: &ScyllaOptions,
 ) -> Result<Statements, StoreError> {
-    let serial_read = match options.serial_consistency {
-        SerialConsistency::LocalSerial => Consistency::LocalSerial,
-        SerialConsistency::Serial => Consistency::Serial,
-    };
+    let serial_read = serial_read(options);
     let statement = |cql: String, idempotent: bool, lwt: bool| async move {
         let mut prepared = session.prepare(cql).await.map_err(backend)?;
         prepared.set_consistency(options.consistency);
@@ -139,6 +136,14 @@ pub(crate) async fn prepare(
     })
 }
 
+/// The consistency of a read that settles lightweight transactions.
+pub(crate) fn serial_read(options: &ScyllaOptions) -> Consistency {
+    match options.serial_consistency {
+        SerialConsistency::LocalSerial => Consistency::LocalSerial,
+        SerialConsistency::Serial => Consistency::Serial,
+    }
+}
+
 /// The listing partition of `code`: FNV-1a of its bytes (stable across processes and
 /// versions, unlike std's hasher), modulo [`LIST_BUCKETS`].
 pub fn bucket(code: &str) -> i16 {
@@ -148,12 +153,22 @@ pub fn bucket(code: &str) -> i16 {
     (hash % LIST_BUCKETS as u64) as i16
 }
 
+/// The longest TTL CQL accepts: 20 years.
+const MAX_TTL: i64 = 20 * 365 * 24 * 3600;
+
 /// The TTL (seconds) a link is written with: 0 (none) without an expiry; else its
-/// remaining life plus [`EXPIRED_GRACE`], at least a second.
+/// remaining life plus [`EXPIRED_GRACE`], at least a second. An expiry further away than
+/// CQL's longest TTL is kept by its date alone.
 fn ttl(link: &Link, now: OffsetDateTime) -> i32 {
     link.expires_at.map_or(0, |at| {
-        let seconds = (at + EXPIRED_GRACE - now).whole_seconds();
-        i32::try_from(seconds.max(1)).unwrap_or(i32::MAX)
+        let seconds = at
+            .checked_add(EXPIRED_GRACE)
+            .map_or(i64::MAX, |until| (until - now).whole_seconds());
+        if seconds > MAX_TTL {
+            0
+        } else {
+            i32::try_from(seconds.max(1)).unwrap_or(0)
+        }
     })
 }
 
@@ -191,7 +206,7 @@ fn applied_by(result: QueryResult) -> Result<(bool, Option<Uuid>), StoreError> {
 }
 
 /// The `[applied]` column of an LWT's answer.
-fn applied(result: QueryResult) -> Result<bool, StoreError> {
+pub(crate) fn applied(result: QueryResult) -> Result<bool, StoreError> {
     let rows = result.into_rows_result().map_err(backend)?;
     let row: Row = rows.first_row().map_err(backend)?;
     match row.columns.first() {
@@ -484,6 +499,7 @@ impl LinkStore for ScyllaStore {
             )
             .await
             .map_err(backend)?;
+        self.delete_stats(code.as_str()).await?;
         Ok(existed)
     }
 
@@ -495,7 +511,11 @@ impl LinkStore for ScyllaStore {
             let codes = self.page_codes(&after, wanted).await?;
             for code in &codes {
                 match self.read(code).await? {
-                    Some(Ok(link)) => page.links.push((link, Default::default())),
+                    Some(Ok(link)) => {
+                        let totals =
+                            shortener_core::stats::StatsStore::totals(self, &link.code).await?;
+                        page.links.push((link, totals));
+                    }
                     Some(Err(corrupt)) => page.skipped.push(corrupt),
                     None => {} // an index row whose link lost, or was purged
                 }
@@ -518,5 +538,39 @@ impl LinkStore for ScyllaStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ttl_covers_the_grace_and_stays_within_what_cql_accepts() {
+        let now = OffsetDateTime::from_unix_timestamp(1_780_000_000).expect("time");
+        let mut link = Link {
+            code: ShortCode::parse("t").expect("code"),
+            target: TargetUrl::parse("https://example.com/").expect("url"),
+            created_at: now,
+            expires_at: None,
+            redirect: RedirectKind::Found,
+            max_clicks: None,
+        };
+        assert_eq!(ttl(&link, now), 0, "no expiry, no TTL");
+        link.expires_at = Some(now + time::Duration::days(1));
+        assert_eq!(ttl(&link, now), 31 * 24 * 3600);
+        link.expires_at = Some(now - EXPIRED_GRACE - time::Duration::days(1));
+        assert_eq!(ttl(&link, now), 1, "long expired: gone in a second");
+        link.expires_at = Some(now + time::Duration::days(365 * 30));
+        assert_eq!(ttl(&link, now), 0, "past CQL's 20 years: kept by its date");
+        link.expires_at = Some(time::macros::datetime!(9999-12-31 23:59:59 UTC));
+        assert_eq!(ttl(&link, now), 0);
+    }
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        assert_eq!(bucket("abc"), bucket("abc"));
+        let used: BTreeSet<i16> = (0..1000).map(|i| bucket(&format!("c{i}"))).collect();
+        assert_eq!(used.len(), LIST_BUCKETS as usize);
     }
 }

@@ -13,11 +13,18 @@ use shortener_core::StoreError;
 use crate::{ScyllaOptions, backend, session};
 
 /// Every migration: (version, description, CQL). Append only; never edit a released one.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "links and their listing",
-    include_str!("../migrations/0001_links.cql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "links and their listing",
+        include_str!("../migrations/0001_links.cql"),
+    ),
+    (
+        2,
+        "statistics: per-source partial aggregates in two versions",
+        include_str!("../migrations/0002_stats.cql"),
+    ),
+];
 
 /// The schema version this build reads and writes.
 pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
