@@ -23,7 +23,7 @@ use crate::metrics::{CLICK_TO_STATS, Meters, WRITE_CELLS};
 pub enum RunError {
     /// The embedded store is one file owned by the service process.
     #[error(
-        "store.backend = \"embedded\": the consumer writes to a shared store; set store.backend = \"postgres\" (the embedded file belongs to the service)"
+        "store.backend = \"embedded\": the consumer writes to a shared store; set store.backend = \"postgres\" or \"scylla\" (the embedded file belongs to the service)"
     )]
     EmbeddedStore,
     /// The store could not be opened.

@@ -20,16 +20,59 @@ pub struct Stack {
     consumer: tokio::task::JoinHandle<Result<(), shortener_analytics::run::RunError>>,
 }
 
+/// The shared store of a stack.
+pub enum Store {
+    /// A fresh PostgreSQL database from the test kit.
+    Postgres,
+    /// A fresh keyspace on the test kit's Cassandra (the CQL engine of the ScyllaDB
+    /// backend).
+    Cql,
+}
+
 impl Stack {
+    /// The stack on a fresh PostgreSQL database.
     pub async fn start(test: &str, name: &str, env: &[(&str, &str)]) -> Option<Self> {
+        Self::start_on(Store::Postgres, test, name, env).await
+    }
+
+    /// The stack on `store`. `database` is the PostgreSQL URL, or the CQL keyspace.
+    pub async fn start_on(
+        store: Store,
+        test: &str,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> Option<Self> {
         let kafka = shortener_testkit::kafka::kafka(test)?;
-        let cluster = shortener_testkit::postgres::cluster(test)?;
-        let database = cluster.fresh_database().await;
-        process::migrate_postgres(&database);
-        let topic = format!("{name}-clicks");
         let mut settings = Settings::from_defaults().expect("defaults");
-        settings.store.backend = StoreBackend::Postgres;
-        settings.store.postgres.url = database.clone().into();
+        let mut store_env: Vec<(String, String)> = Vec::new();
+        let database = match store {
+            Store::Postgres => {
+                let cluster = shortener_testkit::postgres::cluster(test)?;
+                let database = cluster.fresh_database().await;
+                settings.store.backend = StoreBackend::Postgres;
+                settings.store.postgres.url = database.clone().into();
+                store_env.push(("APP__STORE__BACKEND".into(), "postgres".into()));
+                store_env.push(("APP__STORE__POSTGRES__URL".into(), database.clone()));
+                database
+            }
+            Store::Cql => {
+                let node = shortener_testkit::cassandra::cassandra(test)?.node();
+                let keyspace = format!("{}_{}", name.replace('-', "_"), std::process::id());
+                settings.store.backend = StoreBackend::Scylla;
+                settings.store.scylla.nodes = vec![node.clone()];
+                settings.store.scylla.keyspace = keyspace.clone();
+                store_env.push(("APP__STORE__BACKEND".into(), "scylla".into()));
+                store_env.push(("APP__STORE__SCYLLA__NODES".into(), node.clone()));
+                store_env.push(("APP__STORE__SCYLLA__KEYSPACE".into(), keyspace.clone()));
+                keyspace
+            }
+        };
+        let store_env: Vec<(&str, &str)> = store_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        process::migrate(&store_env);
+        let topic = format!("{name}-clicks");
         settings.kafka.brokers = kafka.bootstrap();
         settings.kafka.topic = topic.clone();
         settings.kafka.dead_letter_topic = format!("{name}-dead");
@@ -39,14 +82,13 @@ impl Stack {
             .await
             .expect("create topics");
         let bootstrap = kafka.bootstrap();
-        let mut all = vec![
-            ("APP__STORE__BACKEND", "postgres"),
-            ("APP__STORE__POSTGRES__URL", database.as_str()),
+        let mut all = store_env.clone();
+        all.extend_from_slice(&[
             ("APP__CLICKS__SINK", "kafka"),
             ("APP__CLICKS__FLUSH_INTERVAL_MS", "50"),
             ("APP__KAFKA__BROKERS", bootstrap.as_str()),
             ("APP__KAFKA__TOPIC", topic.as_str()),
-        ];
+        ]);
         all.extend_from_slice(env);
         let service = Server::start(&all);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -250,10 +250,17 @@ impl Drop for Server {
 
 /// `shortener migrate` on the PostgreSQL database at `url`, asserting success.
 pub fn migrate_postgres(url: &str) {
+    migrate(&[
+        ("APP__STORE__BACKEND", "postgres"),
+        ("APP__STORE__POSTGRES__URL", url),
+    ]);
+}
+
+/// `shortener migrate` with the store named by `env`.
+pub fn migrate(env: &[(&str, &str)]) {
     let output = Command::new(env!("CARGO_BIN_EXE_shortener"))
         .arg("migrate")
-        .env("APP__STORE__BACKEND", "postgres")
-        .env("APP__STORE__POSTGRES__URL", url)
+        .envs(env.iter().copied())
         .output()
         .expect("run shortener migrate");
     assert!(output.status.success(), "{output:?}");

@@ -254,7 +254,8 @@ impl Settings {
             .separator("__")
             .try_parsing(true)
             .list_separator(",")
-            .with_list_parse_key("clicks.trusted_proxies");
+            .with_list_parse_key("clicks.trusted_proxies")
+            .with_list_parse_key("store.scylla.nodes");
         let settings: Self = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -314,7 +315,7 @@ impl Settings {
         if c.enabled && c.sink == ClickSink::Kafka && self.store.backend == StoreBackend::Embedded {
             return invalid(
                 "clicks.sink",
-                "\"kafka\" needs a shared store (store.backend = \"postgres\"): the analytics consumer writes the statistics, and the embedded file belongs to this process; use \"in_process\" with the embedded store",
+                "\"kafka\" needs a shared store (store.backend = \"postgres\" or \"scylla\"): the analytics consumer writes the statistics, and the embedded file belongs to this process; use \"in_process\" with the embedded store",
             );
         }
         let k = &self.kafka;
@@ -465,7 +466,10 @@ mod tests {
             message.contains("unknown store backend `mysql`"),
             "{message}"
         );
-        assert!(message.contains("`embedded` or `postgres`"), "{message}");
+        assert!(
+            message.contains("`embedded`, `postgres` or `scylla`"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! schema. The service and the analytics consumer both use it, so both open the
 //! same store the same way, and a new backend adds one arm here, not one per binary.
 //!
-//! Each networked backend is behind its own cargo feature (`postgres`); the embedded
+//! Each networked backend is behind its own cargo feature (`postgres`, `scylla`); the embedded
 //! default compiles no database driver. A backend named in the settings but not
 //! compiled in is refused with the feature to build it with.
 //!
@@ -26,7 +26,7 @@ use shortener_core::StoreError;
 use shortener_core::stats::StatsStore;
 use shortener_redb::RedbStore;
 
-pub use settings::{PostgresSettings, StoreBackend, StoreSettings};
+pub use settings::{PostgresSettings, ScyllaSettings, StoreBackend, StoreSettings};
 
 /// The opened store in its two roles (one redb file or one database holds both).
 #[derive(Clone)]
@@ -83,6 +83,19 @@ pub async fn open(settings: &StoreSettings) -> Result<Stores, OpenError> {
         }
         #[cfg(not(feature = "postgres"))]
         StoreBackend::Postgres => Err(OpenError::NotBuilt("postgres")),
+        #[cfg(feature = "scylla")]
+        StoreBackend::Scylla => {
+            let store =
+                shortener_scylla::ScyllaStore::connect(&scylla_options(&settings.scylla)).await?;
+            store.check_schema().await?;
+            tracing::info!(nodes = ?settings.scylla.nodes, keyspace = settings.scylla.keyspace, "scylla store connected, schema current");
+            Ok(Stores {
+                links: store.clone(),
+                stats: store,
+            })
+        }
+        #[cfg(not(feature = "scylla"))]
+        StoreBackend::Scylla => Err(OpenError::NotBuilt("scylla")),
     }
 }
 
@@ -104,6 +117,45 @@ pub async fn migrate(settings: &StoreSettings) -> Result<String, OpenError> {
                 versions => format!("applied migrations {versions:?}"),
             })
         }
+        #[cfg(not(feature = "scylla"))]
+        StoreBackend::Scylla => Err(OpenError::NotBuilt("scylla")),
+        #[cfg(feature = "scylla")]
+        StoreBackend::Scylla => {
+            let applied = shortener_scylla::migrate::run(&scylla_options(&settings.scylla)).await?;
+            Ok(match applied.as_slice() {
+                [] => "the keyspace's schema is up to date".into(),
+                versions => format!("applied migrations {versions:?}"),
+            })
+        }
+    }
+}
+
+/// The CQL store's options from `[store.scylla]` (names validated at load).
+#[cfg(feature = "scylla")]
+fn scylla_options(s: &settings::ScyllaSettings) -> shortener_scylla::ScyllaOptions {
+    use scylla::statement::{Consistency, SerialConsistency};
+    use std::time::Duration;
+    let consistency = match s.consistency.as_str() {
+        "one" => Consistency::One,
+        "local_one" => Consistency::LocalOne,
+        "quorum" => Consistency::Quorum,
+        "all" => Consistency::All,
+        "each_quorum" => Consistency::EachQuorum,
+        _ => Consistency::LocalQuorum,
+    };
+    shortener_scylla::ScyllaOptions {
+        nodes: s.nodes.clone(),
+        keyspace: s.keyspace.clone(),
+        replication: s.replication.clone(),
+        consistency,
+        serial_consistency: if s.serial_consistency == "serial" {
+            SerialConsistency::Serial
+        } else {
+            SerialConsistency::LocalSerial
+        },
+        request_timeout: Duration::from_millis(s.request_timeout_ms.get()),
+        lwt_timeout: Duration::from_millis(s.lwt_timeout_ms.get()),
+        connect_timeout: Duration::from_millis(s.connect_timeout_ms.get()),
     }
 }
 
@@ -143,6 +195,16 @@ mod tests {
                 acquire_timeout_ms: std::num::NonZeroU64::MIN,
                 statement_timeout_ms: std::num::NonZeroU64::MIN,
             },
+            scylla: ScyllaSettings {
+                nodes: vec!["127.0.0.1:1".into()],
+                keyspace: "none".into(),
+                replication: String::new(),
+                consistency: "local_quorum".into(),
+                serial_consistency: "local_serial".into(),
+                request_timeout_ms: std::num::NonZeroU64::MIN,
+                lwt_timeout_ms: std::num::NonZeroU64::MIN,
+                connect_timeout_ms: std::num::NonZeroU64::MIN,
+            },
         }
     }
 
@@ -165,6 +227,17 @@ mod tests {
             .await
             .expect("migrate");
         assert!(said.contains("needs no migrations"), "{said}");
+    }
+
+    #[cfg(not(feature = "scylla"))]
+    #[tokio::test]
+    async fn the_cql_backend_not_built_in_is_refused_with_the_feature_to_build() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let error = open(&settings(StoreBackend::Scylla, dir.path()))
+            .await
+            .err()
+            .expect("not built");
+        assert!(error.to_string().contains("--features scylla"), "{error}");
     }
 
     #[cfg(not(feature = "postgres"))]

@@ -42,6 +42,7 @@ impl Rebuild {
             )),
             #[cfg(not(feature = "postgres"))]
             StoreBackend::Postgres => Err(OpenError::NotBuilt("postgres")),
+            StoreBackend::Scylla => Err(OpenError::NoRebuild("scylla")),
         }
     }
 

@@ -17,6 +17,22 @@ pub struct StoreSettings {
     pub page_cache_bytes: usize,
     pub max_group: NonZeroUsize,
     pub postgres: PostgresSettings,
+    pub scylla: ScyllaSettings,
+}
+
+/// `[store.scylla]`: the scale-out backend (see config/default.toml for each field).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct ScyllaSettings {
+    pub nodes: Vec<String>,
+    pub keyspace: String,
+    pub replication: String,
+    pub consistency: String,
+    pub serial_consistency: String,
+    pub request_timeout_ms: NonZeroU64,
+    pub lwt_timeout_ms: NonZeroU64,
+    pub connect_timeout_ms: NonZeroU64,
 }
 
 /// `[store.postgres]`: the shared backend (see config/default.toml for each field).
@@ -41,6 +57,9 @@ pub enum StoreBackend {
     /// The PostgreSQL database at `store.postgres.url` (a build with the `postgres`
     /// feature), shared by any number of instances.
     Postgres,
+    /// The ScyllaDB (CQL) cluster at `store.scylla.nodes` (a build with the `scylla`
+    /// feature), for deployments that outgrow one machine.
+    Scylla,
 }
 
 impl TryFrom<String> for StoreBackend {
@@ -50,8 +69,9 @@ impl TryFrom<String> for StoreBackend {
         match name.as_str() {
             "embedded" => Ok(Self::Embedded),
             "postgres" => Ok(Self::Postgres),
+            "scylla" => Ok(Self::Scylla),
             _ => Err(format!(
-                "unknown store backend `{name}`: expected `embedded` or `postgres`"
+                "unknown store backend `{name}`: expected `embedded`, `postgres` or `scylla`"
             )),
         }
     }
@@ -67,6 +87,33 @@ impl StoreSettings {
             return Err((
                 "store.postgres.url",
                 "must be set when store.backend = \"postgres\"",
+            ));
+        }
+        if self.backend == StoreBackend::Scylla && self.scylla.nodes.is_empty() {
+            return Err((
+                "store.scylla.nodes",
+                "must name at least one node when store.backend = \"scylla\"",
+            ));
+        }
+        if ![
+            "one",
+            "local_one",
+            "quorum",
+            "local_quorum",
+            "all",
+            "each_quorum",
+        ]
+        .contains(&self.scylla.consistency.as_str())
+        {
+            return Err((
+                "store.scylla.consistency",
+                "must be one, local_one, quorum, local_quorum, each_quorum or all",
+            ));
+        }
+        if !["serial", "local_serial"].contains(&self.scylla.serial_consistency.as_str()) {
+            return Err((
+                "store.scylla.serial_consistency",
+                "must be serial or local_serial",
             ));
         }
         Ok(())
