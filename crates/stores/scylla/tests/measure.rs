@@ -1,0 +1,177 @@
+//! Measurements on the test kit's Cassandra, run by hand (docs/benchmarks.md, "ScyllaDB
+//! backend"): creates by LWT against plain inserts, and statistics writes.
+//!
+//! `cargo test --release -p shortener-scylla --test measure -- --ignored --nocapture`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scylla::statement::{Consistency, SerialConsistency};
+use shortener_core::aggregate::{Aggregator, BatchId};
+use shortener_core::click::{CLICK_EVENT_VERSION, ClickEvent};
+use shortener_core::stats::StatsStore;
+use shortener_core::{Link, LinkStore, RedirectKind, ShortCode, TargetUrl};
+use shortener_scylla::{ScyllaOptions, ScyllaStore, migrate};
+use time::OffsetDateTime;
+
+const TASKS: usize = 32;
+
+async fn store(keyspace: &str) -> Option<(ScyllaOptions, Arc<ScyllaStore>)> {
+    let node = shortener_testkit::cassandra::cassandra("scylla measurements")?.node();
+    let options = ScyllaOptions {
+        nodes: vec![node],
+        keyspace: keyspace.into(),
+        replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+        consistency: Consistency::LocalQuorum,
+        serial_consistency: SerialConsistency::LocalSerial,
+        request_timeout: Duration::from_secs(10),
+        lwt_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(10),
+    };
+    migrate::run(&options).await.expect("migrate");
+    let store = ScyllaStore::connect(&options).await.expect("connect");
+    Some((options, store))
+}
+
+fn report(what: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    eprintln!(
+        "{what}: {} in {elapsed:.2?}: {:.0}/s, p50 {:.2?}, p99 {:.2?}",
+        latencies.len(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        at(0.5),
+        at(0.99)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn creates_by_lwt_against_plain_inserts() {
+    let Some((options, store)) = store("measure_creates").await else {
+        return;
+    };
+    let per_task = 300;
+    for round in 0..2 {
+        // LWT: INSERT ... IF NOT EXISTS, the store's create.
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    for i in 0..per_task {
+                        let link = Link {
+                            code: ShortCode::parse(&format!("r{round}t{t}i{i}")).expect("code"),
+                            target: TargetUrl::parse("https://example.com/x").expect("url"),
+                            created_at: OffsetDateTime::now_utc(),
+                            expires_at: None,
+                            redirect: RedirectKind::Found,
+                            max_clicks: None,
+                        };
+                        let at = Instant::now();
+                        store.insert_if_absent(&link).await.expect("insert");
+                        latencies.push(at.elapsed());
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("task"));
+        }
+        report(
+            "create by LWT (index row + INSERT IF NOT EXISTS)",
+            all,
+            started.elapsed(),
+        );
+
+        // Plain: the same row without IF NOT EXISTS (last write wins: no uniqueness).
+        let session = Arc::new(
+            scylla::client::session_builder::SessionBuilder::new()
+                .known_nodes(&options.nodes)
+                .use_keyspace(&options.keyspace, true)
+                .build()
+                .await
+                .expect("session"),
+        );
+        let mut plain = session
+            .prepare("INSERT INTO links (code, target, redirect) VALUES (?, ?, 302)")
+            .await
+            .expect("prepare");
+        plain.set_consistency(Consistency::LocalQuorum);
+        let plain = Arc::new(plain);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let (session, plain) = (session.clone(), plain.clone());
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    for i in 0..per_task {
+                        let at = Instant::now();
+                        session
+                            .execute_unpaged(
+                                &plain,
+                                (format!("p{round}t{t}i{i}"), "https://example.com/x"),
+                            )
+                            .await
+                            .expect("insert");
+                        latencies.push(at.elapsed());
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("task"));
+        }
+        report("plain INSERT", all, started.elapsed());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn statistics_writes_as_the_consumer_makes_them() {
+    let Some((_, store)) = store("measure_stats").await else {
+        return;
+    };
+    // Batches as a consumer's partition writes them: 2,000 clicks over 1,000 links.
+    let now = OffsetDateTime::now_utc().unix_timestamp() * 1_000;
+    let mut cells = 0;
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    for batch_no in 0..10u64 {
+        let events: Vec<ClickEvent> = (0..2_000u64)
+            .map(|i| ClickEvent {
+                v: CLICK_EVENT_VERSION,
+                id: uuid::Uuid::new_v4(),
+                code: ShortCode::parse(&format!("s{}", (i * 7919 + batch_no) % 1_000))
+                    .expect("code"),
+                at_ms: now,
+                referrer: Some("https://news.example/".into()),
+                user_agent: Some("Mozilla/5.0 Firefox/121.0".into()),
+                country: None,
+                visitor: i,
+            })
+            .collect();
+        let mut batch = Aggregator::new().aggregate(&events);
+        batch.id = Some(BatchId {
+            source: "clicks/0".into(),
+            first: batch_no * 2_000,
+            last: batch_no * 2_000 + 1_999,
+        });
+        cells += batch.cells;
+        let at = Instant::now();
+        store.apply(Arc::new(batch)).await.expect("apply");
+        latencies.push(at.elapsed());
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "statistics: 10 batches of 2,000 clicks, {cells} link-days in {elapsed:.2?}: {:.0} link-days/s, {:.0} clicks/s; per batch {:?}",
+        cells as f64 / elapsed.as_secs_f64(),
+        20_000.0 / elapsed.as_secs_f64(),
+        latencies
+    );
+}
