@@ -107,6 +107,53 @@ impl ScyllaStore {
     }
 }
 
+/// How a statement may be run: what the driver may do with it, and how long it waits.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Safe to run twice: the driver may retry it or send a speculative copy.
+    Idempotent,
+    /// A lightweight transaction: never retried blindly, waits `lwt_timeout`.
+    Lwt,
+    /// A plain write that must not run twice (none yet are).
+    #[allow(dead_code)]
+    Once,
+}
+
+/// Prepares `cql` once, with the options' consistency levels and the kind's timeout.
+async fn prepare(
+    session: &Session,
+    options: &ScyllaOptions,
+    cql: impl Into<String>,
+    kind: Kind,
+) -> Result<PreparedStatement, StoreError> {
+    let mut prepared = session.prepare(cql.into()).await.map_err(backend)?;
+    prepared.set_consistency(options.consistency);
+    prepared.set_serial_consistency(Some(options.serial_consistency));
+    prepared.set_is_idempotent(matches!(kind, Kind::Idempotent));
+    prepared.set_request_timeout(Some(match kind {
+        Kind::Lwt => options.lwt_timeout,
+        Kind::Idempotent | Kind::Once => options.request_timeout,
+    }));
+    Ok(prepared)
+}
+
+impl ScyllaOptions {
+    /// Options for one development node (SimpleStrategy, one replica), with this
+    /// module's default consistency and 10 s timeouts: what tests and tools use.
+    pub fn single_node(nodes: Vec<String>, keyspace: &str) -> Self {
+        Self {
+            nodes,
+            keyspace: keyspace.to_owned(),
+            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+            consistency: Consistency::LocalQuorum,
+            serial_consistency: SerialConsistency::LocalSerial,
+            request_timeout: Duration::from_secs(10),
+            lwt_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// A session on `options.nodes`, with no keyspace chosen.
 async fn session(options: &ScyllaOptions) -> Result<Session, StoreError> {
     SessionBuilder::new()

@@ -30,7 +30,6 @@ use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::response::query_result::QueryResult;
 use scylla::statement::Consistency;
 use scylla::statement::SerialConsistency;
-use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, CqlValue, Row};
 use shortener_core::{
     ClickClaim, InsertOutcome, Link, LinkStore, ListPage, RedirectKind, ShortCode, StoreError,
@@ -39,7 +38,7 @@ use shortener_core::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{ScyllaOptions, ScyllaStore, Statements, backend, corrupt};
+use crate::{Kind, ScyllaOptions, ScyllaStore, Statements, backend, corrupt};
 
 /// Partitions of the listing index. More spread the index over more replicas and
 /// shards; each page reads all of them.
@@ -59,29 +58,16 @@ pub(crate) async fn prepare(
     options: &ScyllaOptions,
 ) -> Result<Statements, StoreError> {
     let serial_read = serial_read(options);
-    let statement = |cql: String, idempotent: bool, lwt: bool| async move {
-        let mut prepared = session.prepare(cql).await.map_err(backend)?;
-        prepared.set_consistency(options.consistency);
-        prepared.set_serial_consistency(Some(options.serial_consistency));
-        prepared.set_is_idempotent(idempotent);
-        prepared.set_request_timeout(Some(if lwt {
-            options.lwt_timeout
-        } else {
-            options.request_timeout
-        }));
-        Ok::<PreparedStatement, StoreError>(prepared)
-    };
+    let statement = |cql, kind| crate::prepare(session, options, cql, kind);
     let mut get_serial = statement(
         format!("SELECT {COLUMNS}, request_id FROM links WHERE code = ?"),
-        true,
-        false,
+        Kind::Idempotent,
     )
     .await?;
     get_serial.set_consistency(serial_read);
     let mut budget = statement(
         "SELECT max_clicks, clicks_used FROM links WHERE code = ?".into(),
-        true,
-        false,
+        Kind::Idempotent,
     )
     .await?;
     budget.set_consistency(serial_read);
@@ -90,47 +76,33 @@ pub(crate) async fn prepare(
             format!(
                 "INSERT INTO links ({COLUMNS}, clicks_used, request_id) VALUES (?, ?, ?, ?, ?, ?, 0, ?)
                  IF NOT EXISTS USING TTL ?"
-            ),
-            false,
-            true,
+            ), Kind::Lwt
         )
         .await?,
         index: statement(
-            "INSERT INTO links_by_bucket (bucket, code) VALUES (?, ?) USING TTL ?".into(),
-            true,
-            false,
+            "INSERT INTO links_by_bucket (bucket, code) VALUES (?, ?) USING TTL ?".into(), Kind::Idempotent
         )
         .await?,
         get: statement(
-            format!("SELECT {COLUMNS} FROM links WHERE code = ?"),
-            true,
-            false,
+            format!("SELECT {COLUMNS} FROM links WHERE code = ?"), Kind::Idempotent
         )
         .await?,
         get_serial,
         budget,
         claim: statement(
-            "UPDATE links SET clicks_used = ? WHERE code = ? IF clicks_used = ?".into(),
-            false,
-            true,
+            "UPDATE links SET clicks_used = ? WHERE code = ? IF clicks_used = ?".into(), Kind::Lwt
         )
         .await?,
         delete: statement(
-            "DELETE FROM links WHERE code = ? IF EXISTS".into(),
-            false,
-            true,
+            "DELETE FROM links WHERE code = ? IF EXISTS".into(), Kind::Lwt
         )
         .await?,
         unindex: statement(
-            "DELETE FROM links_by_bucket WHERE bucket = ? AND code = ?".into(),
-            true,
-            false,
+            "DELETE FROM links_by_bucket WHERE bucket = ? AND code = ?".into(), Kind::Idempotent
         )
         .await?,
         page: statement(
-            "SELECT code FROM links_by_bucket WHERE bucket = ? AND code > ? LIMIT ?".into(),
-            true,
-            false,
+            "SELECT code FROM links_by_bucket WHERE bucket = ? AND code > ? LIMIT ?".into(), Kind::Idempotent
         )
         .await?,
     })

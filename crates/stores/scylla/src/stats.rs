@@ -31,7 +31,7 @@ use shortener_core::encoding;
 use shortener_core::stats::{Footprint, LinkStats, StatsQuery, StatsStore, TableFootprint};
 use shortener_core::{ShortCode, StoreError};
 
-use crate::{ScyllaOptions, ScyllaStore, backend, corrupt};
+use crate::{Kind, ScyllaOptions, ScyllaStore, backend, corrupt};
 
 /// Days per `stats_days` partition (the `month` column is `day.div_euclid(MONTH_DAYS)`).
 pub const MONTH_DAYS: i64 = 32;
@@ -65,100 +65,68 @@ pub(crate) async fn prepare(
     options: &ScyllaOptions,
     serial_read: scylla::statement::Consistency,
 ) -> Result<StatsStatements, StoreError> {
-    let statement = |cql: &'static str, idempotent: bool, lwt: bool| async move {
-        let mut prepared = session.prepare(cql).await.map_err(backend)?;
-        prepared.set_consistency(options.consistency);
-        prepared.set_serial_consistency(Some(options.serial_consistency));
-        prepared.set_is_idempotent(idempotent);
-        prepared.set_request_timeout(Some(if lwt {
-            options.lwt_timeout
-        } else {
-            options.request_timeout
-        }));
-        Ok::<PreparedStatement, StoreError>(prepared)
-    };
+    let statement = |cql, kind| crate::prepare(session, options, cql, kind);
     let mut position = statement(
         "SELECT seq FROM stats_sources WHERE source = ?",
-        true,
-        false,
+        Kind::Idempotent,
     )
     .await?;
     position.set_consistency(serial_read);
     Ok(StatsStatements {
         position,
-        position_read: statement("SELECT seq FROM stats_sources WHERE source = ?", true, false).await?,
+        position_read: statement("SELECT seq FROM stats_sources WHERE source = ?", Kind::Idempotent).await?,
         claim_new: statement(
-            "INSERT INTO stats_sources (source, seq) VALUES (?, ?) IF NOT EXISTS",
-            false,
-            true,
+            "INSERT INTO stats_sources (source, seq) VALUES (?, ?) IF NOT EXISTS", Kind::Lwt
         )
         .await?,
         claim_move: statement(
-            "UPDATE stats_sources SET seq = ? WHERE source = ? IF seq = ?",
-            false,
-            true,
+            "UPDATE stats_sources SET seq = ? WHERE source = ? IF seq = ?", Kind::Lwt
         )
         .await?,
         day_slice: statement(
             "SELECT source, prev, prev_through, cur, cur_through, version FROM stats_days
-             WHERE code = ? AND month = ? AND day = ?",
-            true,
-            false,
+             WHERE code = ? AND month = ? AND day = ?", Kind::Idempotent
         )
         .await?,
         day_insert: statement(
             "INSERT INTO stats_days (code, month, day, source, prev, prev_through, cur, cur_through, version)
-             VALUES (?, ?, ?, ?, 0x, -1, ?, ?, 1) IF NOT EXISTS",
-            false,
-            true,
+             VALUES (?, ?, ?, ?, 0x, -1, ?, ?, 1) IF NOT EXISTS", Kind::Lwt
         )
         .await?,
         day_cas: statement(
             "UPDATE stats_days SET prev = ?, prev_through = ?, cur = ?, cur_through = ?, version = ?
-             WHERE code = ? AND month = ? AND day = ? AND source = ? IF version = ?",
-            false,
-            true,
+             WHERE code = ? AND month = ? AND day = ? AND source = ? IF version = ?", Kind::Lwt
         )
         .await?,
         totals_row: statement(
             "SELECT source, prev, prev_through, cur, cur_through, version FROM stats_totals
-             WHERE code = ? AND source = ?",
-            true,
-            false,
+             WHERE code = ? AND source = ?", Kind::Idempotent
         )
         .await?,
         totals_insert: statement(
             "INSERT INTO stats_totals (code, source, prev, prev_through, cur, cur_through, version)
-             VALUES (?, ?, 0x, -1, ?, ?, 1) IF NOT EXISTS",
-            false,
-            true,
+             VALUES (?, ?, 0x, -1, ?, ?, 1) IF NOT EXISTS", Kind::Lwt
         )
         .await?,
         totals_cas: statement(
             "UPDATE stats_totals SET prev = ?, prev_through = ?, cur = ?, cur_through = ?, version = ?
-             WHERE code = ? AND source = ? IF version = ?",
-            false,
-            true,
+             WHERE code = ? AND source = ? IF version = ?", Kind::Lwt
         )
         .await?,
         totals_all: statement(
-            "SELECT source, prev, prev_through, cur, cur_through, version FROM stats_totals WHERE code = ?",
-            true,
-            false,
+            "SELECT source, prev, prev_through, cur, cur_through, version FROM stats_totals WHERE code = ?", Kind::Idempotent
         )
         .await?,
         range: statement(
             "SELECT day, source, prev, prev_through, cur, cur_through FROM stats_days
-             WHERE code = ? AND month = ? AND day >= ? AND day < ?",
-            true,
-            false,
+             WHERE code = ? AND month = ? AND day >= ? AND day < ?", Kind::Idempotent
         )
         .await?,
-        month_add: statement("INSERT INTO stats_months (code, month) VALUES (?, ?)", true, false).await?,
-        months_of: statement("SELECT month FROM stats_months WHERE code = ?", true, false).await?,
-        delete_month: statement("DELETE FROM stats_days WHERE code = ? AND month = ?", true, false).await?,
-        delete_totals: statement("DELETE FROM stats_totals WHERE code = ?", true, false).await?,
-        delete_months: statement("DELETE FROM stats_months WHERE code = ?", true, false).await?,
+        month_add: statement("INSERT INTO stats_months (code, month) VALUES (?, ?)", Kind::Idempotent).await?,
+        months_of: statement("SELECT month FROM stats_months WHERE code = ?", Kind::Idempotent).await?,
+        delete_month: statement("DELETE FROM stats_days WHERE code = ? AND month = ?", Kind::Idempotent).await?,
+        delete_totals: statement("DELETE FROM stats_totals WHERE code = ?", Kind::Idempotent).await?,
+        delete_months: statement("DELETE FROM stats_months WHERE code = ?", Kind::Idempotent).await?,
     })
 }
 

@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::statement::{Consistency, SerialConsistency};
 use shortener_core::ShortCode;
 use shortener_core::store::contract::Harness;
 use shortener_scylla::{MONTH_DAYS, ScyllaOptions, ScyllaStore, migrate};
@@ -92,20 +90,12 @@ async fn fresh() -> Option<Cql> {
         Ok(nodes) => nodes.split(',').map(str::to_owned).collect(),
         Err(_) => vec![shortener_testkit::cassandra::cassandra("scylla contract")?.node()],
     };
-    let options = ScyllaOptions {
-        nodes,
-        keyspace: format!(
-            "contract_{}_{}",
-            std::process::id(),
-            CASES.fetch_add(1, Ordering::Relaxed)
-        ),
-        replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
-        consistency: Consistency::LocalQuorum,
-        serial_consistency: SerialConsistency::LocalSerial,
-        request_timeout: Duration::from_secs(10),
-        lwt_timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(10),
-    };
+    let keyspace = format!(
+        "contract_{}_{}",
+        std::process::id(),
+        CASES.fetch_add(1, Ordering::Relaxed)
+    );
+    let options = ScyllaOptions::single_node(nodes, &keyspace);
     migrate::run(&options).await.expect("migrate");
     let store = ScyllaStore::connect(&options).await.expect("connect");
     store.check_schema().await.expect("schema current");

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use scylla::statement::{Consistency, SerialConsistency};
 use shortener_core::{
     ClickClaim, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, StoreError, TargetUrl,
 };
@@ -18,16 +17,7 @@ async fn options(test: &str, keyspace: &str) -> Option<ScyllaOptions> {
         Ok(nodes) => nodes.split(',').map(str::to_owned).collect(),
         Err(_) => vec![shortener_testkit::cassandra::cassandra(test)?.node()],
     };
-    let options = ScyllaOptions {
-        nodes,
-        keyspace: keyspace.to_owned(),
-        replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
-        consistency: Consistency::LocalQuorum,
-        serial_consistency: SerialConsistency::LocalSerial,
-        request_timeout: Duration::from_secs(10),
-        lwt_timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(10),
-    };
+    let options = ScyllaOptions::single_node(nodes, keyspace);
     migrate::run(&options).await.expect("migrate");
     Some(options)
 }
@@ -285,4 +275,90 @@ async fn the_listing_pages_in_code_order_skips_corrupt_rows_and_forgets_deleted_
         store.get(&ShortCode::parse("l010").expect("code")).await,
         Err(StoreError::Corrupt { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_links_statistics_spread_over_bounded_partitions() {
+    use shortener_core::aggregate::{Aggregator, BatchId};
+    use shortener_core::click::{CLICK_EVENT_VERSION, ClickEvent, DAY_MS};
+    use shortener_core::stats::{Granularity, StatsQuery, StatsStore};
+    let Some(options) = options("scylla links", "hot").await else {
+        return;
+    };
+    let store = store(&options).await;
+    // 100 days of clicks from three sources (three topic partitions).
+    let first_day = 20_000_i64;
+    for source in 0..3u64 {
+        let events: Vec<ClickEvent> = (0..100i64)
+            .flat_map(|d| {
+                (0..3).map(move |i| ClickEvent {
+                    v: CLICK_EVENT_VERSION,
+                    id: uuid::Uuid::new_v4(),
+                    code: ShortCode::parse("viral").expect("code"),
+                    at_ms: (first_day + d) * DAY_MS + i,
+                    referrer: None,
+                    user_agent: Some("Mozilla/5.0 Firefox/121.0".into()),
+                    country: None,
+                    visitor: (d * 3 + i) as u64,
+                })
+            })
+            .collect();
+        let mut batch = Aggregator::new().aggregate(&events);
+        batch.id = Some(BatchId {
+            source: format!("clicks/{source}"),
+            first: 0,
+            last: 299,
+        });
+        store.apply(Arc::new(batch)).await.expect("apply");
+    }
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&options.nodes)
+        .use_keyspace(&options.keyspace, true)
+        .build()
+        .await
+        .expect("session");
+    let rows = session
+        .query_unpaged(
+            "SELECT month, day FROM stats_days WHERE code = 'viral' ALLOW FILTERING",
+            &[],
+        )
+        .await
+        .expect("scan")
+        .into_rows_result()
+        .expect("rows");
+    let mut per_partition = std::collections::BTreeMap::<i32, usize>::new();
+    for row in rows.rows::<(i32, i32)>().expect("typed") {
+        let (month, _) = row.expect("row");
+        *per_partition.entry(month).or_default() += 1;
+    }
+    // 100 days fall in 4 partitions of 32 days; none holds more than 32 days x 3 sources.
+    assert_eq!(per_partition.len(), 4, "{per_partition:?}");
+    assert!(
+        per_partition.values().all(|&rows| rows <= 32 * 3),
+        "{per_partition:?}"
+    );
+    assert_eq!(per_partition.values().sum::<usize>(), 300);
+    // A 90-day range read merges them: every click of the range counted once.
+    let query = StatsQuery::new(
+        first_day * DAY_MS,
+        (first_day + 90) * DAY_MS,
+        Granularity::Day,
+        10,
+    )
+    .expect("query");
+    let stats = store
+        .link_stats(&ShortCode::parse("viral").expect("code"), query)
+        .await
+        .expect("stats");
+    let clicks: u64 = stats.series.iter().map(|(_, counts)| counts.total).sum();
+    assert_eq!(clicks, 90 * 3 * 3);
+    assert_eq!(stats.totals.total, 90 * 3 * 3);
+    assert_eq!(
+        store
+            .totals(&ShortCode::parse("viral").expect("code"))
+            .await
+            .expect("totals")
+            .total,
+        900
+    );
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scylla::statement::{Consistency, SerialConsistency};
+use scylla::statement::Consistency;
 use shortener_core::aggregate::{Aggregator, BatchId};
 use shortener_core::click::{CLICK_EVENT_VERSION, ClickEvent};
 use shortener_core::stats::StatsStore;
@@ -18,16 +18,7 @@ const TASKS: usize = 32;
 
 async fn store(keyspace: &str) -> Option<(ScyllaOptions, Arc<ScyllaStore>)> {
     let node = shortener_testkit::cassandra::cassandra("scylla measurements")?.node();
-    let options = ScyllaOptions {
-        nodes: vec![node],
-        keyspace: keyspace.into(),
-        replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
-        consistency: Consistency::LocalQuorum,
-        serial_consistency: SerialConsistency::LocalSerial,
-        request_timeout: Duration::from_secs(10),
-        lwt_timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(10),
-    };
+    let options = ScyllaOptions::single_node(vec![node], keyspace);
     migrate::run(&options).await.expect("migrate");
     let store = ScyllaStore::connect(&options).await.expect("connect");
     Some((options, store))
