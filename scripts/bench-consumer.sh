@@ -22,7 +22,6 @@ ADMIN_PORT=${ADMIN_PORT:-19090}
 CONSUMER_PORT=${CONSUMER_PORT:-19190}
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
-command -v psql >/dev/null || { echo "psql not found: apt-get install -y postgresql-client" >&2; exit 1; }
 source scripts/lib/wrk.sh
 source scripts/lib/servers.sh
 cargo build --release --quiet --features kafka,postgres --bin shortener
@@ -30,12 +29,7 @@ cargo build --release --quiet -p shortener-analytics
 pid="" consumer=""
 trap 'for p in $pid $consumer; do kill "$p" && wait "$p"; done; stop_servers' EXIT
 
-server_up kafka_addr kafka "$CLIENT_CPU"
-migrated_postgres pg_url "$CLIENT_CPU" target/release/shortener
-psql "$pg_url" -X -q -c "INSERT INTO links (code, target, created_at, redirect)
-    SELECT 'L' || i, 'https://example.com/landing/' || i, now(), 302 FROM generate_series(0, $LINKS - 1) i"
-export APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" APP__KAFKA__BROKERS="$kafka_addr" RUST_LOG=error
-target/release/analytics topics create
+kafka_stack_up "$CLIENT_CPU" "$LINKS"
 
 # The backlog: real redirects, their clicks produced (a long linger: produced fast).
 env APP__HTTP__LISTEN="127.0.0.1:$PORT" APP__ADMIN__LISTEN="127.0.0.1:$ADMIN_PORT" \

@@ -34,7 +34,6 @@ ADMIN_PORT=${ADMIN_PORT:-19090}
 CONSUMER_PORT=${CONSUMER_PORT:-19190}
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
-command -v psql >/dev/null || { echo "psql not found: apt-get install -y postgresql-client" >&2; exit 1; }
 source scripts/lib/wrk.sh
 source scripts/lib/servers.sh
 cargo build --release --quiet --features kafka,postgres --bin shortener --example open-loop
@@ -43,12 +42,7 @@ data=$(mktemp -d)
 pid="" consumer=""
 trap 'for p in $pid $consumer; do kill "$p" && wait "$p"; done; stop_servers; rm -rf "$data"' EXIT
 
-server_up kafka_addr kafka "$CLIENT_CPU"
-migrated_postgres pg_url "$CLIENT_CPU" target/release/shortener
-psql "$pg_url" -X -q -c "INSERT INTO links (code, target, created_at, redirect)
-    SELECT 'L' || i, 'https://example.com/landing/' || i, now(), 302 FROM generate_series(0, $LINKS - 1) i"
-export APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" APP__KAFKA__BROKERS="$kafka_addr" RUST_LOG=error
-target/release/analytics topics create
+kafka_stack_up "$CLIENT_CPU" "$LINKS"
 env RUST_LOG=${CONSUMER_RUST_LOG:-error} APP__ANALYTICS__LISTEN="127.0.0.1:$CONSUMER_PORT" taskset -c "$CLIENT_CPU" target/release/analytics run 2>"${CONSUMER_LOG:-/dev/null}" &
 consumer=$!
 wait_http "http://127.0.0.1:$CONSUMER_PORT/readyz"

@@ -41,3 +41,16 @@ bench_with_postgres() { # cargo-features
     trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; stop_servers; rm -rf "$data"' EXIT
     migrated_postgres pg_url "$CLIENT_CPU" target/release/shortener
 }
+
+# For the Kafka scripts: the test kit's broker and a migrated PostgreSQL pinned to cpus,
+# links L0..L(count-1) seeded, the topics created, and the stack's settings exported
+# (APP__STORE__*, APP__KAFKA__BROKERS; RUST_LOG=error). Sets kafka_addr and pg_url.
+kafka_stack_up() { # cpus links
+    command -v psql >/dev/null || { echo "psql not found: apt-get install -y postgresql-client" >&2; exit 1; }
+    server_up kafka_addr kafka "$1"
+    migrated_postgres pg_url "$1" target/release/shortener
+    psql "$pg_url" -X -q -c "INSERT INTO links (code, target, created_at, redirect)
+        SELECT 'L' || i, 'https://example.com/landing/' || i, now(), 302 FROM generate_series(0, $2 - 1) i"
+    export APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL="$pg_url" APP__KAFKA__BROKERS="$kafka_addr" RUST_LOG=error
+    target/release/analytics topics create
+}
