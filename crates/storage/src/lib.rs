@@ -156,6 +156,8 @@ fn scylla_options(s: &settings::ScyllaSettings) -> shortener_scylla::ScyllaOptio
         request_timeout: Duration::from_millis(s.request_timeout_ms.get()),
         lwt_timeout: Duration::from_millis(s.lwt_timeout_ms.get()),
         connect_timeout: Duration::from_millis(s.connect_timeout_ms.get()),
+        speculative_after: (s.speculative_after_ms > 0)
+            .then(|| Duration::from_millis(s.speculative_after_ms)),
     }
 }
 
@@ -204,6 +206,7 @@ mod tests {
                 request_timeout_ms: std::num::NonZeroU64::MIN,
                 lwt_timeout_ms: std::num::NonZeroU64::MIN,
                 connect_timeout_ms: std::num::NonZeroU64::MIN,
+                speculative_after_ms: 0,
             },
         }
     }

@@ -33,6 +33,7 @@ pub struct ScyllaSettings {
     pub request_timeout_ms: NonZeroU64,
     pub lwt_timeout_ms: NonZeroU64,
     pub connect_timeout_ms: NonZeroU64,
+    pub speculative_after_ms: u64,
 }
 
 /// `[store.postgres]`: the shared backend (see config/default.toml for each field).

@@ -27,8 +27,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::speculative_execution::SimpleSpeculativeExecutionPolicy;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use shortener_core::StoreError;
@@ -61,6 +63,11 @@ pub struct ScyllaOptions {
     pub lwt_timeout: Duration,
     /// Longest wait for the first connection.
     pub connect_timeout: Duration,
+    /// After this long without an answer, an idempotent statement is also sent to
+    /// another replica, and the first answer wins (speculative execution): a slow
+    /// replica (a GC pause, a compaction) stops setting the tail latency, at the price
+    /// of extra load. `None`: off.
+    pub speculative_after: Option<Duration>,
 }
 
 /// The prepared statements, each prepared once per process.
@@ -150,15 +157,26 @@ impl ScyllaOptions {
             request_timeout: Duration::from_secs(10),
             lwt_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            speculative_after: None,
         }
     }
 }
 
 /// A session on `options.nodes`, with no keyspace chosen.
 async fn session(options: &ScyllaOptions) -> Result<Session, StoreError> {
+    let mut profile = ExecutionProfile::builder();
+    if let Some(after) = options.speculative_after {
+        profile = profile.speculative_execution_policy(Some(Arc::new(
+            SimpleSpeculativeExecutionPolicy {
+                max_retry_count: 1,
+                retry_interval: after,
+            },
+        )));
+    }
     SessionBuilder::new()
         .known_nodes(&options.nodes)
         .connection_timeout(options.connect_timeout)
+        .default_execution_profile_handle(profile.build().into_handle())
         .build()
         .await
         .map_err(backend)

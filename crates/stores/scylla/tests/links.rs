@@ -187,7 +187,12 @@ async fn click_budgets_are_exact_across_sessions() {
     let Some(options) = options("scylla links", "budget").await else {
         return;
     };
-    let (a, b) = (store(&options).await, store(&options).await);
+    // One session sends idempotent reads speculatively (a second copy after 1 ms).
+    let speculative = ScyllaOptions {
+        speculative_after: Some(Duration::from_millis(1)),
+        ..options.clone()
+    };
+    let (a, b) = (store(&options).await, store(&speculative).await);
     let mut capped = link("capped");
     capped.max_clicks = Some(25);
     a.insert_if_absent(&capped).await.expect("insert");

@@ -166,3 +166,59 @@ async fn statistics_writes_as_the_consumer_makes_them() {
         latencies
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn a_range_read_of_a_million_clicks_over_ninety_days() {
+    use shortener_core::click::DAY_MS;
+    use shortener_core::stats::{Granularity, StatsQuery};
+    let Some((_, store)) = store("measure_range").await else {
+        return;
+    };
+    // 1,000,000 clicks of one link over 90 days, from 6 sources (topic partitions),
+    // as a consumer would have written them: ~11,111 a day.
+    let first_day = OffsetDateTime::now_utc().unix_timestamp() * 1_000 / DAY_MS - 90;
+    let referrers: Vec<String> = (0..200).map(|i| format!("https://r{i}.example/")).collect();
+    for source in 0..6u64 {
+        let events: Vec<ClickEvent> = (0..1_000_000u64 / 6)
+            .map(|i| ClickEvent {
+                v: CLICK_EVENT_VERSION,
+                id: uuid::Uuid::new_v4(),
+                code: ShortCode::parse("popular").expect("code"),
+                at_ms: (first_day + (i % 90) as i64) * DAY_MS + (i as i64 % DAY_MS),
+                referrer: Some(referrers[(i % 200) as usize].as_str().into()),
+                user_agent: Some("Mozilla/5.0 Firefox/121.0".into()),
+                country: None,
+                visitor: i,
+            })
+            .collect();
+        let mut batch = Aggregator::new().aggregate(&events);
+        batch.id = Some(BatchId {
+            source: format!("clicks/{source}"),
+            first: 0,
+            last: events.len() as u64 - 1,
+        });
+        store.apply(Arc::new(batch)).await.expect("apply");
+    }
+    let code = ShortCode::parse("popular").expect("code");
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    for _ in 0..200 {
+        let query = StatsQuery::new(
+            first_day * DAY_MS,
+            (first_day + 90) * DAY_MS,
+            Granularity::Day,
+            10,
+        )
+        .expect("query");
+        let at = Instant::now();
+        let stats = store.link_stats(&code, query).await.expect("stats");
+        latencies.push(at.elapsed());
+        assert!(stats.totals.total >= 999_990, "{}", stats.totals.total);
+    }
+    report(
+        "stats range read, 1,000,000 clicks over 90 days, 6 sources",
+        latencies,
+        started.elapsed(),
+    );
+}
