@@ -7,6 +7,8 @@
 #   miss-redis  L1 miss served by Redis              (CODES links, an L1 of ~30 entries)
 #   miss-store  L1 miss served by the embedded store (same, no Redis)
 #   miss-pg     L1 miss served by PostgreSQL          (same, no Redis)
+#   miss-scylla L1 miss served by the CQL store, with SCYLLA=1 (the test kit's
+#               Cassandra 5.0 on CPU 1; a build with --features scylla)
 #
 #   scripts/bench-l2.sh                       # 3 rounds of 10 s, 64 connections
 #   ROUNDS=5 CODES=20000 scripts/bench-l2.sh
@@ -33,7 +35,9 @@ done
 source scripts/lib/wrk.sh
 source scripts/lib/servers.sh
 
-bench_with_postgres postgres,redis
+features=postgres,redis
+[ "${SCYLLA:-0}" = 1 ] && features+=,scylla
+bench_with_postgres "$features"
 
 server_up redis_url redis "$CLIENT_CPU"
 
@@ -47,6 +51,14 @@ env=(
     [miss-store]="APP__CACHE__MAX_CAPACITY_BYTES=$TINY_L1"
     [miss-pg]="APP__CACHE__MAX_CAPACITY_BYTES=$TINY_L1 APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL=$pg_url"
 )
+if [ "${SCYLLA:-0}" = 1 ]; then
+    server_up cql_node cassandra "$CLIENT_CPU"
+    names+=(miss-scylla)
+    port[miss-scylla]=18186
+    env[miss-scylla]="APP__CACHE__MAX_CAPACITY_BYTES=$TINY_L1 APP__STORE__BACKEND=scylla APP__STORE__SCYLLA__NODES=$cql_node APP__STORE__SCYLLA__KEYSPACE=bench"
+    # shellcheck disable=SC2086
+    env ${env[miss-scylla]} RUST_LOG=error target/release/shortener migrate >/dev/null
+fi
 for name in "${names[@]}"; do
     admin[$name]=$((port[$name] + 1000))
     # shellcheck disable=SC2086 # env[...] is a list of assignments
@@ -64,7 +76,8 @@ create() { # port alias
 for name in hit-local hit-redis; do create "${port[$name]}" bench01; curl -s -o /dev/null "http://127.0.0.1:${port[$name]}/bench01"; done
 echo "creating $CODES links on each miss instance..."
 export -f create
-for name in miss-redis miss-store miss-pg; do
+for name in "${names[@]}"; do
+    [[ $name == miss-* ]] || continue
     seq 0 $((CODES - 1)) | xargs -P 16 -I{} bash -c "create ${port[$name]} bench-{}"
 done
 
@@ -76,7 +89,8 @@ echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION --
 rounds_and_medians req/s
 
 echo "cache counters of the miss instances (whole run):"
-for name in miss-redis miss-store miss-pg; do
+for name in "${names[@]}"; do
+    [[ $name == miss-* ]] || continue
     curl -s "http://127.0.0.1:${admin[$name]}/metrics" |
         grep -E '^shortener_(cache_requests_total|l2_requests_total|redis_breaker_state)' |
         grep -v ' 0$' | sed "s/^/  $name: /"

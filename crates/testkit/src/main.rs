@@ -49,6 +49,10 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Handlers first: a script may send SIGTERM the moment the address is printed,
+        // and before a handler exists that signal's default action kills this process
+        // without stopping the server.
+        let stop = stopped();
         let (running, address) = match up(server).await {
             Ok(up) => up,
             Err(why) => {
@@ -58,7 +62,7 @@ fn main() -> ExitCode {
         };
         println!("{address}");
         let _ = std::io::stdout().flush();
-        stopped().await;
+        stop.await;
         drop(running);
         ExitCode::SUCCESS
     })
@@ -91,20 +95,24 @@ async fn up(server: &str) -> Result<(Running, String), String> {
     })
 }
 
-/// Resolves at SIGINT or SIGTERM.
-async fn stopped() {
+/// Installs the SIGINT and SIGTERM handlers now; the future resolves at the first of
+/// them (a signal that arrived before it is awaited is not lost).
+fn stopped() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
+    let handlers = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        // Without handlers the default action (exit) still applies; the supervised
-        // servers stop when this process is gone.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+    );
+    async move {
+        let (Ok(mut interrupt), Ok(mut terminate)) = handlers else {
+            // Without handlers the default action (exit) still applies; the supervised
+            // servers stop when this process is gone.
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     }
 }

@@ -222,3 +222,54 @@ async fn a_range_read_of_a_million_clicks_over_ninety_days() {
         started.elapsed(),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn reads_of_links_and_click_budget_claims() {
+    let Some((_, store)) = store("measure_reads").await else {
+        return;
+    };
+    let links = 2_000;
+    for i in 0..links {
+        let link = Link {
+            code: ShortCode::parse(&format!("g{i}")).expect("code"),
+            target: TargetUrl::parse("https://example.com/landing").expect("url"),
+            created_at: OffsetDateTime::now_utc(),
+            expires_at: None,
+            redirect: RedirectKind::Found,
+            max_clicks: Some(1_000_000),
+        };
+        store.insert_if_absent(&link).await.expect("insert");
+    }
+    for (what, claims) in [
+        ("get (what an L1 miss asks the store)", false),
+        ("claim_click (LWT)", true),
+    ] {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    for i in 0..(if claims { 100 } else { 1_000 }) {
+                        let code = ShortCode::parse(&format!("g{}", (t * 7919 + i * 31) % links))
+                            .expect("code");
+                        let at = Instant::now();
+                        if claims {
+                            store.claim_click(&code).await.expect("claim");
+                        } else {
+                            store.get(&code).await.expect("get").expect("present");
+                        }
+                        latencies.push(at.elapsed());
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("task"));
+        }
+        report(what, all, started.elapsed());
+    }
+}
