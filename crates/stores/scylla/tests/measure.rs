@@ -24,6 +24,34 @@ async fn store(keyspace: &str) -> Option<(ScyllaOptions, Arc<ScyllaStore>)> {
     Some((options, store))
 }
 
+/// Runs `TASKS` tasks of `per_task` timed calls of `call(task, i)` at once; reports them.
+async fn concurrently<F, Fut>(what: &str, per_task: usize, call: F)
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_task);
+                for i in 0..per_task {
+                    let at = Instant::now();
+                    call(t, i).await;
+                    latencies.push(at.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("task"));
+    }
+    report(what, all, started.elapsed());
+}
+
 fn report(what: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
@@ -42,41 +70,28 @@ async fn creates_by_lwt_against_plain_inserts() {
     let Some((options, store)) = store("measure_creates").await else {
         return;
     };
-    let per_task = 300;
     for round in 0..2 {
         // LWT: INSERT ... IF NOT EXISTS, the store's create.
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|t| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    for i in 0..per_task {
-                        let link = Link {
-                            code: ShortCode::parse(&format!("r{round}t{t}i{i}")).expect("code"),
-                            target: TargetUrl::parse("https://example.com/x").expect("url"),
-                            created_at: OffsetDateTime::now_utc(),
-                            expires_at: None,
-                            redirect: RedirectKind::Found,
-                            max_clicks: None,
-                        };
-                        let at = Instant::now();
-                        store.insert_if_absent(&link).await.expect("insert");
-                        latencies.push(at.elapsed());
-                    }
-                    latencies
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.expect("task"));
-        }
-        report(
+        let lwt = store.clone();
+        concurrently(
             "create by LWT (index row + INSERT IF NOT EXISTS)",
-            all,
-            started.elapsed(),
-        );
+            300,
+            move |t, i| {
+                let store = lwt.clone();
+                async move {
+                    let link = Link {
+                        code: ShortCode::parse(&format!("r{round}t{t}i{i}")).expect("code"),
+                        target: TargetUrl::parse("https://example.com/x").expect("url"),
+                        created_at: OffsetDateTime::now_utc(),
+                        expires_at: None,
+                        redirect: RedirectKind::Found,
+                        max_clicks: None,
+                    };
+                    store.insert_if_absent(&link).await.expect("insert");
+                }
+            },
+        )
+        .await;
 
         // Plain: the same row without IF NOT EXISTS (last write wins: no uniqueness).
         let session = Arc::new(
@@ -93,32 +108,19 @@ async fn creates_by_lwt_against_plain_inserts() {
             .expect("prepare");
         plain.set_consistency(Consistency::LocalQuorum);
         let plain = Arc::new(plain);
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|t| {
-                let (session, plain) = (session.clone(), plain.clone());
-                tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    for i in 0..per_task {
-                        let at = Instant::now();
-                        session
-                            .execute_unpaged(
-                                &plain,
-                                (format!("p{round}t{t}i{i}"), "https://example.com/x"),
-                            )
-                            .await
-                            .expect("insert");
-                        latencies.push(at.elapsed());
-                    }
-                    latencies
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.expect("task"));
-        }
-        report("plain INSERT", all, started.elapsed());
+        concurrently("plain INSERT", 300, move |t, i| {
+            let (session, plain) = (session.clone(), plain.clone());
+            async move {
+                session
+                    .execute_unpaged(
+                        &plain,
+                        (format!("p{round}t{t}i{i}"), "https://example.com/x"),
+                    )
+                    .await
+                    .expect("insert");
+            }
+        })
+        .await;
     }
 }
 
@@ -245,31 +247,19 @@ async fn reads_of_links_and_click_budget_claims() {
         ("get (what an L1 miss asks the store)", false),
         ("claim_click (LWT)", true),
     ] {
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|t| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let mut latencies = Vec::new();
-                    for i in 0..(if claims { 100 } else { 1_000 }) {
-                        let code = ShortCode::parse(&format!("g{}", (t * 7919 + i * 31) % links))
-                            .expect("code");
-                        let at = Instant::now();
-                        if claims {
-                            store.claim_click(&code).await.expect("claim");
-                        } else {
-                            store.get(&code).await.expect("get").expect("present");
-                        }
-                        latencies.push(at.elapsed());
-                    }
-                    latencies
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.expect("task"));
-        }
-        report(what, all, started.elapsed());
+        let store = store.clone();
+        concurrently(what, if claims { 100 } else { 1_000 }, move |t, i| {
+            let store = store.clone();
+            async move {
+                let code =
+                    ShortCode::parse(&format!("g{}", (t * 7919 + i * 31) % links)).expect("code");
+                if claims {
+                    store.claim_click(&code).await.expect("claim");
+                } else {
+                    store.get(&code).await.expect("get").expect("present");
+                }
+            }
+        })
+        .await;
     }
 }
