@@ -9,6 +9,7 @@
 //! HTTP layer hands them to `crate::clicks` after answering.
 
 mod budget;
+pub mod targets;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +33,7 @@ use crate::config::Settings;
 use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED, STORE_CORRUPT_ROWS};
 use crate::store_layers::MeteredStore;
 use budget::{Budgets, Keeper};
+use targets::Targets;
 
 /// A validated request to create a link. Every field is already a domain type, so the
 /// service never sees unparsed input.
@@ -74,6 +76,9 @@ pub enum ServiceError {
     /// A list cursor that is not a code.
     #[error("cursor is not a valid code")]
     InvalidCursor,
+    /// The target policy refuses where the link would point.
+    #[error(transparent)]
+    TargetNotAllowed(#[from] shortener_core::policy::PolicyError),
     /// `max_clicks` is zero.
     #[error("max_clicks must be at least 1")]
     ZeroMaxClicks,
@@ -117,6 +122,8 @@ pub struct LinkService {
     corrupt_rows: Counter,
     /// Codes of undecodable rows already logged (at most [`MAX_CORRUPT_LOGGED`]).
     corrupt_logged: Mutex<HashSet<String>>,
+    /// Where new links may point.
+    targets: Arc<Targets>,
 }
 
 /// How many distinct undecodable rows one process logs by code; later ones are only
@@ -146,7 +153,14 @@ impl LinkService {
             l2: None,
             corrupt_rows: metrics::counter!(STORE_CORRUPT_ROWS),
             corrupt_logged: Mutex::new(HashSet::new()),
+            targets: Arc::new(Targets::without_file(&settings.targets)),
         })
+    }
+
+    /// The target policy with its blocklist file (read by `startup`, which also watches it).
+    pub fn with_targets(mut self, targets: Arc<Targets>) -> Self {
+        self.targets = targets;
+        self
     }
 
     /// Adds the shared Redis tier between the in-process cache and the store.
@@ -192,6 +206,7 @@ impl LinkService {
         if new.max_clicks == Some(0) {
             return Err(ServiceError::ZeroMaxClicks);
         }
+        self.targets.current().check(&new.target)?;
         let mut link = Link {
             code: match &new.alias {
                 Some(alias) => alias.clone().into_code(),

@@ -27,6 +27,7 @@ use crate::config::{ClickSink, ConfigError, Settings};
 use crate::http::app::{HandlerState, Handlers};
 use crate::http::middleware::Stack;
 use crate::http::{admin, server};
+use crate::service::targets::Targets;
 use crate::service::{LinkService, ServiceError};
 use crate::shutdown::{Background, TaskPanicked};
 use crate::store_layers::GroupCommit;
@@ -69,6 +70,9 @@ pub enum StartupError {
     /// error: the service starts degraded and keeps reconnecting).
     #[error(transparent)]
     Redis(#[from] L2Error),
+    /// The target blocklist file is missing or malformed.
+    #[error(transparent)]
+    Blocklist(#[from] crate::service::targets::BlocklistError),
     /// A background task panicked while the service ran (reported at shutdown, after
     /// the store was closed).
     #[error(transparent)]
@@ -89,6 +93,8 @@ pub struct Application {
     clicks: Option<ClickPipeline>,
     /// The invalidation subscriber, when Redis is configured.
     subscriber: Option<l2::Subscriber>,
+    /// The target policy, whose blocklist file a background task watches.
+    targets: Arc<Targets>,
 }
 
 struct ClickPipeline {
@@ -114,7 +120,9 @@ impl Application {
         // Metrics first: every component resolves its metric handles at construction.
         let metrics = crate::metrics::install()?;
         let links = Arc::new(GroupCommit::new(links, settings.store.max_group.get()));
-        let mut service = LinkService::new(&settings, links, stats.clone())?;
+        let targets = Arc::new(Targets::load(&settings.targets)?);
+        let mut service =
+            LinkService::new(&settings, links, stats.clone())?.with_targets(targets.clone());
         let mut subscriber = None;
         if settings.redis.enabled() {
             let (l2, listener) = L2Cache::connect(&settings.redis)?;
@@ -153,6 +161,7 @@ impl Application {
             stats,
             clicks,
             subscriber,
+            targets,
         })
     }
 
@@ -189,9 +198,10 @@ impl Application {
             stats,
             clicks,
             subscriber,
+            targets,
         } = self;
         let (background, recorder) = spawn_background(
-            &settings, &service, admin, metrics, stats, clicks, subscriber,
+            &settings, &service, admin, metrics, stats, clicks, subscriber, targets,
         );
         serve_public(public, &settings, &service, recorder, shutdown).await;
         // Every request has finished, so every click of an answered redirect is queued:
@@ -216,6 +226,7 @@ fn spawn_background(
     stats: Arc<dyn StatsStore>,
     clicks: Option<ClickPipeline>,
     subscriber: Option<l2::Subscriber>,
+    targets: Arc<Targets>,
 ) -> (Background, Option<Arc<ClickRecorder>>) {
     let mut background = Background::new();
     let recorder = clicks.map(|pipeline| {
@@ -239,6 +250,10 @@ fn spawn_background(
     if settings.redis.enabled() {
         let (service, interval) = (service.clone(), settings.redis.probe_interval());
         background.spawn("redis probe", |stop| probe_redis(service, interval, stop));
+    }
+    if settings.targets.blocklist_reload_ms > 0 {
+        let interval = Duration::from_millis(settings.targets.blocklist_reload_ms);
+        background.spawn("blocklist watcher", |stop| targets.watch(interval, stop));
     }
     background.spawn("admin listener", |stop| {
         admin::serve(admin, metrics, stats, stop)

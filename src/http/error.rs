@@ -217,6 +217,11 @@ impl From<ServiceError> for ApiError {
                 "invalid_query",
                 e.to_string(),
             ),
+            ServiceError::TargetNotAllowed(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "target_not_allowed",
+                e.to_string(),
+            ),
             ServiceError::ZeroMaxClicks => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_max_clicks",

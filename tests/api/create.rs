@@ -196,3 +196,59 @@ async fn futures_join_all<F: Future<Output = u16> + Send + 'static>(
     }
     out
 }
+
+#[tokio::test]
+async fn targets_that_are_not_public_are_refused_with_the_reason() {
+    let app = spawn_app().await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://0x7f000001/",
+        "http://localhost:8080/",
+        "http://[::1]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://192.168.1.1/",
+        "http://metadata.google.internal/",
+        "https://аpple.com/",
+    ] {
+        let response = app.create(link(url)).await;
+        assert_eq!(response.status(), 422, "{url}");
+        assert_eq!(error_code(response).await, "target_not_allowed", "{url}");
+    }
+    let response = app.create(link("https://goo\u{200b}gle.com/")).await;
+    assert_eq!(response.status(), 422);
+    assert_eq!(error_code(response).await, "invalid_url");
+    app.create_ok(link("https://пример.рф/путь")).await;
+}
+
+#[tokio::test]
+async fn the_blocklist_file_is_reloaded_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("blocked.txt");
+    std::fs::write(&file, "# none yet\n").expect("write");
+    let path = file.to_string_lossy().into_owned();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.targets.blocklist_file = path;
+        s.targets.blocklist_reload_ms = 50;
+    })
+    .await;
+    app.create_ok(link("https://phish.example/login")).await;
+    std::fs::write(&file, "phish.example\n").expect("write");
+    let refused = async {
+        loop {
+            let response = app.create(link("https://www.phish.example/login")).await;
+            if response.status() == 422 {
+                return error_code(response).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let code = tokio::time::timeout(std::time::Duration::from_secs(10), refused)
+        .await
+        .expect("the new list is in force within seconds");
+    assert_eq!(code, "target_not_allowed");
+    // A broken file keeps the previous list.
+    std::fs::write(&file, "not a domain\n").expect("write");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let response = app.create(link("https://phish.example/")).await;
+    assert_eq!(response.status(), 422);
+}

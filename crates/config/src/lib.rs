@@ -60,6 +60,66 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub analytics: AnalyticsSettings,
     pub telemetry: TelemetrySettings,
+    pub auth: AuthSettings,
+    pub limits: LimitSettings,
+    pub targets: TargetSettings,
+}
+
+/// `[auth]`: who may use the management API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct AuthSettings {
+    pub mode: AuthMode,
+    pub bootstrap_key_file: String,
+    pub open_on_any_address: bool,
+    pub pepper: Secret,
+    pub key_cache_ttl_ms: NonZeroU64,
+}
+
+/// `auth.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// `Authorization: Bearer <key>` on the management API.
+    Keys,
+    /// No keys: every API request acts as an administrator (loopback development only).
+    Open,
+}
+
+/// `[limits]`: rate limits (GCRA) on the API and on redirect misses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct LimitSettings {
+    pub enabled: bool,
+    pub api_per_client: Rate,
+    pub api_per_key: Rate,
+    pub redirect_miss_per_client: Rate,
+    pub cached_redirect_per_client: Rate,
+    pub table_slots: NonZeroUsize,
+}
+
+/// A GCRA rate: a sustained `per_s` with bursts of up to `burst` requests. `per_s = 0`
+/// turns that limit off.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Rate {
+    pub per_s: u32,
+    pub burst: u32,
+}
+
+/// `[targets]`: where new links may point.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct TargetSettings {
+    pub allow_private: bool,
+    pub allow_hosts: Vec<String>,
+    pub idn_allow: Vec<String>,
+    pub blocklist_file: String,
+    pub blocklist_reload_ms: u64,
 }
 
 /// Where the service sends click events (`clicks.sink`).
@@ -255,7 +315,9 @@ impl Settings {
             .try_parsing(true)
             .list_separator(",")
             .with_list_parse_key("clicks.trusted_proxies")
-            .with_list_parse_key("store.scylla.nodes");
+            .with_list_parse_key("store.scylla.nodes")
+            .with_list_parse_key("targets.allow_hosts")
+            .with_list_parse_key("targets.idn_allow");
         let settings: Self = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -317,6 +379,33 @@ impl Settings {
                 "clicks.sink",
                 "\"kafka\" needs a shared store (store.backend = \"postgres\" or \"scylla\"): the analytics consumer writes the statistics, and the embedded file belongs to this process; use \"in_process\" with the embedded store",
             );
+        }
+        if self.auth.mode == AuthMode::Open
+            && !self.http.listen.ip().is_loopback()
+            && !self.auth.open_on_any_address
+        {
+            return invalid(
+                "auth.mode",
+                "\"open\" (no API keys) is refused on a non-loopback listener: use \"keys\", or set auth.open_on_any_address = true for a network you trust",
+            );
+        }
+        for (key, rate) in [
+            ("limits.api_per_client", self.limits.api_per_client),
+            ("limits.api_per_key", self.limits.api_per_key),
+            ("limits.redirect_miss_per_client", self.limits.redirect_miss_per_client),
+            ("limits.cached_redirect_per_client", self.limits.cached_redirect_per_client),
+        ] {
+            if rate.per_s > 0 && rate.burst == 0 {
+                return invalid(key, "burst must be at least 1 when per_s is set");
+            }
+        }
+        for host in self.targets.allow_hosts.iter().chain(&self.targets.idn_allow) {
+            if url::Host::parse(host).is_err() || host.to_ascii_lowercase() != *host {
+                return invalid(
+                    "targets",
+                    "allow_hosts and idn_allow take lower-case host names or addresses as URLs store them (punycode for international names)",
+                );
+            }
         }
         let k = &self.kafka;
         if k.brokers.trim().is_empty() || k.topic.is_empty() || k.dead_letter_topic.is_empty() {
@@ -429,6 +518,33 @@ mod tests {
     /// fields without serde defaults make the file and the structs hold the same keys
     /// (`from_defaults` fails otherwise). This keeps the other half: every key has a
     /// comment, directly above it or above the run of keys it belongs to.
+    #[test]
+    fn open_mode_is_refused_on_a_public_listener_unless_explicitly_allowed() {
+        let error = Settings::load_from(
+            None,
+            env(&[("APP__AUTH__MODE", "open"), ("APP__HTTP__LISTEN", "0.0.0.0:8080")]),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("auth.mode"), "{error}");
+        for vars in [
+            &[("APP__AUTH__MODE", "open"), ("APP__HTTP__LISTEN", "127.0.0.1:8080")][..],
+            &[
+                ("APP__AUTH__MODE", "open"),
+                ("APP__HTTP__LISTEN", "0.0.0.0:8080"),
+                ("APP__AUTH__OPEN_ON_ANY_ADDRESS", "true"),
+            ],
+            &[("APP__AUTH__MODE", "keys"), ("APP__HTTP__LISTEN", "0.0.0.0:8080")],
+        ] {
+            Settings::load_from(None, env(vars)).expect("allowed");
+        }
+        let hosts = Settings::load_from(
+            None,
+            env(&[("APP__TARGETS__ALLOW_HOSTS", "wiki.corp.internal,10.1.2.3")]),
+        )
+        .expect("a list");
+        assert_eq!(hosts.targets.allow_hosts, ["wiki.corp.internal", "10.1.2.3"]);
+    }
+
     #[test]
     fn secrets_do_not_show_in_debug_output() {
         let mut settings = Settings::from_defaults().expect("defaults");

@@ -11,6 +11,7 @@
 //! ```text
 //! crates/core/src/
 //! ├── code.rs, target.rs, link.rs   a link's parts, valid by construction
+//! ├── policy.rs                     where a new link may point (private hosts, homographs)
 //! ├── instant.rs                    the span of time every store keeps (1970 to 9999)
 //! ├── record.rs                     the one serialized form of a link (store and Redis)
 //! ├── store.rs, store/contract.rs   the LinkStore contract and its test suite
@@ -35,6 +36,7 @@ pub mod encoding;
 pub mod hll;
 pub mod instant;
 pub mod link;
+pub mod policy;
 pub mod record;
 pub mod report;
 pub mod secret;

@@ -42,6 +42,11 @@ pub enum TargetUrlError {
     /// `user:pass@` before the host.
     #[error("url must not contain credentials (user:password@)")]
     Credentials,
+    /// An invisible character (zero-width, bidi control, variation selector, tag...):
+    /// the parser would drop some of them silently, so what is stored would not be what
+    /// the user saw, and a host could hide one to look like another.
+    #[error("url must not contain invisible characters (U+{0:04X})")]
+    Invisible(u32),
 }
 
 /// A validated, normalised redirect target. Cheap to clone.
@@ -62,6 +67,11 @@ impl TargetUrl {
         // `javascript:`. We refuse rather than guess what the user meant.
         if input.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(TargetUrlError::ForbiddenCharacter);
+        }
+        // IDNA maps a zero-width space in a host to nothing: `goo\u{200b}gle.com` would be
+        // stored as `google.com`. Refused, never stripped.
+        if let Some(c) = input.chars().find(|&c| is_invisible(c)) {
+            return Err(TargetUrlError::Invisible(u32::from(c)));
         }
         let url = Url::parse(input).map_err(|e| TargetUrlError::Malformed(e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -94,6 +104,31 @@ impl TargetUrl {
     pub fn has_query(&self) -> bool {
         self.0.contains('?')
     }
+}
+
+/// Unicode's default-ignorable code points (rendered as nothing) and the Hangul fillers
+/// (rendered as blank): the characters a reader cannot see.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 impl fmt::Display for TargetUrl {
@@ -186,6 +221,27 @@ mod tests {
             assert!(
                 TargetUrl::parse(input).is_err(),
                 "accepted hostile url {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_never_stripped() {
+        for input in [
+            "https://goo\u{200b}gle.com/",
+            "https://google.com\u{200d}/",
+            "https://exa\u{ad}mple.com/",
+            "https://example.com/\u{2060}path",
+            "https://example.com/?q=\u{202e}fdp.exe",
+            "https://example\u{fe0f}.com/",
+            "https://\u{feff}example.com/",
+            "https://example.com/\u{e0041}",
+            "https://\u{3164}.com/",
+        ] {
+            assert!(
+                matches!(TargetUrl::parse(input), Err(TargetUrlError::Invisible(_))),
+                "{input:?}: {:?}",
+                TargetUrl::parse(input)
             );
         }
     }
