@@ -12,7 +12,6 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
-use rand::RngExt;
 
 /// Longest code (generated or alias) in bytes. Keeps keys small in the cache and the store.
 pub const MAX_CODE_LEN: usize = 64;
@@ -168,7 +167,7 @@ pub enum GeneratorConfigError {
 /// Generates random codes. Construct once from config and share (it is immutable).
 #[derive(Debug, Clone)]
 pub struct CodeGenerator {
-    alphabet: Box<[u8]>,
+    alphabet: Box<[char]>,
     length: usize,
 }
 
@@ -198,7 +197,7 @@ impl CodeGenerator {
             return Err(GeneratorConfigError::Alphabet);
         }
         Ok(Self {
-            alphabet: alphabet.as_bytes().into(),
+            alphabet: alphabet.chars().collect(),
             length,
         })
     }
@@ -208,15 +207,13 @@ impl CodeGenerator {
         self.length
     }
 
-    /// A fresh random code. Each character is drawn uniformly (`random_range` rejects
-    /// out-of-range samples, so there is no modulo bias) from the thread-local ChaCha12
-    /// CSPRNG. A code that happens to spell a reserved word is redrawn.
+    /// A fresh random code, by `nanoid`: random bytes from the operating system's CSPRNG
+    /// (`nanoid::rngs::default`), each masked to the next power of two above the
+    /// alphabet and discarded when past its end, so every character is equally likely
+    /// (no modulo bias). A code that happens to spell a reserved word is redrawn.
     pub fn generate(&self) -> ShortCode {
-        let mut rng = rand::rng();
         loop {
-            let code: String = (0..self.length)
-                .map(|_| char::from(self.alphabet[rng.random_range(0..self.alphabet.len())]))
-                .collect();
+            let code = nanoid::format(nanoid::rngs::default, &self.alphabet, self.length);
             if !is_reserved(&code) {
                 return ShortCode(Arc::from(code));
             }
