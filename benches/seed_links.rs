@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
                     expires_at: None,
                     redirect: RedirectKind::Found,
                     max_clicks: None,
+                    owner: None,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -217,6 +217,7 @@ impl LinkService {
             expires_at: new.expires_at,
             redirect: new.redirect,
             max_clicks: new.max_clicks,
+            owner: None,
         };
         let mut attempts = 1;
         while self.store.insert_if_absent(&link).await? == InsertOutcome::AlreadyExists {

@@ -43,6 +43,7 @@ fn link(i: usize, target_len: usize) -> Link {
         expires_at: None,
         redirect: RedirectKind::Found,
         max_clicks: None,
+        owner: None,
     }
 }
 

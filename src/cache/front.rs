@@ -183,6 +183,7 @@ mod tests {
             expires_at: None,
             redirect: RedirectKind::Found,
             max_clicks,
+            owner: None,
         };
         let used = max_clicks.map(|_| Arc::new(AtomicU64::new(0)));
         Arc::new(CachedLink::new(&link, used))

@@ -317,6 +317,7 @@ mod tests {
             expires_at,
             redirect,
             max_clicks: None,
+            owner: None,
         }
     }
 

@@ -160,6 +160,7 @@ mod tests {
             expires_at: None,
             redirect: RedirectKind::Found,
             max_clicks: None,
+            owner: None,
         };
         CachedLink::new(&link, None)
     }

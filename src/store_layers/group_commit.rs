@@ -126,8 +126,13 @@ impl LinkStore for GroupCommit {
         self.store.delete(code).await
     }
 
-    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
-        self.store.list(after, limit).await
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+        owner: Option<&Owner>,
+    ) -> Result<ListPage, StoreError> {
+        self.store.list(after, limit, owner).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -157,6 +162,7 @@ mod tests {
             expires_at: None,
             redirect: RedirectKind::Found,
             max_clicks: None,
+            owner: None,
         }
     }
 
@@ -208,7 +214,12 @@ mod tests {
         async fn delete(&self, _: &ShortCode) -> Result<bool, StoreError> {
             Ok(false)
         }
-        async fn list(&self, _: Option<ShortCode>, _: usize) -> Result<ListPage, StoreError> {
+        async fn list(
+            &self,
+            _: Option<ShortCode>,
+            _: usize,
+            _: Option<&Owner>,
+        ) -> Result<ListPage, StoreError> {
             Ok(ListPage::default())
         }
         async fn ping(&self) -> Result<(), StoreError> {

@@ -110,9 +110,14 @@ impl LinkStore for MeteredStore {
         result
     }
 
-    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+        owner: Option<&Owner>,
+    ) -> Result<ListPage, StoreError> {
         let started = Instant::now();
-        let result = self.inner.list(after, limit).await;
+        let result = self.inner.list(after, limit, owner).await;
         self.list.record(started, &result);
         result
     }

@@ -391,6 +391,7 @@ async fn a_long_tail_of_links_is_counted_exactly_with_nothing_dropped() {
             expires_at: None,
             redirect: shortener_core::RedirectKind::Found,
             max_clicks: None,
+            owner: None,
         })
         .collect();
     assert_eq!(app.store.seed(links).await, LINKS);

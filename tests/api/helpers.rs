@@ -86,10 +86,15 @@ impl LinkStore for ProbeStore {
         self.inner.delete(code).await
     }
 
-    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+        owner: Option<&Owner>,
+    ) -> Result<ListPage, StoreError> {
         self.lists.fetch_add(1, Ordering::SeqCst);
         self.check()?;
-        self.inner.list(after, limit).await
+        self.inner.list(after, limit, owner).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -114,6 +114,7 @@ async fn uncached_link(app: &TestApp, code: &str) {
         expires_at: None,
         redirect: RedirectKind::Found,
         max_clicks: None,
+        owner: None,
     };
     app.store.insert_if_absent(&link).await.expect("insert");
 }

@@ -19,6 +19,7 @@ async fn seed(
         expires_at,
         redirect,
         max_clicks: None,
+        owner: None,
     };
     app.store.insert_if_absent(&link).await.expect("seed");
 }

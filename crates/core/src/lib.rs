@@ -11,6 +11,7 @@
 //! ```text
 //! crates/core/src/
 //! ├── code.rs, target.rs, link.rs   a link's parts, valid by construction
+//! ├── access.rs                     API keys, owners and scopes; the KeyStore contract
 //! ├── policy.rs                     where a new link may point (private hosts, homographs)
 //! ├── instant.rs                    the span of time every store keeps (1970 to 9999)
 //! ├── record.rs                     the one serialized form of a link (store and Redis)
@@ -27,6 +28,7 @@
 //! └── doubling.rs                   (private) vectors that grow 1, 2, 4, ... for aggregation
 //! ```
 
+pub mod access;
 pub mod agent;
 pub mod aggregate;
 pub mod click;
@@ -48,6 +50,7 @@ pub mod topk;
 pub mod visitors;
 
 pub use code::{Alias, CodeError, CodeGenerator, GeneratorConfigError, ShortCode};
+pub use access::{KeyRecord, KeyStore, Owner, Scopes};
 pub use link::{Link, RedirectKind};
 pub use store::{ClickClaim, InsertOutcome, LinkStore, ListPage, StoreError};
 pub use target::{TargetUrl, TargetUrlError};

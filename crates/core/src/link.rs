@@ -66,6 +66,9 @@ pub struct Link {
     pub redirect: RedirectKind,
     /// After this many clicks (GET redirects) the link answers 410 Gone.
     pub max_clicks: Option<u64>,
+    /// Whose link it is: the owner of the key that created it (`None`: made without
+    /// keys, in `auth.mode = "open"`; only admin keys see those).
+    pub owner: Option<crate::Owner>,
 }
 
 impl Link {
@@ -103,6 +106,7 @@ mod tests {
             expires_at: None,
             redirect: RedirectKind::Found,
             max_clicks: None,
+            owner: None,
         };
         assert!(!link.is_expired_at(now));
         link.expires_at = Some(now);

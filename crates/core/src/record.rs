@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::instant::unix_ms;
-use crate::{Link, RedirectKind, ShortCode, TargetUrl};
+use crate::{Link, Owner, RedirectKind, ShortCode, TargetUrl};
 
 /// Why bytes are not a valid record.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,9 @@ struct Record {
     /// Added after v1 shipped: optional, so older records still decode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_clicks: Option<u64>,
+    /// Added with API keys: optional, so links made before keys still decode (unowned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 /// The record of `link` (its code is the key, not part of the value).
@@ -44,6 +47,7 @@ pub fn encode(link: &Link) -> Vec<u8> {
         expires_ms: link.expires_at.map(unix_ms),
         redirect: link.redirect.status(),
         max_clicks: link.max_clicks,
+        owner: link.owner.as_ref().map(|o| o.as_str().to_owned()),
     };
     // Serializing a struct of strings and integers cannot fail.
     serde_json::to_vec(&record).unwrap_or_default()
@@ -70,6 +74,12 @@ pub fn decode(code: &ShortCode, bytes: &[u8]) -> Result<Link, RecordError> {
         target,
         redirect,
         max_clicks: record.max_clicks,
+        owner: record
+            .owner
+            .as_deref()
+            .map(Owner::parse)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
     })
 }
 
@@ -86,6 +96,7 @@ mod tests {
             expires_at: Some(OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid")),
             redirect: RedirectKind::TemporaryRedirect,
             max_clicks: Some(3),
+            owner: Some(Owner::parse("team-a").expect("valid")),
         };
         let decoded = decode(&link.code, &encode(&link)).expect("decodes");
         assert_eq!(decoded, link);

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::aggregate::Counts;
-use crate::{Link, ShortCode};
+use crate::{Link, Owner, ShortCode};
 
 /// The result of [`LinkStore::insert_if_absent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,13 +172,18 @@ pub trait LinkStore: Send + Sync + 'static {
     async fn delete(&self, code: &ShortCode) -> Result<bool, StoreError>;
 
     /// A page of links in code order, after `after` (exclusive), each with its all-time
-    /// click totals. The backend joins links and totals itself, in one round trip: a
+    /// click totals; with `owner`, only that owner's links. The backend joins links and totals itself, in one round trip: a
     /// listing must not cost one statistics query per link (the N+1 problem).
     ///
     /// A row that cannot be decoded is skipped and reported in [`ListPage::skipped`],
     /// and the page is filled from the rows after it: one bad row costs its own link,
     /// never the page. The page holds `limit` links unless the table ends first.
-    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError>;
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+        owner: Option<&Owner>,
+    ) -> Result<ListPage, StoreError>;
 
     /// Cheap end-to-end check that the store can serve reads (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -426,6 +426,7 @@ mod tests {
             expires_at: expires_in.map(|d| now + d),
             redirect: RedirectKind::Found,
             max_clicks: None,
+            owner: None,
         }
     }
 

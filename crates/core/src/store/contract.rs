@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 use crate::aggregate::{Aggregator, BatchAggregate, BatchId, Counts, Dimension, HOUR_MS};
 use crate::click::{CLICK_EVENT_VERSION, ClickEvent, DAY_MS};
 use crate::stats::{Granularity, StatsQuery, StatsStore};
+use crate::access::{KeyHasher, KeyStore, Owner, Scopes};
 use crate::{ClickClaim, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, TargetUrl};
 
 /// A backend under test: how the suite gets fresh storage, more handles on it, and the
@@ -32,7 +33,7 @@ use crate::{ClickClaim, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode,
 #[async_trait]
 pub trait Harness: Send + Sync + 'static {
     /// The store type; one value serves links and statistics, as in the service.
-    type Store: LinkStore + StatsStore;
+    type Store: LinkStore + StatsStore + KeyStore;
 
     /// The store the case starts with: empty, and private to this case.
     fn store(&self) -> Arc<Self::Store>;
@@ -77,6 +78,8 @@ macro_rules! store_contract {
             visitor_sketches_merge_across_days_and_batches,
             top_n_ranks_values_over_the_range,
             a_fresh_store_answers_reads_with_zeros,
+            keys_are_stored_listed_and_revoked_for_every_handle,
+            links_keep_their_owner_and_list_by_owner,
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -108,6 +111,7 @@ fn link(text: &str, url: &str) -> Link {
         expires_at: Some(OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid")),
         redirect: RedirectKind::PermanentRedirect,
         max_clicks: Some(3),
+        owner: None,
     }
 }
 
@@ -411,17 +415,17 @@ pub async fn list_pages_in_code_order_with_totals(backend: &impl Harness) {
             .map(|(l, c)| (l.code.to_string(), c.total))
             .collect::<Vec<_>>()
     };
-    let first = store.list(None, 2).await.expect("page").links;
+    let first = store.list(None, 2, None).await.expect("page").links;
     assert_eq!(first[0].0, link("a", "https://example.com/"));
     assert_eq!(page(first), [("a".into(), 0), ("b".into(), 2)]);
-    let rest = store.list(Some(code("b")), 10).await.expect("page").links;
+    let rest = store.list(Some(code("b")), 10, None).await.expect("page").links;
     assert_eq!(
         page(rest),
         [("c".into(), 0), ("d".into(), 1), ("e".into(), 0)]
     );
     assert!(
         store
-            .list(Some(code("e")), 10)
+            .list(Some(code("e")), 10, None)
             .await
             .expect("page")
             .links
@@ -447,7 +451,7 @@ pub async fn a_row_that_cannot_be_decoded_costs_only_its_own_link(backend: &impl
             .collect::<Vec<_>>()
     };
     let first = store
-        .list(None, 2)
+        .list(None, 2, None)
         .await
         .expect("a page despite the bad row");
     assert_eq!(codes(&first), ["a", "c"], "filled from the rows after it");
@@ -456,7 +460,7 @@ pub async fn a_row_that_cannot_be_decoded_costs_only_its_own_link(backend: &impl
         "{:?}",
         first.skipped
     );
-    let rest = store.list(Some(code("c")), 10).await.expect("page");
+    let rest = store.list(Some(code("c")), 10, None).await.expect("page");
     assert_eq!(codes(&rest), ["d"]);
     assert!(rest.skipped.is_empty());
     for other in ["a", "c", "d"] {
@@ -468,7 +472,7 @@ pub async fn a_row_that_cannot_be_decoded_costs_only_its_own_link(backend: &impl
             .await
             .expect("a bad row can be deleted")
     );
-    let all = store.list(None, 10).await.expect("page");
+    let all = store.list(None, 10, None).await.expect("page");
     assert_eq!(
         (codes(&all), all.skipped.len()),
         (vec!["a".into(), "c".into(), "d".into()], 0)
@@ -501,7 +505,7 @@ pub async fn links_at_the_edges_of_what_is_accepted_read_back(backend: &impl Har
         );
         assert_eq!(store.get(&l.code).await.expect("get").as_ref(), Some(l));
     }
-    let page = store.list(None, 10).await.expect("list");
+    let page = store.list(None, 10, None).await.expect("list");
     assert!(page.skipped.is_empty(), "{:?}", page.skipped);
     let listed: Vec<&Link> = page.links.iter().map(|(l, _)| l).collect();
     assert_eq!(listed, [&edge, &unicode]);
@@ -764,7 +768,7 @@ pub async fn a_fresh_store_answers_reads_with_zeros(backend: &impl Harness) {
         (stats.totals, stats.unique_visitors, stats.series.len()),
         (Counts::default(), 0, 0)
     );
-    assert!(store.list(None, 10).await.expect("list").links.is_empty());
+    assert!(store.list(None, 10, None).await.expect("list").links.is_empty());
     store.ping().await.expect("ping");
 }
 
@@ -921,4 +925,99 @@ pub async fn a_batch_that_fails_half_way_counts_once_when_retried(backend: &impl
     assert_eq!(store.totals(&code("aaa")).await.expect("totals").total, 5);
     assert_eq!(store.totals(&code("zzz")).await.expect("totals").total, 1);
     assert_eq!(store.applied("clicks/5").await.expect("applied"), Some(3));
+}
+
+/// API keys: stored without their secret, read back equal from any handle, listed in
+/// id order, and revoked once (a second revocation keeps the first time).
+pub async fn keys_are_stored_listed_and_revoked_for_every_handle(backend: &impl Harness) {
+    let store = backend.store();
+    let hasher = KeyHasher::new("");
+    let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid");
+    let issue = |owner: &str, scopes| {
+        hasher.issue(Owner::parse(owner).expect("owner"), scopes, at)
+    };
+    let (a, admin) = (issue("team-a", Scopes::LINKS_WRITE), issue("ops", Scopes::ADMIN));
+    store.insert_key(&a.record).await.expect("insert");
+    store.insert_key(&admin.record).await.expect("insert");
+
+    let other = backend.another_handle().await;
+    let read = other.get_key(&a.record.id).await.expect("get").expect("present");
+    assert_eq!(read, a.record);
+    let (_, secret) = crate::access::split_token(&a.token).expect("a token");
+    assert!(hasher.verify(&read, secret));
+    assert_eq!(other.get_key("nosuchkeyid0").await.expect("get"), None);
+
+    let mut expected = vec![a.record.clone(), admin.record.clone()];
+    expected.sort_by(|x, y| x.id.cmp(&y.id));
+    assert_eq!(other.list_keys().await.expect("list"), expected);
+
+    let revoked_at = at + time::Duration::hours(1);
+    assert!(store.revoke_key(&a.record.id, revoked_at).await.expect("revoke"));
+    assert!(
+        store
+            .revoke_key(&a.record.id, revoked_at + time::Duration::hours(1))
+            .await
+            .expect("revoke again")
+    );
+    assert!(!store.revoke_key("nosuchkeyid0", at).await.expect("revoke"));
+    let read = other.get_key(&a.record.id).await.expect("get").expect("kept");
+    assert_eq!(read.revoked_at, Some(revoked_at), "the first revocation stays");
+    let untouched = other.get_key(&admin.record.id).await.expect("get").expect("present");
+    assert_eq!(untouched.revoked_at, None);
+}
+
+/// A link keeps the owner it was created with; a listing for one owner pages through
+/// only that owner's links, in code order, and a deleted link leaves it.
+pub async fn links_keep_their_owner_and_list_by_owner(backend: &impl Harness) {
+    let store = backend.store();
+    let (a, b) = (Owner::parse("team-a").expect("owner"), Owner::parse("team-b").expect("owner"));
+    for (text, owner) in [
+        ("a1", Some(&a)),
+        ("b1", Some(&b)),
+        ("a2", Some(&a)),
+        ("n1", None),
+        ("a3", Some(&a)),
+        ("b2", Some(&b)),
+    ] {
+        let link = Link {
+            owner: owner.cloned(),
+            ..link(text, "https://example.com/")
+        };
+        assert_eq!(
+            store.insert_if_absent(&link).await.expect("insert"),
+            InsertOutcome::Inserted
+        );
+    }
+    // A create of a taken code by another owner must not show in that owner's listing.
+    let taken = Link {
+        owner: Some(b.clone()),
+        ..link("a1", "https://example.com/other")
+    };
+    assert_eq!(
+        store.insert_if_absent(&taken).await.expect("insert"),
+        InsertOutcome::AlreadyExists
+    );
+
+    let other = backend.another_handle().await;
+    let got = other.get(&code("a2")).await.expect("get").expect("present");
+    assert_eq!(got.owner.as_ref(), Some(&a));
+    assert_eq!(other.get(&code("n1")).await.expect("get").expect("present").owner, None);
+
+    let codes = |page: crate::ListPage| -> Vec<String> {
+        page.links.iter().map(|(l, _)| l.code.as_str().to_owned()).collect()
+    };
+    let first = other.list(None, 2, Some(&a)).await.expect("page");
+    assert_eq!(codes(first), ["a1", "a2"]);
+    let rest = other.list(Some(code("a2")), 10, Some(&a)).await.expect("page");
+    assert_eq!(codes(rest), ["a3"]);
+    let of_b = other.list(None, 10, Some(&b)).await.expect("page");
+    assert_eq!(codes(of_b), ["b1", "b2"]);
+    let all = other.list(None, 10, None).await.expect("page");
+    assert_eq!(codes(all), ["a1", "a2", "a3", "b1", "b2", "n1"]);
+
+    assert!(store.delete(&code("a2")).await.expect("delete"));
+    let after_delete = other.list(None, 10, Some(&a)).await.expect("page");
+    assert_eq!(codes(after_delete), ["a1", "a3"]);
+    let nobody = Owner::parse("nobody").expect("owner");
+    assert!(other.list(None, 10, Some(&nobody)).await.expect("page").links.is_empty());
 }

@@ -28,6 +28,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use shortener_core::StoreError;
 use tokio_postgres::NoTls;
 
+mod keys;
 mod links;
 pub mod migrate;
 pub mod rebuild;

@@ -14,13 +14,14 @@
 //! - get: `SELECT ... WHERE code = $1` (primary-key lookup);
 //! - delete: the link and its statistics in one transaction;
 //! - list: links after a cursor in code order, `LEFT JOIN` their totals, `LIMIT`: one
-//!   index range scan and one round trip for a page (keyset pagination, not `OFFSET`).
+//!   index range scan and one round trip for a page (keyset pagination, not `OFFSET`);
+//!   one owner's links are a range of the `(owner, code)` index.
 
 use async_trait::async_trait;
 use shortener_core::report::Report;
 use shortener_core::{
-    ClickClaim, InsertOutcome, Link, LinkStore, ListPage, RedirectKind, ShortCode, StoreError,
-    TargetUrl,
+    ClickClaim, InsertOutcome, Link, LinkStore, ListPage, Owner, RedirectKind, ShortCode,
+    StoreError, TargetUrl,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -28,17 +29,19 @@ use tokio_postgres::Row;
 use super::{PostgresStore, backend, corrupt, counts_at};
 
 const INSERT: &str =
-    "INSERT INTO links (code, target, created_at, expires_at, redirect, max_clicks)
-    VALUES ($1, $2, $3, $4, $5, $6)
+    "INSERT INTO links (code, target, created_at, expires_at, redirect, max_clicks, owner)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT (code) DO NOTHING";
 const INSERT_BATCH: &str =
-    "INSERT INTO links (code, target, created_at, expires_at, redirect, max_clicks)
+    "INSERT INTO links (code, target, created_at, expires_at, redirect, max_clicks, owner)
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[],
-        $5::smallint[], $6::bigint[])
+        $5::smallint[], $6::bigint[], $7::text[])
     ON CONFLICT (code) DO NOTHING
     RETURNING code";
-const GET: &str =
-    "SELECT code, target, created_at, expires_at, redirect, max_clicks FROM links WHERE code = $1";
+const GET: &str = "SELECT code, target, created_at, expires_at, redirect, max_clicks, owner
+    FROM links WHERE code = $1";
+/// Where [`GET`] has the owner.
+const GET_OWNER: usize = 6;
 const CLAIM_CLICK: &str = "UPDATE links SET clicks_used = clicks_used + 1
     WHERE code = $1 AND clicks_used < max_clicks
     RETURNING clicks_used";
@@ -49,11 +52,20 @@ const DELETE_DAYS: &str = "DELETE FROM stats_days WHERE code = $1";
 // too: without it the merge join read the totals from the first code on, 50,000 rows for
 // a page of 100 in the middle of a million links (86 ms; 0.3 ms with it; docs/postgres.md).
 const LIST: &str = "SELECT l.code, l.target, l.created_at, l.expires_at, l.redirect, l.max_clicks,
-        coalesce(t.total, 0), coalesce(t.human, 0), coalesce(t.bot, 0)
+        coalesce(t.total, 0), coalesce(t.human, 0), coalesce(t.bot, 0), l.owner
     FROM links l LEFT JOIN stats_totals t ON t.code = l.code AND t.code > $1
     WHERE l.code > $1
     ORDER BY l.code
     LIMIT $2";
+/// One owner's links: the same page, a range of the `(owner, code)` index.
+const LIST_OWNED: &str = "SELECT l.code, l.target, l.created_at, l.expires_at, l.redirect,
+        l.max_clicks, coalesce(t.total, 0), coalesce(t.human, 0), coalesce(t.bot, 0), l.owner
+    FROM links l LEFT JOIN stats_totals t ON t.code = l.code AND t.code > $1
+    WHERE l.owner = $3 AND l.code > $1
+    ORDER BY l.code
+    LIMIT $2";
+/// Where [`LIST`] has the owner.
+const LIST_OWNER: usize = 9;
 
 #[async_trait]
 impl LinkStore for PostgresStore {
@@ -76,6 +88,7 @@ impl LinkStore for PostgresStore {
                     &link.expires_at.map(millis),
                     &(link.redirect.status() as i16),
                     &max_clicks,
+                    &link.owner.as_ref().map(Owner::as_str),
                 ],
             )
             .await
@@ -103,7 +116,7 @@ impl LinkStore for PostgresStore {
             .query_opt(&statement, &[&code.as_str()])
             .await
             .map_err(backend)?;
-        row.map(|row| decode(&row)).transpose()
+        row.map(|row| decode(&row, GET_OWNER)).transpose()
     }
 
     fn keeps_click_budgets(&self) -> bool {
@@ -143,24 +156,33 @@ impl LinkStore for PostgresStore {
         Ok(existed)
     }
 
-    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+        owner: Option<&Owner>,
+    ) -> Result<ListPage, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(LIST).await.map_err(backend)?;
+        let sql = if owner.is_some() { LIST_OWNED } else { LIST };
+        let statement = client.prepare_cached(sql).await.map_err(backend)?;
         let mut after = after.map_or_else(String::new, |code| code.as_str().to_owned());
         let mut page = ListPage::default();
         // One query per page, unless rows were skipped: then the next rows fill it.
         while page.links.len() < limit {
             let wanted = limit - page.links.len();
             self.sent(1);
-            let rows = client
-                .query(
-                    &statement,
-                    &[&after, &i64::try_from(wanted).unwrap_or(i64::MAX)],
-                )
-                .await
-                .map_err(backend)?;
+            let wanted_rows = i64::try_from(wanted).unwrap_or(i64::MAX);
+            let rows = match owner {
+                Some(owner) => {
+                    client
+                        .query(&statement, &[&after, &wanted_rows, &owner.as_str()])
+                        .await
+                }
+                None => client.query(&statement, &[&after, &wanted_rows]).await,
+            }
+            .map_err(backend)?;
             for row in &rows {
-                match decode(row) {
+                match decode(row, LIST_OWNER) {
                     Ok(link) => page.links.push((link, counts_at(row, 6))),
                     Err(corrupt) => page.skipped.push(corrupt),
                 }
@@ -224,6 +246,10 @@ impl PostgresStore {
             .map(|&i| links[i].max_clicks.map(i64::try_from).transpose())
             .collect::<Result<Vec<Option<i64>>, _>>()
             .map_err(backend)?;
+        let owners: Vec<Option<&str>> = sent
+            .iter()
+            .map(|&i| links[i].owner.as_ref().map(Owner::as_str))
+            .collect();
         let client = self.client().await?;
         let statement = client.prepare_cached(INSERT_BATCH).await.map_err(backend)?;
         self.sent(1);
@@ -237,6 +263,7 @@ impl PostgresStore {
                     &expires,
                     &redirects,
                     &max_clicks,
+                    &owners,
                 ],
             )
             .await
@@ -264,13 +291,14 @@ fn millis(at: OffsetDateTime) -> OffsetDateTime {
 ///
 /// Every column is read with `try_get`: a value the driver cannot convert (a timestamp
 /// past year 9999, `infinity`) is this row's `Corrupt`, never a panic.
-fn decode(row: &Row) -> Result<Link, StoreError> {
+fn decode(row: &Row, owner_column: usize) -> Result<Link, StoreError> {
     let code: String = column(row, 0, "?")?;
     let code = code.as_str();
     let bad = |reason: String| corrupt(code, reason);
     let redirect: i16 = column(row, 4, code)?;
     let max_clicks: Option<i64> = column(row, 5, code)?;
     let target: String = column(row, 1, code)?;
+    let owner: Option<String> = column(row, owner_column, code)?;
     Ok(Link {
         code: ShortCode::parse(code).map_err(|e| bad(e.to_string()))?,
         target: TargetUrl::parse(&target).map_err(|e| bad(e.to_string()))?,
@@ -282,6 +310,11 @@ fn decode(row: &Row) -> Result<Link, StoreError> {
             .ok_or_else(|| bad(format!("unknown redirect status {redirect}")))?,
         max_clicks: max_clicks
             .map(u64::try_from)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?,
+        owner: owner
+            .as_deref()
+            .map(Owner::parse)
             .transpose()
             .map_err(|e| bad(e.to_string()))?,
     })

@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "click budgets of max_clicks links",
         include_str!("../migrations/0002_click_budgets.sql"),
     ),
+    (
+        3,
+        "API keys and link owners",
+        include_str!("../migrations/0003_owners_and_keys.sql"),
+    ),
 ];
 
 /// The schema version this build reads and writes.

@@ -123,11 +123,12 @@ async fn a_page_of_links_with_totals_is_one_statement() {
             expires_at: None,
             redirect: shortener_core::RedirectKind::Found,
             max_clicks: None,
+            owner: None,
         };
         store.insert_if_absent(&link).await.expect("insert");
     }
     let before = store.statements();
-    let page = store.list(None, 10).await.expect("list");
+    let page = store.list(None, 10, None).await.expect("list");
     assert_eq!(page.links.len(), 3);
     assert_eq!(store.statements() - before, 1, "no query per link (N+1)");
 }

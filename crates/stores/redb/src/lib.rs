@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
+mod keys;
 mod stats;
 mod wal;
 
@@ -36,7 +37,7 @@ use shortener_core::aggregate::Counts;
 use shortener_core::record;
 use shortener_core::report::Report;
 use shortener_core::store::{InsertOutcome, LinkStore, ListPage, StoreError};
-use shortener_core::{Link, ShortCode};
+use shortener_core::{Link, Owner, ShortCode};
 
 /// Page cache when none is configured (`store.page_cache_bytes` in the service). redb's own
 /// default is 1 GiB, which a long tail of statistics fills: RSS then grows to it.
@@ -310,6 +311,7 @@ fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError
     txn.open_table(LINKS).map_err(backend)?;
     txn.open_table(META).map_err(backend)?;
     stats::create_tables(&txn)?;
+    keys::create_table(&txn)?;
     txn.commit().map_err(backend)?;
     Ok(db)
 }
@@ -361,7 +363,13 @@ impl LinkStore for RedbStore {
         .await
     }
 
-    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+        owner: Option<&Owner>,
+    ) -> Result<ListPage, StoreError> {
+        let owner = owner.cloned();
         self.run(move |db| {
             // One read transaction: a consistent snapshot of links and their totals.
             let txn = db.begin_read().map_err(backend)?;
@@ -389,15 +397,24 @@ impl LinkStore for RedbStore {
                         code: key.value().to_owned(),
                         reason: e.to_string(),
                     })
-                    .and_then(|code| {
-                        let clicks = match totals.get(code.as_str()).map_err(backend)? {
-                            Some(v) => stats::decode_totals(code.as_str(), v.value())?,
+                    .and_then(|code| decode(code, value.value()))
+                    .and_then(|link| {
+                        // One owner's listing scans every link after the cursor: the
+                        // embedded store is one process's, sized for thousands of links
+                        // per owner, not for a shared multi-tenant table (PostgreSQL
+                        // and CQL keep an index by owner).
+                        if owner.is_some() && link.owner != owner {
+                            return Ok(None);
+                        }
+                        let clicks = match totals.get(link.code.as_str()).map_err(backend)? {
+                            Some(v) => stats::decode_totals(link.code.as_str(), v.value())?,
                             None => Counts::default(),
                         };
-                        Ok((decode(code, value.value())?, clicks))
+                        Ok(Some((link, clicks)))
                     });
                 match decoded {
-                    Ok(entry) => page.links.push(entry),
+                    Ok(Some(entry)) => page.links.push(entry),
+                    Ok(None) => {}
                     Err(corrupt @ StoreError::Corrupt { .. }) => page.skipped.push(corrupt),
                     Err(error) => return Err(error),
                 }
@@ -546,6 +563,7 @@ mod tests {
             expires_at: Some(OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid")),
             redirect: RedirectKind::PermanentRedirect,
             max_clicks: Some(3),
+            owner: None,
         }
     }
 

@@ -35,6 +35,7 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use shortener_core::StoreError;
 
+mod keys;
 mod links;
 pub mod migrate;
 mod stats;
@@ -81,6 +82,9 @@ struct Statements {
     delete: PreparedStatement,
     unindex: PreparedStatement,
     page: PreparedStatement,
+    index_owned: PreparedStatement,
+    unindex_owned: PreparedStatement,
+    page_owned: PreparedStatement,
 }
 
 /// Links in a CQL keyspace.

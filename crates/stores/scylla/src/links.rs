@@ -32,7 +32,8 @@ use scylla::statement::Consistency;
 use scylla::statement::SerialConsistency;
 use scylla::value::{CqlTimestamp, CqlValue, Row};
 use shortener_core::{
-    ClickClaim, InsertOutcome, Link, LinkStore, ListPage, RedirectKind, ShortCode, StoreError,
+    ClickClaim, InsertOutcome, Link, LinkStore, ListPage, Owner, RedirectKind, ShortCode,
+    StoreError,
     TargetUrl,
 };
 use time::OffsetDateTime;
@@ -51,7 +52,7 @@ pub const EXPIRED_GRACE: time::Duration = time::Duration::days(30);
 /// means another instance claimed meanwhile).
 const CLAIM_ATTEMPTS: usize = 64;
 
-const COLUMNS: &str = "code, target, created_at, expires_at, redirect, max_clicks";
+const COLUMNS: &str = "code, target, created_at, expires_at, redirect, max_clicks, owner";
 
 pub(crate) async fn prepare(
     session: &Session,
@@ -74,7 +75,7 @@ pub(crate) async fn prepare(
     Ok(Statements {
         insert: statement(
             format!(
-                "INSERT INTO links ({COLUMNS}, clicks_used, request_id) VALUES (?, ?, ?, ?, ?, ?, 0, ?)
+                "INSERT INTO links ({COLUMNS}, clicks_used, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)
                  IF NOT EXISTS USING TTL ?"
             ), Kind::Lwt
         )
@@ -103,6 +104,18 @@ pub(crate) async fn prepare(
         .await?,
         page: statement(
             "SELECT code FROM links_by_bucket WHERE bucket = ? AND code > ? LIMIT ?".into(), Kind::Idempotent
+        )
+        .await?,
+        index_owned: statement(
+            "INSERT INTO links_by_owner (owner, code) VALUES (?, ?) USING TTL ?".into(), Kind::Idempotent
+        )
+        .await?,
+        unindex_owned: statement(
+            "DELETE FROM links_by_owner WHERE owner = ? AND code = ?".into(), Kind::Idempotent
+        )
+        .await?,
+        page_owned: statement(
+            "SELECT code FROM links_by_owner WHERE owner = ? AND code > ? LIMIT ?".into(), Kind::Idempotent
         )
         .await?,
     })
@@ -196,12 +209,13 @@ type LinkRow = (
     Option<CqlTimestamp>,
     i16,
     Option<i64>,
+    Option<String>,
 );
 
 /// A row of `links`, re-validated: what another version or a hand wrote must not
 /// become a `Location` header unchecked.
 fn decode(code: &str, row: LinkRow) -> Result<Link, StoreError> {
-    let (stored, target, created_at, expires_at, redirect, max_clicks) = row;
+    let (stored, target, created_at, expires_at, redirect, max_clicks, owner) = row;
     let bad = |reason: String| corrupt(code, reason);
     let at = |t: CqlTimestamp| {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.0) * 1_000_000)
@@ -218,6 +232,11 @@ fn decode(code: &str, row: LinkRow) -> Result<Link, StoreError> {
             .ok_or_else(|| bad(format!("unknown redirect status {redirect}")))?,
         max_clicks: max_clicks
             .map(u64::try_from)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?,
+        owner: owner
+            .as_deref()
+            .map(Owner::parse)
             .transpose()
             .map_err(|e| bad(e.to_string()))?,
     })
@@ -252,6 +271,7 @@ impl ScyllaStore {
                     link.expires_at.map(millis),
                     link.redirect.status() as i16,
                     max_clicks,
+                    link.owner.as_ref().map(Owner::as_str),
                     request_id,
                     ttl,
                 ),
@@ -283,11 +303,12 @@ impl ScyllaStore {
             Option<CqlTimestamp>,
             i16,
             Option<i64>,
+            Option<String>,
             Option<Uuid>,
         );
         let row: Option<Serial> = rows.maybe_first_row().map_err(backend)?;
         Ok(row.map(|row| {
-            if row.6 == Some(request_id) {
+            if row.7 == Some(request_id) {
                 InsertOutcome::Inserted
             } else {
                 InsertOutcome::AlreadyExists
@@ -347,6 +368,15 @@ impl ScyllaStore {
             )
             .await
             .map_err(backend)?;
+        if let Some(owner) = &link.owner {
+            self.session
+                .execute_unpaged(
+                    &self.statements.index_owned,
+                    (owner.as_str(), link.code.as_str(), ttl),
+                )
+                .await
+                .map_err(backend)?;
+        }
         match self.try_insert(link, request_id, ttl).await {
             Ok(true) => Ok(InsertOutcome::Inserted),
             Ok(false) => Ok(InsertOutcome::AlreadyExists),
@@ -358,9 +388,32 @@ impl ScyllaStore {
         }
     }
 
-    /// The codes after `after` in code order, at most `limit`, from every bucket.
-    async fn page_codes(&self, after: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+    /// The codes after `after` in code order, at most `limit`: one owner's from its
+    /// partition, or everyone's from every bucket.
+    async fn page_codes(
+        &self,
+        after: &str,
+        limit: usize,
+        owner: Option<&Owner>,
+    ) -> Result<Vec<String>, StoreError> {
         let limit_i32 = i32::try_from(limit).unwrap_or(i32::MAX);
+        if let Some(owner) = owner {
+            let rows = self
+                .session
+                .execute_unpaged(
+                    &self.statements.page_owned,
+                    (owner.as_str(), after, limit_i32),
+                )
+                .await
+                .map_err(backend)?
+                .into_rows_result()
+                .map_err(backend)?;
+            return rows
+                .rows::<(String,)>()
+                .map_err(backend)?
+                .map(|row| row.map(|(code,)| code).map_err(backend))
+                .collect();
+        }
         let mut codes = BTreeSet::new();
         for bucket in 0..LIST_BUCKETS {
             let rows = self
@@ -458,6 +511,8 @@ impl LinkStore for ScyllaStore {
     }
 
     async fn delete(&self, code: &ShortCode) -> Result<bool, StoreError> {
+        // The owner's listing row goes too; the link is read first to know whose it is.
+        let owner = self.read(code.as_str()).await?.and_then(Result::ok).and_then(|l| l.owner);
         let existed = applied(
             self.session
                 .execute_unpaged(&self.statements.delete, (code.as_str(),))
@@ -471,18 +526,34 @@ impl LinkStore for ScyllaStore {
             )
             .await
             .map_err(backend)?;
+        if let Some(owner) = owner {
+            self.session
+                .execute_unpaged(
+                    &self.statements.unindex_owned,
+                    (owner.as_str(), code.as_str()),
+                )
+                .await
+                .map_err(backend)?;
+        }
         self.delete_stats(code.as_str()).await?;
         Ok(existed)
     }
 
-    async fn list(&self, after: Option<ShortCode>, limit: usize) -> Result<ListPage, StoreError> {
+    async fn list(
+        &self,
+        after: Option<ShortCode>,
+        limit: usize,
+        owner: Option<&Owner>,
+    ) -> Result<ListPage, StoreError> {
         let mut after = after.map_or_else(String::new, |code| code.as_str().to_owned());
         let mut page = ListPage::default();
         while page.links.len() < limit {
             let wanted = limit - page.links.len();
-            let codes = self.page_codes(&after, wanted).await?;
+            let codes = self.page_codes(&after, wanted, owner).await?;
             for code in &codes {
                 match self.read(code).await? {
+                    // An owner's listing row whose code another create won.
+                    Some(Ok(link)) if owner.is_some() && link.owner.as_ref() != owner => {}
                     Some(Ok(link)) => {
                         let totals =
                             shortener_core::stats::StatsStore::totals(self, &link.code).await?;
@@ -527,6 +598,7 @@ mod tests {
             expires_at: None,
             redirect: RedirectKind::Found,
             max_clicks: None,
+            owner: None,
         };
         assert_eq!(ttl(&link, now), 0, "no expiry, no TTL");
         link.expires_at = Some(now + time::Duration::days(1));

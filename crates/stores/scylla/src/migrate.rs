@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "statistics: per-source partial aggregates in two versions",
         include_str!("../migrations/0002_stats.cql"),
     ),
+    (
+        3,
+        "API keys and link owners",
+        include_str!("../migrations/0003_owners_and_keys.cql"),
+    ),
 ];
 
 /// The schema version this build reads and writes.

@@ -36,6 +36,7 @@ fn link(code: &str) -> Link {
         expires_at: None,
         redirect: RedirectKind::Found,
         max_clicks: None,
+        owner: None,
     }
 }
 
@@ -172,7 +173,7 @@ async fn an_expired_link_answers_until_its_ttl_purges_it() {
         "purged by its TTL"
     );
     let listed: Vec<String> = store
-        .list(None, 10)
+        .list(None, 10, None)
         .await
         .expect("list")
         .links
@@ -263,7 +264,7 @@ async fn the_listing_pages_in_code_order_skips_corrupt_rows_and_forgets_deleted_
     let mut skipped = Vec::new();
     let mut after = None;
     loop {
-        let page = store.list(after.clone(), 10).await.expect("list");
+        let page = store.list(after.clone(), 10, None).await.expect("list");
         skipped.extend(page.skipped);
         let Some((last, _)) = page.links.last() else {
             break;

@@ -86,6 +86,7 @@ async fn creates_by_lwt_against_plain_inserts() {
                         expires_at: None,
                         redirect: RedirectKind::Found,
                         max_clicks: None,
+                        owner: None,
                     };
                     store.insert_if_absent(&link).await.expect("insert");
                 }
@@ -240,6 +241,7 @@ async fn reads_of_links_and_click_budget_claims() {
             expires_at: None,
             redirect: RedirectKind::Found,
             max_clicks: Some(1_000_000),
+            owner: None,
         };
         store.insert_if_absent(&link).await.expect("insert");
     }
