@@ -267,7 +267,7 @@ impl LinkService {
             .map(ShortCode::parse)
             .transpose()
             .map_err(|_| ServiceError::InvalidCursor)?;
-        let page = self.store.list(after, limit).await?;
+        let page = self.store.list(after, limit, None).await?;
         self.report_skipped(&page.skipped);
         Ok(page.links)
     }

@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use metrics::Histogram;
-use shortener_core::{ClickClaim, InsertOutcome, Link, LinkStore, ListPage, ShortCode, StoreError};
+use shortener_core::{
+    ClickClaim, InsertOutcome, Link, LinkStore, ListPage, Owner, ShortCode, StoreError,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::STORE_GROUP_SIZE;

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use metrics::{Counter, Histogram};
-use shortener_core::{ClickClaim, InsertOutcome, Link, LinkStore, ListPage, ShortCode, StoreError};
+use shortener_core::{
+    ClickClaim, InsertOutcome, Link, LinkStore, ListPage, Owner, ShortCode, StoreError,
+};
 
 use crate::metrics::{STORE_ERRORS, STORE_OPERATION_DURATION};
 

@@ -13,7 +13,7 @@ use shortener::service::LinkService;
 use shortener::startup::Application;
 use shortener_core::aggregate::{BatchAggregate, Counts};
 use shortener_core::stats::{Footprint, LinkStats, StatsQuery, StatsStore};
-use shortener_core::{InsertOutcome, Link, LinkStore, ListPage, ShortCode, StoreError};
+use shortener_core::{InsertOutcome, Link, LinkStore, ListPage, Owner, ShortCode, StoreError};
 use shortener_redb::RedbStore;
 use tokio::sync::oneshot;
 
