@@ -24,10 +24,17 @@ use shortener::clicks::{Capture, ClickRecorder};
 use shortener::config::Settings;
 use shortener::http::app::{HandlerState, Handlers};
 use shortener::http::middleware::Stack;
+use shortener::service::keys::{Caller, Keys};
 use shortener::service::{LinkService, NewLink};
 use shortener_core::{Alias, RedirectKind, TargetUrl};
 use shortener_redb::RedbStore;
 use tower::ServiceExt;
+
+/// Key checks over the bench's store (redirects never ask for one).
+fn keys(store: &Arc<RedbStore>) -> Arc<Keys> {
+    let settings = Settings::from_defaults().expect("defaults");
+    Arc::new(Keys::new(&settings.auth, store.clone()))
+}
 
 fn redirect(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -39,27 +46,25 @@ fn redirect(c: &mut Criterion) {
     settings.store.path = dir.path().join("links.redb");
     shortener::metrics::install().expect("metrics recorder");
 
+    let store = Arc::new(RedbStore::open(&settings.store.path).expect("store"));
     let (service, app, stack) = runtime.block_on(async {
-        let store = Arc::new(RedbStore::open(&settings.store.path).expect("store"));
-        let service = Arc::new(LinkService::new(&settings, store.clone(), store).expect("service"));
+        let service =
+            Arc::new(LinkService::new(&settings, store.clone(), store.clone()).expect("service"));
         service
-            .create(NewLink {
+            .create(
+                NewLink {
                 target: TargetUrl::parse("https://example.com/landing?campaign=bench")
                     .expect("url"),
                 alias: Some(Alias::parse("bench01").expect("alias")),
                 expires_at: None,
                 redirect: RedirectKind::Found,
                 max_clicks: None,
-            })
+                },
+                &Caller::open(),
+            )
             .await
             .expect("create");
-        let app = Handlers::new(HandlerState {
-            service: service.clone(),
-            forward_query: false,
-            public_base_url: None,
-            clicks: None,
-            body_read_timeout: settings.http.body_read_timeout(),
-        });
+        let app = Handlers::new(HandlerState::new(&settings, service.clone(), keys(&store), None));
         let stack = Stack::new(&settings.http).service::<Empty<Bytes>>(app.clone());
         // Warm the cache (and the negative entry) so the loop measures hits only.
         for path in ["/bench01", "/unknown"] {
@@ -94,13 +99,12 @@ fn redirect(c: &mut Criterion) {
     let (recorder, queue) = ClickRecorder::new(1 << 20, Capture::default());
     let queue = std::sync::Mutex::new(queue);
     let clicking = runtime.block_on(async {
-        let app = Handlers::new(HandlerState {
-            service: service.clone(),
-            forward_query: false,
-            public_base_url: None,
-            clicks: Some(Arc::new(recorder)),
-            body_read_timeout: settings.http.body_read_timeout(),
-        });
+        let app = Handlers::new(HandlerState::new(
+            &settings,
+            service.clone(),
+            keys(&store),
+            Some(Arc::new(recorder)),
+        ));
         Stack::new(&settings.http).service::<Empty<Bytes>>(app)
     });
     c.bench_function("redirect/stack_with_click", |b| {

@@ -30,6 +30,7 @@ SVC_PORT=${SVC_PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-19090}
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+APP__LIMITS__ENABLED=true   # the default config: cached redirects pass no limiter
 source scripts/lib/wrk.sh
 
 cargo build --release --quiet --bin shortener --example baseline-server

@@ -24,6 +24,7 @@ DURATION=${DURATION:-6}
 PORT=${PORT:-18181}
 ADMIN_PORT=${ADMIN_PORT:-19181}
 
+APP__LIMITS__ENABLED=true   # the default config: cached redirects pass no limiter
 source scripts/lib/wrk.sh   # for WRK_HEADERS
 
 for tool in valgrind callgrind_control wrk; do

@@ -13,6 +13,7 @@
 pub mod adapter;
 pub mod admin;
 mod api;
+mod keys_api;
 pub mod app;
 pub mod connection;
 pub mod error;

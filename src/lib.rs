@@ -56,6 +56,7 @@ pub mod clicks;
 /// The configuration tree, shared with the analytics consumer (`crates/config`).
 pub use shortener_config as config;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod service;
 pub mod startup;

@@ -24,6 +24,13 @@ pub const HTTP_REQUEST_DURATION: &str = "shortener_http_request_duration_seconds
 /// `concurrency`, by `budget` (`redirect`, `api`, `api_connection`: past one
 /// connection's share of the API budget).
 pub const HTTP_REJECTED: &str = "shortener_http_rejected_total";
+/// Requests answered 429 by a rate limit, by `limit` (`api_client`, `api_key`,
+/// `redirect_miss`, `cached_redirect`).
+pub const RATE_LIMITED: &str = "shortener_rate_limited_total";
+/// Management requests refused before their handler, by `reason` (`missing_key`,
+/// `malformed_key`, `unknown_key`, `key_revoked`, `insufficient_scope`). Never labelled
+/// by key: a label is not a place for a credential, nor for unbounded cardinality.
+pub const AUTH_REFUSED: &str = "shortener_auth_refused_total";
 /// Open client connections on the public listener.
 pub const HTTP_CONNECTIONS: &str = "shortener_http_connections";
 /// Connections the server closed at a deadline, by `reason` (`first_request_timeout`,
@@ -279,6 +286,16 @@ fn describe() {
         HTTP_REQUEST_DURATION,
         Unit::Seconds,
         "HTTP request latency, by route template and status."
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        Unit::Count,
+        "Requests answered 429 by a rate limit, by limit."
+    );
+    describe_counter!(
+        AUTH_REFUSED,
+        Unit::Count,
+        "Management requests refused by authentication or scope, by reason."
     );
     describe_counter!(
         HTTP_REJECTED,

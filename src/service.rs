@@ -9,6 +9,7 @@
 //! HTTP layer hands them to `crate::clicks` after answering.
 
 mod budget;
+pub mod keys;
 pub mod targets;
 
 use std::collections::HashSet;
@@ -33,6 +34,7 @@ use crate::config::Settings;
 use crate::metrics::{CODE_COLLISIONS, LINKS_CREATED, STORE_CORRUPT_ROWS};
 use crate::store_layers::MeteredStore;
 use budget::{Budgets, Keeper};
+use keys::Caller;
 use targets::Targets;
 
 /// A validated request to create a link. Every field is already a domain type, so the
@@ -198,7 +200,7 @@ impl LinkService {
     }
 
     /// Creates a link; returns it once it is durable.
-    pub async fn create(&self, new: NewLink) -> Result<Link, ServiceError> {
+    pub async fn create(&self, new: NewLink, caller: &Caller) -> Result<Link, ServiceError> {
         let now = now_truncated_to_ms();
         if new.expires_at.is_some_and(|at| at <= now) {
             return Err(ServiceError::ExpiryInPast);
@@ -217,7 +219,7 @@ impl LinkService {
             expires_at: new.expires_at,
             redirect: new.redirect,
             max_clicks: new.max_clicks,
-            owner: None,
+            owner: caller.owner.clone(),
         };
         let mut attempts = 1;
         while self.store.insert_if_absent(&link).await? == InsertOutcome::AlreadyExists {
@@ -241,16 +243,26 @@ impl LinkService {
         Ok(link)
     }
 
-    /// The link behind `code` from the store (authoritative, not cached). Expired links
-    /// are returned: their owner may still want to see them.
-    pub async fn get(&self, code: &str) -> Result<Link, ServiceError> {
+    /// The link behind `code` from the store (authoritative, not cached), if `caller`
+    /// may see it. Expired links are returned: their owner may still want to see them.
+    /// Another owner's link is "not found", like a link that does not exist: an answer
+    /// of its own would tell a caller which codes others use.
+    pub async fn get(&self, code: &str, caller: &Caller) -> Result<Link, ServiceError> {
         let code = ShortCode::parse(code).map_err(|_| ServiceError::NotFound)?;
-        self.store.get(&code).await?.ok_or(ServiceError::NotFound)
+        self.store
+            .get(&code)
+            .await?
+            .filter(|link| caller.sees(link))
+            .ok_or(ServiceError::NotFound)
     }
 
     /// The link behind `code` with its all-time click totals.
-    pub async fn get_with_clicks(&self, code: &str) -> Result<(Link, Counts), ServiceError> {
-        let link = self.get(code).await?;
+    pub async fn get_with_clicks(
+        &self,
+        code: &str,
+        caller: &Caller,
+    ) -> Result<(Link, Counts), ServiceError> {
+        let link = self.get(code, caller).await?;
         let clicks = self.stats.totals(&link.code).await?;
         Ok((link, clicks))
     }
@@ -260,6 +272,7 @@ impl LinkService {
         &self,
         after: Option<&str>,
         limit: usize,
+        caller: &Caller,
     ) -> Result<Vec<(Link, Counts)>, ServiceError> {
         // A cursor is the last code of the previous page: one that cannot be a code was
         // not issued by us.
@@ -267,7 +280,10 @@ impl LinkService {
             .map(ShortCode::parse)
             .transpose()
             .map_err(|_| ServiceError::InvalidCursor)?;
-        let page = self.store.list(after, limit, None).await?;
+        let page = self
+            .store
+            .list(after, limit, caller.listing_owner())
+            .await?;
         self.report_skipped(&page.skipped);
         Ok(page.links)
     }
@@ -301,14 +317,25 @@ impl LinkService {
     }
 
     /// Statistics of an existing link over `query`.
-    pub async fn stats(&self, code: &str, query: StatsQuery) -> Result<LinkStats, ServiceError> {
-        let link = self.get(code).await?;
+    pub async fn stats(
+        &self,
+        code: &str,
+        query: StatsQuery,
+        caller: &Caller,
+    ) -> Result<LinkStats, ServiceError> {
+        let link = self.get(code, caller).await?;
         Ok(self.stats.link_stats(&link.code, query).await?)
     }
 
     /// Deletes the link; it stops redirecting on this instance immediately.
-    pub async fn delete(&self, code: &str) -> Result<(), ServiceError> {
-        let code = ShortCode::parse(code).map_err(|_| ServiceError::NotFound)?;
+    pub async fn delete(&self, code: &str, caller: &Caller) -> Result<(), ServiceError> {
+        // An admin deletes without reading the link first, so that a row that cannot be
+        // decoded can still be cleared; anyone else must be shown to own it.
+        let code = if caller.scopes.is_admin() {
+            ShortCode::parse(code).map_err(|_| ServiceError::NotFound)?
+        } else {
+            self.get(code, caller).await?.code
+        };
         let existed = self.store.delete(&code).await?;
         // Redis first: once the local entry is gone, a local miss must find the tombstone.
         if let Some(l2) = &self.l2 {

@@ -15,6 +15,7 @@ use http::HeaderName;
 
 use metrics_exporter_prometheus::{BuildError, PrometheusHandle};
 use shortener_core::LinkStore;
+use shortener_core::access::KeyStore;
 use shortener_core::aggregate::MemoLimits;
 use shortener_core::stats::StatsStore;
 use tokio::net::{TcpListener, TcpSocket};
@@ -23,10 +24,11 @@ use tokio::sync::mpsc;
 use crate::cache::l2::{self, L2Cache, L2Error};
 use crate::clicks::batcher::{self, BatcherConfig};
 use crate::clicks::{AggregatingSink, Capture, ClickRecorder, EventSink, RawClick};
-use crate::config::{ClickSink, ConfigError, Settings};
+use crate::config::{AuthMode, ClickSink, ConfigError, Settings};
 use crate::http::app::{HandlerState, Handlers};
 use crate::http::middleware::Stack;
 use crate::http::{admin, server};
+use crate::service::keys::Keys;
 use crate::service::targets::Targets;
 use crate::service::{LinkService, ServiceError};
 use crate::shutdown::{Background, TaskPanicked};
@@ -70,6 +72,9 @@ pub enum StartupError {
     /// error: the service starts degraded and keeps reconnecting).
     #[error(transparent)]
     Redis(#[from] L2Error),
+    /// The first admin key could not be made.
+    #[error(transparent)]
+    Bootstrap(#[from] crate::service::keys::BootstrapError),
     /// The target blocklist file is missing or malformed.
     #[error(transparent)]
     Blocklist(#[from] crate::service::targets::BlocklistError),
@@ -93,6 +98,8 @@ pub struct Application {
     clicks: Option<ClickPipeline>,
     /// The invalidation subscriber, when Redis is configured.
     subscriber: Option<l2::Subscriber>,
+    /// API keys, for the handlers.
+    keys: Arc<Keys>,
     /// The target policy, whose blocklist file a background task watches.
     targets: Arc<Targets>,
 }
@@ -108,7 +115,7 @@ impl Application {
     /// [`Application::build_with_stores`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let stores = shortener_storage::open(&settings.store).await?;
-        Self::build_with_stores(settings, stores.links, stores.stats).await
+        Self::build_with_stores(settings, stores.links, stores.stats, stores.keys).await
     }
 
     /// Builds around already opened stores (tests inject instrumented stores here).
@@ -116,11 +123,24 @@ impl Application {
         settings: Settings,
         links: Arc<dyn LinkStore>,
         stats: Arc<dyn StatsStore>,
+        keys: Arc<dyn KeyStore>,
     ) -> Result<Self, StartupError> {
         // Metrics first: every component resolves its metric handles at construction.
         let metrics = crate::metrics::install()?;
         let links = Arc::new(GroupCommit::new(links, settings.store.max_group.get()));
         let targets = Arc::new(Targets::load(&settings.targets)?);
+        let keys = Arc::new(Keys::new(&settings.auth, keys));
+        match settings.auth.mode {
+            AuthMode::Open => tracing::warn!(
+                listen = %settings.http.listen,
+                "auth.mode = \"open\": the management API takes no keys and every request acts as an administrator; for development only"
+            ),
+            AuthMode::Keys if !settings.auth.bootstrap_key_file.is_empty() => {
+                let path = std::path::Path::new(&settings.auth.bootstrap_key_file);
+                keys.bootstrap(path).await?;
+            }
+            AuthMode::Keys => {}
+        }
         let mut service =
             LinkService::new(&settings, links, stats.clone())?.with_targets(targets.clone());
         let mut subscriber = None;
@@ -161,6 +181,7 @@ impl Application {
             stats,
             clicks,
             subscriber,
+            keys,
             targets,
         })
     }
@@ -198,12 +219,13 @@ impl Application {
             stats,
             clicks,
             subscriber,
+            keys,
             targets,
         } = self;
         let (background, recorder) = spawn_background(
             &settings, &service, admin, metrics, stats, clicks, subscriber, targets,
         );
-        serve_public(public, &settings, &service, recorder, shutdown).await;
+        serve_public(public, &settings, &service, keys, recorder, shutdown).await;
         // Every request has finished, so every click of an answered redirect is queued:
         // the batcher, stopped first, flushes them all; the store closes last, when no
         // task can touch it any more, even if one of them panicked.
@@ -266,16 +288,11 @@ async fn serve_public(
     public: TcpListener,
     settings: &Settings,
     service: &Arc<LinkService>,
+    keys: Arc<Keys>,
     clicks: Option<Arc<ClickRecorder>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let app = Handlers::new(HandlerState {
-        service: service.clone(),
-        forward_query: settings.links.forward_query,
-        public_base_url: public_base_url(settings),
-        clicks,
-        body_read_timeout: settings.http.body_read_timeout(),
-    });
+    let app = Handlers::new(HandlerState::new(settings, service.clone(), keys, clicks));
     let stack = Stack::new(&settings.http);
     let make_service = move |peer: SocketAddr| stack.clone().service(app.with_peer(peer.ip()));
     let max_connections = server::connection_cap(&settings.http);
@@ -394,11 +411,6 @@ fn country_header(settings: &Settings) -> Option<HeaderName> {
     (!name.is_empty())
         .then(|| HeaderName::try_from(name).ok())
         .flatten()
-}
-
-fn public_base_url(settings: &Settings) -> Option<Arc<str>> {
-    let base = settings.http.public_base_url.trim_end_matches('/');
-    (!base.is_empty()).then(|| Arc::from(base))
 }
 
 /// The listen(2) backlog of the admin listener: a scrape or a probe at a time.

@@ -1,6 +1,11 @@
 # Shared by the load scripts in scripts/: run wrk pinned to a CPU and turn its output
 # into numbers. Source it after setting CONNECTIONS, DURATION and CLIENT_CPU.
 
+# The load scripts measure the service, not its access control: the management API in
+# open mode (allowed on loopback only) and no rate limits (a load generator is one
+# client). A script that measures the default config sets APP__LIMITS__ENABLED=true.
+export APP__AUTH__MODE=open APP__LIMITS__ENABLED=${APP__LIMITS__ENABLED:-false}
+
 wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 
 # wrk's latency lines look like "50%  312.00us"; normalise to milliseconds.

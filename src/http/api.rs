@@ -23,6 +23,7 @@ use super::error::{ApiError, BoxError, InvalidField, empty};
 use crate::cache::l2::Health;
 use crate::metrics::HTTP_REJECTED;
 use crate::service::NewLink;
+use crate::service::keys::Caller;
 
 /// `POST /api/v1/links` body. Unknown fields are refused so a typo (`expire_at`) is an
 /// error rather than a silently ignored option.
@@ -107,28 +108,18 @@ struct LinkResponse<'a> {
 pub async fn create<B>(
     state: &HandlerState,
     req: Request<B>,
+    caller: &Caller,
 ) -> Result<Response<Full<Bytes>>, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    require_json(req.headers())?;
-    let (parts, body) = req.into_parts();
-    // A total deadline on the body, so one trickled a byte at a time cannot hold its
-    // request (and its admission slot) for long. A body that is already here costs no
-    // timer: `timeout` polls the read first and registers its timer only if it waits.
-    let bytes = tokio::time::timeout(state.body_read_timeout, body.collect())
-        .await
-        .map_err(|_| body_timeout())?
-        .map_err(|e| body_error(e.into()))?
-        .to_bytes();
-    let request = parse_create(&bytes)?;
-
+    let (parts, request) = read_json::<CreateLinkRequest, B>(state, req).await?;
     let new = NewLink::try_from(request)?;
     if points_here(state, &parts.headers, &new.target) {
         return Err(InvalidField::Loop.into());
     }
-    let link = state.service.create(new).await?;
+    let link = state.service.create(new, caller).await?;
     let body = link_body(state, &parts.headers, &link, Counts::default());
     let mut response = serialize(StatusCode::CREATED, &body)?;
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/links/{}", link.code)) {
@@ -142,14 +133,19 @@ pub async fn get(
     state: &HandlerState,
     headers: &HeaderMap,
     code: &str,
+    caller: &Caller,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (link, clicks) = state.service.get_with_clicks(code).await?;
+    let (link, clicks) = state.service.get_with_clicks(code, caller).await?;
     serialize(StatusCode::OK, &link_body(state, headers, &link, clicks))
 }
 
 /// `DELETE /api/v1/links/{code}`: 204, and the link stops redirecting at once.
-pub async fn delete(state: &HandlerState, code: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-    state.service.delete(code).await?;
+pub async fn delete(
+    state: &HandlerState,
+    code: &str,
+    caller: &Caller,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    state.service.delete(code, caller).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -158,6 +154,15 @@ pub async fn delete(state: &HandlerState, code: &str) -> Result<Response<Full<By
 pub fn healthz() -> Response<Full<Bytes>> {
     json(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}\n"))
 }
+
+/// `GET /api/v1/openapi.json`: the API's OpenAPI 3.1 description (docs/openapi.json,
+/// compiled in; a test checks it against the router).
+pub fn openapi() -> Response<Full<Bytes>> {
+    json(StatusCode::OK, Bytes::from_static(OPENAPI))
+}
+
+/// The OpenAPI document.
+pub const OPENAPI: &[u8] = include_bytes!("../../docs/openapi.json");
 
 /// `GET /readyz`: the store answers, so this instance should receive traffic.
 pub async fn readyz(state: &HandlerState) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -221,10 +226,33 @@ fn body_error(e: BoxError) -> ApiError {
     }
 }
 
-/// The create body: a JSON object of [`CreateLinkRequest`]'s fields. serde also reads a
-/// struct from a JSON array of its fields in order (`["https://a.com/"]`); that shape is
-/// nobody's API, so anything but an object is refused with 422 like any wrong shape.
-fn parse_create(bytes: &[u8]) -> Result<CreateLinkRequest, ApiError> {
+/// A JSON request body, read under its time limit and parsed into `T`.
+pub(super) async fn read_json<T, B>(
+    state: &HandlerState,
+    req: Request<B>,
+) -> Result<(http::request::Parts, T), ApiError>
+where
+    T: serde::de::DeserializeOwned,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    require_json(req.headers())?;
+    let (parts, body) = req.into_parts();
+    // A total deadline on the body, so one trickled a byte at a time cannot hold its
+    // request (and its admission slot) for long. A body that is already here costs no
+    // timer: `timeout` polls the read first and registers its timer only if it waits.
+    let bytes = tokio::time::timeout(state.body_read_timeout, body.collect())
+        .await
+        .map_err(|_| body_timeout())?
+        .map_err(|e| body_error(e.into()))?
+        .to_bytes();
+    Ok((parts, parse_object(&bytes)?))
+}
+
+/// A body that must be a JSON object of `T`'s fields. serde also reads a struct from a
+/// JSON array of its fields in order (`["https://a.com/"]`); that shape is nobody's API,
+/// so anything but an object is refused with 422 like any wrong shape.
+fn parse_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let parsed = serde_json::from_slice(bytes).map_err(json_error)?;
     if bytes.trim_ascii_start().first() == Some(&b'{') {
         Ok(parsed)
@@ -289,6 +317,7 @@ pub async fn list(
     state: &HandlerState,
     headers: &HeaderMap,
     query: Option<&str>,
+    caller: &Caller,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let mut limit = DEFAULT_PAGE;
     let mut cursor = None;
@@ -307,7 +336,7 @@ pub async fn list(
             _ => return Err(invalid_query(format!("unknown parameter `{key}`"))),
         }
     }
-    let page = state.service.list(cursor.as_deref(), limit).await?;
+    let page = state.service.list(cursor.as_deref(), limit, caller).await?;
     let next_cursor = (page.len() == limit)
         .then(|| page.last().map(|(l, _)| l.code.as_str()))
         .flatten();
@@ -367,6 +396,7 @@ pub async fn stats(
     state: &HandlerState,
     code: &str,
     query: Option<&str>,
+    caller: &Caller,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (mut from, mut to, mut granularity, mut top) = (None, None, Granularity::Day, 10);
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -408,7 +438,7 @@ pub async fn stats(
         top,
     )
     .map_err(|e| invalid_query(e.to_string()))?;
-    let stats = state.service.stats(code, query).await?;
+    let stats = state.service.stats(code, query, caller).await?;
     let body = StatsResponse {
         code,
         granularity: match granularity {
@@ -467,7 +497,7 @@ fn from_ms(ms: i64) -> Result<OffsetDateTime, ApiError> {
 
 /// `body` as a JSON answer, with a final newline (every JSON answer has one, so `curl -s`
 /// output does not run into the next shell prompt).
-fn serialize(status: StatusCode, body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) fn serialize(status: StatusCode, body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
     let mut bytes = serde_json::to_vec(body)
         .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
     bytes.push(b'\n');

@@ -25,15 +25,22 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::header::{AUTHORIZATION, HeaderValue};
+use http::{HeaderMap, Method, Request, Response};
+use ipnet::IpNet;
+use shortener_core::Scopes;
 use http_body::Body;
 use http_body_util::Full;
 
 use super::error::{ApiError, BoxError, into_logged_response};
 use super::router::Route;
-use super::{api, redirect};
+use super::{api, keys_api, redirect};
 use crate::clicks::ClickRecorder;
+use crate::clicks::client_ip::client_ip;
+use crate::limits::{self, Limits};
 use crate::service::LinkService;
+use crate::config::Settings;
+use crate::service::keys::Keys;
 
 /// What handlers share: the service and the HTTP-level settings.
 pub struct HandlerState {
@@ -47,6 +54,40 @@ pub struct HandlerState {
     pub clicks: Option<Arc<ClickRecorder>>,
     /// `http.body_read_timeout_ms`: the most a request body may take to arrive.
     pub body_read_timeout: Duration,
+    /// API keys: who is calling the management API.
+    pub keys: Arc<Keys>,
+    /// The rate limits of `[limits]`.
+    pub limits: Arc<Limits>,
+    /// `clicks.trusted_proxies`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+impl HandlerState {
+    /// The handlers' state as `settings` configure it.
+    pub fn new(
+        settings: &Settings,
+        service: Arc<LinkService>,
+        keys: Arc<Keys>,
+        clicks: Option<Arc<ClickRecorder>>,
+    ) -> Self {
+        let base = settings.http.public_base_url.trim_end_matches('/');
+        Self {
+            service,
+            forward_query: settings.links.forward_query,
+            public_base_url: (!base.is_empty()).then(|| Arc::from(base)),
+            clicks,
+            body_read_timeout: settings.http.body_read_timeout(),
+            keys,
+            limits: Arc::new(Limits::new(&settings.limits)),
+            trusted_proxies: settings.clicks.trusted_proxies.clone().into(),
+        }
+    }
+
+    /// The client of a request: the TCP peer, or what a trusted proxy says it is.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let forwarded = headers.get("x-forwarded-for").map(HeaderValue::as_bytes);
+        client_ip(peer, forwarded, &self.trusted_proxies)
+    }
 }
 
 /// The innermost tower service, one per connection: routes each request to its handler.
@@ -112,7 +153,12 @@ where
                     Ok(redirect::redirect(&state, redirect_request(&req, peer)).await)
                 }))
             }
-            _ => ResponseFuture::Boxed(Box::pin(async move { Ok(dispatch(&state, req).await) })),
+            _ => {
+                let peer = self.peer;
+                ResponseFuture::Boxed(Box::pin(
+                    async move { Ok(dispatch(&state, req, peer).await) },
+                ))
+            }
         }
     }
 }
@@ -157,26 +203,110 @@ impl Future for ResponseFuture {
 }
 
 /// Every route but the redirect (which [`Handlers::call`] dispatches itself).
-async fn dispatch<B>(state: &HandlerState, req: Request<B>) -> Response<Full<Bytes>>
+async fn dispatch<B>(state: &HandlerState, req: Request<B>, peer: IpAddr) -> Response<Full<Bytes>>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (route, code) = Route::classify(req.uri().path());
-    let result = match (route, req.method()) {
-        (Route::Redirect, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
-        (Route::Links, &Method::POST) => api::create(state, req).await,
-        (Route::Links, &Method::GET) => api::list(state, req.headers(), req.uri().query()).await,
-        (Route::Links, _) => Err(ApiError::method_not_allowed("GET, POST")),
-        (Route::LinkStats, &Method::GET) => api::stats(state, code, req.uri().query()).await,
-        (Route::LinkStats, _) => Err(ApiError::method_not_allowed("GET")),
-        (Route::Link, &Method::GET) => api::get(state, req.headers(), code).await,
-        (Route::Link, &Method::DELETE) => api::delete(state, code).await,
-        (Route::Link, _) => Err(ApiError::method_not_allowed("GET, DELETE")),
-        (Route::Healthz, &Method::GET | &Method::HEAD) => Ok(api::healthz()),
-        (Route::Readyz, &Method::GET | &Method::HEAD) => api::readyz(state).await,
-        (Route::Healthz | Route::Readyz, _) => Err(ApiError::method_not_allowed("GET, HEAD")),
-        (Route::Unmatched, _) => Err(ApiError::no_route()),
+    let probe = matches!(req.method(), &Method::GET | &Method::HEAD);
+    let result = match route {
+        Route::Redirect => Err(ApiError::method_not_allowed("GET, HEAD")),
+        Route::Healthz if probe => Ok(api::healthz()),
+        Route::Readyz if probe => api::readyz(state).await,
+        Route::OpenApi if probe => Ok(api::openapi()),
+        Route::Healthz | Route::Readyz | Route::OpenApi => {
+            Err(ApiError::method_not_allowed("GET, HEAD"))
+        }
+        Route::Unmatched => Err(ApiError::no_route()),
+        Route::Links | Route::Link | Route::LinkStats | Route::Keys | Route::Key => {
+            let code = code.to_owned();
+            management(state, route, &code, req, peer).await
+        }
     };
     result.unwrap_or_else(into_logged_response)
+}
+
+/// A management operation, and the scope it needs.
+#[derive(Clone, Copy)]
+enum Operation {
+    Create,
+    List,
+    Get,
+    Delete,
+    Stats,
+    CreateKey,
+    ListKeys,
+    RevokeKey,
+}
+
+impl Operation {
+    /// The operation a route and method ask for, or 405 naming what the route takes.
+    fn of(route: Route, method: &Method) -> Result<Self, ApiError> {
+        Ok(match (route, method) {
+            (Route::Links, &Method::POST) => Self::Create,
+            (Route::Links, &Method::GET) => Self::List,
+            (Route::Links, _) => return Err(ApiError::method_not_allowed("GET, POST")),
+            (Route::Link, &Method::GET) => Self::Get,
+            (Route::Link, &Method::DELETE) => Self::Delete,
+            (Route::Link, _) => return Err(ApiError::method_not_allowed("GET, DELETE")),
+            (Route::LinkStats, &Method::GET) => Self::Stats,
+            (Route::LinkStats, _) => return Err(ApiError::method_not_allowed("GET")),
+            (Route::Keys, &Method::POST) => Self::CreateKey,
+            (Route::Keys, &Method::GET) => Self::ListKeys,
+            (Route::Keys, _) => return Err(ApiError::method_not_allowed("GET, POST")),
+            (Route::Key, &Method::DELETE) => Self::RevokeKey,
+            _ => return Err(ApiError::method_not_allowed("DELETE")),
+        })
+    }
+
+    fn scope(self) -> Scopes {
+        match self {
+            Self::Create | Self::Delete => Scopes::LINKS_WRITE,
+            Self::List | Self::Get => Scopes::LINKS_READ,
+            Self::Stats => Scopes::STATS_READ,
+            Self::CreateKey | Self::ListKeys | Self::RevokeKey => Scopes::ADMIN,
+        }
+    }
+}
+
+/// The management API: the method, the client's rate, the key, its rate and its scope,
+/// in that order (each check cheaper than the next; the store is asked about a key only
+/// for a client within its rate), then the handler.
+async fn management<B>(
+    state: &HandlerState,
+    route: Route,
+    code: &str,
+    req: Request<B>,
+    peer: IpAddr,
+) -> Result<Response<Full<Bytes>>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let operation = Operation::of(route, req.method())?;
+    let client = state.client(peer, req.headers());
+    state
+        .limits
+        .client(limits::Kind::ApiClient, client)
+        .map_err(ApiError::rate_limited)?;
+    let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+    let caller = state.keys.authenticate(header).await?;
+    if let Some(id) = &caller.key_id {
+        state.limits.key(id).map_err(ApiError::rate_limited)?;
+    }
+    if !caller.scopes.allow(operation.scope()) {
+        return Err(ApiError::insufficient_scope(operation.scope()));
+    }
+    let query = req.uri().query();
+    match operation {
+        Operation::Create => api::create(state, req, &caller).await,
+        Operation::List => api::list(state, req.headers(), query, &caller).await,
+        Operation::Get => api::get(state, req.headers(), code, &caller).await,
+        Operation::Delete => api::delete(state, code, &caller).await,
+        Operation::Stats => api::stats(state, code, query, &caller).await,
+        Operation::CreateKey => keys_api::create(state, req).await,
+        Operation::ListKeys => keys_api::list(state).await,
+        Operation::RevokeKey => keys_api::revoke(state, code).await,
+    }
 }

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
@@ -22,6 +22,7 @@ use shortener_core::report::Report;
 use shortener_core::{CodeError, TargetUrlError};
 
 use crate::service::ServiceError;
+use crate::service::keys::AuthError;
 
 /// A boxed error: a request body's, or the cause of a server error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -39,6 +40,8 @@ pub struct ApiError {
     pub allow: Option<&'static str>,
     /// For 5xx: what actually went wrong, with its sources, for the log only.
     pub cause: Option<BoxError>,
+    /// For 429: whole seconds until a retry fits (`Retry-After`).
+    pub retry_after_s: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -65,7 +68,34 @@ impl ApiError {
             message: message.into(),
             allow: None,
             cause: None,
+            retry_after_s: None,
         }
+    }
+
+    /// 429 from a rate limit: `Retry-After` in whole seconds (rounded up), counted by
+    /// limit.
+    pub fn rate_limited((kind, limited): (crate::limits::Kind, crate::limits::Limited)) -> Self {
+        metrics::counter!(crate::metrics::RATE_LIMITED, "limit" => kind.label()).increment(1);
+        let seconds = limited.retry_after.as_nanos().div_ceil(1_000_000_000).max(1);
+        Self {
+            retry_after_s: Some(u64::try_from(seconds).unwrap_or(u64::MAX)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry after {seconds} s"),
+            )
+        }
+    }
+
+    /// 403: the key lacks the scope this operation needs.
+    pub fn insufficient_scope(needed: shortener_core::Scopes) -> Self {
+        metrics::counter!(crate::metrics::AUTH_REFUSED, "reason" => "insufficient_scope")
+            .increment(1);
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("this API key lacks the scope {}", needed.names().join(", ")),
+        )
     }
 
     /// 405 with the `Allow` header listing what the route accepts.
@@ -114,6 +144,12 @@ impl ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Tell well-behaved clients and load balancers when to come back.
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(seconds) = self.retry_after_s {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if matches!(
             self.status,
@@ -202,6 +238,22 @@ impl From<InvalidField> for ApiError {
             InvalidField::MaxClicks => "invalid_max_clicks",
         };
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let code = match e {
+            AuthError::Missing => "missing_key",
+            AuthError::Malformed => "malformed_key",
+            AuthError::Unknown => "unknown_key",
+            AuthError::Revoked => "key_revoked",
+            AuthError::Store(_) => {
+                return Self::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e);
+            }
+        };
+        metrics::counter!(crate::metrics::AUTH_REFUSED, "reason" => code).increment(1);
+        Self::new(StatusCode::UNAUTHORIZED, code, e.to_string())
     }
 }
 

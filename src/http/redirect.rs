@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use super::app::HandlerState;
 use super::error::{ApiError, into_logged_response};
 use crate::cache::{CachedLink, cache_control_max_age};
+use crate::limits::Kind;
 use crate::service::{Resolution, ServiceError};
 
 /// `404` body, built at compile time (see the test that keeps it equal to `ApiError`'s).
@@ -50,11 +51,27 @@ pub fn redirect_now(
     request: &RedirectRequest<'_>,
 ) -> Option<Response<Full<Bytes>>> {
     let resolution = state.service.resolve_now(request.code, request.is_click)?;
+    // Off by default: one branch on the hot path, and cached answers cost no I/O.
+    if state.limits.limits_cached_redirects()
+        && let Err(limited) = state.limits.client(
+            Kind::CachedRedirect,
+            state.client(request.peer, request.headers),
+        )
+    {
+        return Some(ApiError::rate_limited(limited).into_response());
+    }
     Some(respond(state, Ok(resolution), request))
 }
 
-/// Answers a redirect request, loading the link if it is not cached.
+/// Answers a redirect request, loading the link if it is not cached. Each such request
+/// may cost a store (or Redis) read, so a client's misses are rate limited
+/// (`limits.redirect_miss_per_client`): a scan of random codes is answered 429 before
+/// it reaches the store.
 pub async fn redirect(state: &HandlerState, request: RedirectRequest<'_>) -> Response<Full<Bytes>> {
+    let client = state.client(request.peer, request.headers);
+    if let Err(limited) = state.limits.client(Kind::RedirectMiss, client) {
+        return ApiError::rate_limited(limited).into_response();
+    }
     let resolution = state.service.resolve(request.code, request.is_click).await;
     respond(state, resolution, &request)
 }

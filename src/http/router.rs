@@ -1,6 +1,6 @@
 //! The hand-written router: a few byte comparisons on the path, no allocation.
 //!
-//! A general-purpose router (regex or radix tree) is more than six routes need. The
+//! A general-purpose router (regex or radix tree) is more than nine routes need. The
 //! order of checks puts the redirect last only because its pattern (`/{code}`) is the
 //! catch-all; every check before it is a cheap fixed-prefix comparison.
 //!
@@ -21,21 +21,32 @@ pub enum Route {
     Healthz,
     /// `GET /readyz`: readiness.
     Readyz,
+    /// `GET|POST /api/v1/keys`.
+    Keys,
+    /// `DELETE /api/v1/keys/{id}`.
+    Key,
+    /// `GET /api/v1/openapi.json`.
+    OpenApi,
     /// Anything else.
     Unmatched,
 }
 
 const LINKS_PREFIX: &str = "/api/v1/links";
+const KEYS_PREFIX: &str = "/api/v1/keys";
+const OPENAPI: &str = "/api/v1/openapi.json";
 
 impl Route {
     /// Every route, in [`Route::index`] order.
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 10] = [
         Route::Redirect,
         Route::Links,
         Route::Link,
         Route::LinkStats,
         Route::Healthz,
         Route::Readyz,
+        Route::Keys,
+        Route::Key,
+        Route::OpenApi,
         Route::Unmatched,
     ];
 
@@ -63,6 +74,16 @@ impl Route {
                 _ => (Route::Unmatched, ""),
             };
         }
+        if let Some(tail) = path.strip_prefix(KEYS_PREFIX) {
+            return match tail.strip_prefix('/') {
+                None if tail.is_empty() => (Route::Keys, ""),
+                Some(id) if !id.is_empty() && !id.contains('/') => (Route::Key, id),
+                _ => (Route::Unmatched, ""),
+            };
+        }
+        if path == OPENAPI {
+            return (Route::OpenApi, "");
+        }
         if !rest.is_empty() && !rest.contains('/') {
             return (Route::Redirect, rest);
         }
@@ -78,6 +99,9 @@ impl Route {
             Route::LinkStats => "/api/v1/links/{code}/stats",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
+            Route::Keys => "/api/v1/keys",
+            Route::Key => "/api/v1/keys/{id}",
+            Route::OpenApi => "/api/v1/openapi.json",
             Route::Unmatched => "unmatched",
         }
     }
@@ -108,6 +132,13 @@ mod tests {
             ("/api/v1/links//stats", Route::Unmatched, ""),
             ("/api/v1/links/a/b/stats", Route::Unmatched, ""),
             ("/api/v1/linksx", Route::Unmatched, ""),
+            ("/api/v1/keys", Route::Keys, ""),
+            ("/api/v1/keys/abc", Route::Key, "abc"),
+            ("/api/v1/keys/", Route::Unmatched, ""),
+            ("/api/v1/keys/a/b", Route::Unmatched, ""),
+            ("/api/v1/keysx", Route::Unmatched, ""),
+            ("/api/v1/openapi.json", Route::OpenApi, ""),
+            ("/api/v1/openapi.jsonx", Route::Unmatched, ""),
             ("/", Route::Unmatched, ""),
             ("/a/b", Route::Unmatched, ""),
             ("*", Route::Unmatched, ""),

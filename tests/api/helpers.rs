@@ -13,6 +13,7 @@ use shortener::service::LinkService;
 use shortener::startup::Application;
 use shortener_core::aggregate::{BatchAggregate, Counts};
 use shortener_core::stats::{Footprint, LinkStats, StatsQuery, StatsStore};
+use shortener_core::access::{KeyRecord, KeyStore};
 use shortener_core::{InsertOutcome, Link, LinkStore, ListPage, Owner, ShortCode, StoreError};
 use shortener_redb::RedbStore;
 use tokio::sync::oneshot;
@@ -55,6 +56,27 @@ impl ProbeStore {
             return Err(StoreError::backend("injected failure"));
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyStore for ProbeStore {
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert_key(key).await
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.check()?;
+        self.inner.get_key(id).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.inner.list_keys().await
+    }
+
+    async fn revoke_key(&self, id: &str, at: time::OffsetDateTime) -> Result<bool, StoreError> {
+        self.inner.revoke_key(id, at).await
     }
 }
 
@@ -193,13 +215,18 @@ fn test_settings(dir: &tempfile::TempDir, configure: impl FnOnce(&mut Settings))
     settings.http.listen = "127.0.0.1:0".parse().expect("addr");
     settings.admin.listen = "127.0.0.1:0".parse().expect("addr");
     settings.store.path = dir.path().join("links.redb");
+    // Most tests are about something else than keys and limits: open mode (loopback)
+    // and no rate limits, unless a test turns them on (tests/api/access.rs does).
+    settings.auth.mode = shortener::config::AuthMode::Open;
+    settings.auth.bootstrap_key_file = dir.path().join("admin.key").display().to_string();
+    settings.limits.enabled = false;
     configure(&mut settings);
     settings.validate().expect("test settings are valid");
     settings
 }
 
 async fn start(settings: Settings, store: Arc<ProbeStore>, dir: Arc<tempfile::TempDir>) -> TestApp {
-    let app = Application::build_with_stores(settings, store.clone(), store.clone())
+    let app = Application::build_with_stores(settings, store.clone(), store.clone(), store.clone())
         .await
         .expect("build");
     let (addr, admin_addr, service) = (app.public_addr(), app.admin_addr(), app.service());

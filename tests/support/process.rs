@@ -46,6 +46,10 @@ impl Server {
             .env("APP__HTTP__LISTEN", "127.0.0.1:0")
             .env("APP__ADMIN__LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
+            // Keys and limits have tests of their own (tests/api/access.rs); these
+            // tests are about processes, so: open mode on loopback, no rate limits.
+            .env("APP__AUTH__MODE", "open")
+            .env("APP__LIMITS__ENABLED", "false")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -21,6 +21,7 @@ pub mod settings;
 
 use std::sync::Arc;
 
+use shortener_core::access::KeyStore;
 use shortener_core::LinkStore;
 use shortener_core::StoreError;
 use shortener_core::stats::StatsStore;
@@ -35,6 +36,8 @@ pub struct Stores {
     pub links: Arc<dyn LinkStore>,
     /// Statistics.
     pub stats: Arc<dyn StatsStore>,
+    /// API keys, beside the links they guard.
+    pub keys: Arc<dyn KeyStore>,
 }
 
 /// Why a store could not be opened or migrated.
@@ -68,6 +71,7 @@ pub async fn open(settings: &StoreSettings) -> Result<Stores, OpenError> {
             let store = Arc::new(store);
             Ok(Stores {
                 links: store.clone(),
+                keys: store.clone(),
                 stats: store,
             })
         }
@@ -78,6 +82,7 @@ pub async fn open(settings: &StoreSettings) -> Result<Stores, OpenError> {
             tracing::info!("postgres store connected, schema current");
             Ok(Stores {
                 links: store.clone(),
+                keys: store.clone(),
                 stats: store,
             })
         }
@@ -91,6 +96,7 @@ pub async fn open(settings: &StoreSettings) -> Result<Stores, OpenError> {
             tracing::info!(nodes = ?settings.scylla.nodes, keyspace = settings.scylla.keyspace, "scylla store connected, schema current");
             Ok(Stores {
                 links: store.clone(),
+                keys: store.clone(),
                 stats: store,
             })
         }
