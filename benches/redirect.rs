@@ -53,18 +53,23 @@ fn redirect(c: &mut Criterion) {
         service
             .create(
                 NewLink {
-                target: TargetUrl::parse("https://example.com/landing?campaign=bench")
-                    .expect("url"),
-                alias: Some(Alias::parse("bench01").expect("alias")),
-                expires_at: None,
-                redirect: RedirectKind::Found,
-                max_clicks: None,
+                    target: TargetUrl::parse("https://example.com/landing?campaign=bench")
+                        .expect("url"),
+                    alias: Some(Alias::parse("bench01").expect("alias")),
+                    expires_at: None,
+                    redirect: RedirectKind::Found,
+                    max_clicks: None,
                 },
                 &Caller::open(),
             )
             .await
             .expect("create");
-        let app = Handlers::new(HandlerState::new(&settings, service.clone(), keys(&store), None));
+        let app = Handlers::new(HandlerState::new(
+            &settings,
+            service.clone(),
+            keys(&store),
+            None,
+        ));
         let stack = Stack::new(&settings.http).service::<Empty<Bytes>>(app.clone());
         // Warm the cache (and the negative entry) so the loop measures hits only.
         for path in ["/bench01", "/unknown"] {

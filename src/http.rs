@@ -13,10 +13,10 @@
 pub mod adapter;
 pub mod admin;
 mod api;
-mod keys_api;
 pub mod app;
 pub mod connection;
 pub mod error;
+mod keys_api;
 pub mod middleware;
 pub mod parse_errors;
 mod redirect;

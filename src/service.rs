@@ -159,6 +159,11 @@ impl LinkService {
         })
     }
 
+    /// The target policy (for the task that watches its blocklist file).
+    pub fn targets(&self) -> Arc<Targets> {
+        self.targets.clone()
+    }
+
     /// The target policy with its blocklist file (read by `startup`, which also watches it).
     pub fn with_targets(mut self, targets: Arc<Targets>) -> Self {
         self.targets = targets;

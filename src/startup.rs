@@ -100,8 +100,6 @@ pub struct Application {
     subscriber: Option<l2::Subscriber>,
     /// API keys, for the handlers.
     keys: Arc<Keys>,
-    /// The target policy, whose blocklist file a background task watches.
-    targets: Arc<Targets>,
 }
 
 struct ClickPipeline {
@@ -141,8 +139,7 @@ impl Application {
             }
             AuthMode::Keys => {}
         }
-        let mut service =
-            LinkService::new(&settings, links, stats.clone())?.with_targets(targets.clone());
+        let mut service = LinkService::new(&settings, links, stats.clone())?.with_targets(targets);
         let mut subscriber = None;
         if settings.redis.enabled() {
             let (l2, listener) = L2Cache::connect(&settings.redis)?;
@@ -182,7 +179,6 @@ impl Application {
             clicks,
             subscriber,
             keys,
-            targets,
         })
     }
 
@@ -220,10 +216,9 @@ impl Application {
             clicks,
             subscriber,
             keys,
-            targets,
         } = self;
         let (background, recorder) = spawn_background(
-            &settings, &service, admin, metrics, stats, clicks, subscriber, targets,
+            &settings, &service, admin, metrics, stats, clicks, subscriber,
         );
         serve_public(public, &settings, &service, keys, recorder, shutdown).await;
         // Every request has finished, so every click of an answered redirect is queued:
@@ -248,7 +243,6 @@ fn spawn_background(
     stats: Arc<dyn StatsStore>,
     clicks: Option<ClickPipeline>,
     subscriber: Option<l2::Subscriber>,
-    targets: Arc<Targets>,
 ) -> (Background, Option<Arc<ClickRecorder>>) {
     let mut background = Background::new();
     let recorder = clicks.map(|pipeline| {
@@ -275,6 +269,7 @@ fn spawn_background(
     }
     if settings.targets.blocklist_reload_ms > 0 {
         let interval = Duration::from_millis(settings.targets.blocklist_reload_ms);
+        let targets = service.targets();
         background.spawn("blocklist watcher", |stop| targets.watch(interval, stop));
     }
     background.spawn("admin listener", |stop| {

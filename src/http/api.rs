@@ -497,7 +497,10 @@ fn from_ms(ms: i64) -> Result<OffsetDateTime, ApiError> {
 
 /// `body` as a JSON answer, with a final newline (every JSON answer has one, so `curl -s`
 /// output does not run into the next shell prompt).
-pub(super) fn serialize(status: StatusCode, body: &impl Serialize) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) fn serialize(
+    status: StatusCode,
+    body: &impl Serialize,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let mut bytes = serde_json::to_vec(body)
         .map_err(|e| ApiError::internal(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
     bytes.push(b'\n');

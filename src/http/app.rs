@@ -27,19 +27,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderValue};
 use http::{HeaderMap, Method, Request, Response};
-use ipnet::IpNet;
-use shortener_core::Scopes;
 use http_body::Body;
 use http_body_util::Full;
+use ipnet::IpNet;
+use shortener_core::Scopes;
 
 use super::error::{ApiError, BoxError, into_logged_response};
 use super::router::Route;
 use super::{api, keys_api, redirect};
 use crate::clicks::ClickRecorder;
 use crate::clicks::client_ip::client_ip;
+use crate::config::Settings;
 use crate::limits::{self, Limits};
 use crate::service::LinkService;
-use crate::config::Settings;
 use crate::service::keys::Keys;
 
 /// What handlers share: the service and the HTTP-level settings.

@@ -76,7 +76,11 @@ impl ApiError {
     /// limit.
     pub fn rate_limited((kind, limited): (crate::limits::Kind, crate::limits::Limited)) -> Self {
         metrics::counter!(crate::metrics::RATE_LIMITED, "limit" => kind.label()).increment(1);
-        let seconds = limited.retry_after.as_nanos().div_ceil(1_000_000_000).max(1);
+        let seconds = limited
+            .retry_after
+            .as_nanos()
+            .div_ceil(1_000_000_000)
+            .max(1);
         Self {
             retry_after_s: Some(u64::try_from(seconds).unwrap_or(u64::MAX)),
             ..Self::new(

@@ -77,11 +77,10 @@ where
     let owner = Owner::parse(&request.owner).map_err(|e| invalid("invalid_owner", e))?;
     let scopes = Scopes::from_names(request.scopes.iter().map(String::as_str))
         .map_err(|e| invalid("invalid_scopes", e))?;
-    let issued = state
-        .keys
-        .create(owner, scopes)
-        .await
-        .map_err(|e| ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e))?;
+    let issued =
+        state.keys.create(owner, scopes).await.map_err(|e| {
+            ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
+        })?;
     tracing::info!(key_id = issued.record.id, owner = %issued.record.owner, "API key created");
     let body = CreatedKey {
         key: KeyResponse::from(&issued.record),
@@ -92,11 +91,10 @@ where
 
 /// `GET /api/v1/keys`: every key, revoked ones included, without secrets.
 pub async fn list(state: &HandlerState) -> Result<Response<Full<Bytes>>, ApiError> {
-    let keys = state
-        .keys
-        .list()
-        .await
-        .map_err(|e| ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e))?;
+    let keys =
+        state.keys.list().await.map_err(|e| {
+            ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
+        })?;
     let body = KeyList {
         keys: keys.iter().map(KeyResponse::from).collect(),
     };
@@ -106,11 +104,10 @@ pub async fn list(state: &HandlerState) -> Result<Response<Full<Bytes>>, ApiErro
 /// `DELETE /api/v1/keys/{id}`: 204; the key stops working on this instance at once, on
 /// others within `auth.key_cache_ttl_ms`.
 pub async fn revoke(state: &HandlerState, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
-    let found = state
-        .keys
-        .revoke(id)
-        .await
-        .map_err(|e| ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e))?;
+    let found =
+        state.keys.revoke(id).await.map_err(|e| {
+            ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
+        })?;
     if !found {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -44,8 +44,8 @@ impl Targets {
     /// The policy of `[targets]`, with the blocklist file read now: a missing or bad
     /// file at start is an error, not a silently empty list.
     pub fn load(settings: &TargetSettings) -> Result<Self, BlocklistError> {
-        let file = (!settings.blocklist_file.is_empty())
-            .then(|| PathBuf::from(&settings.blocklist_file));
+        let file =
+            (!settings.blocklist_file.is_empty()).then(|| PathBuf::from(&settings.blocklist_file));
         let blocklist = match &file {
             Some(path) => read(path)?,
             None => Blocklist::default(),
@@ -110,8 +110,12 @@ impl Targets {
             }
             seen = now;
             match self.reload() {
-                Ok(domains) => tracing::info!(path = %path.display(), domains, "blocklist reloaded"),
-                Err(e) => tracing::warn!(error = %e, "blocklist not reloaded; the previous list stays"),
+                Ok(domains) => {
+                    tracing::info!(path = %path.display(), domains, "blocklist reloaded")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "blocklist not reloaded; the previous list stays")
+                }
             }
         }
     }

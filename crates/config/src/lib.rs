@@ -392,14 +392,25 @@ impl Settings {
         for (key, rate) in [
             ("limits.api_per_client", self.limits.api_per_client),
             ("limits.api_per_key", self.limits.api_per_key),
-            ("limits.redirect_miss_per_client", self.limits.redirect_miss_per_client),
-            ("limits.cached_redirect_per_client", self.limits.cached_redirect_per_client),
+            (
+                "limits.redirect_miss_per_client",
+                self.limits.redirect_miss_per_client,
+            ),
+            (
+                "limits.cached_redirect_per_client",
+                self.limits.cached_redirect_per_client,
+            ),
         ] {
             if rate.per_s > 0 && rate.burst == 0 {
                 return invalid(key, "burst must be at least 1 when per_s is set");
             }
         }
-        for host in self.targets.allow_hosts.iter().chain(&self.targets.idn_allow) {
+        for host in self
+            .targets
+            .allow_hosts
+            .iter()
+            .chain(&self.targets.idn_allow)
+        {
             if url::Host::parse(host).is_err() || host.to_ascii_lowercase() != *host {
                 return invalid(
                     "targets",
@@ -522,18 +533,27 @@ mod tests {
     fn open_mode_is_refused_on_a_public_listener_unless_explicitly_allowed() {
         let error = Settings::load_from(
             None,
-            env(&[("APP__AUTH__MODE", "open"), ("APP__HTTP__LISTEN", "0.0.0.0:8080")]),
+            env(&[
+                ("APP__AUTH__MODE", "open"),
+                ("APP__HTTP__LISTEN", "0.0.0.0:8080"),
+            ]),
         )
         .unwrap_err();
         assert!(error.to_string().contains("auth.mode"), "{error}");
         for vars in [
-            &[("APP__AUTH__MODE", "open"), ("APP__HTTP__LISTEN", "127.0.0.1:8080")][..],
+            &[
+                ("APP__AUTH__MODE", "open"),
+                ("APP__HTTP__LISTEN", "127.0.0.1:8080"),
+            ][..],
             &[
                 ("APP__AUTH__MODE", "open"),
                 ("APP__HTTP__LISTEN", "0.0.0.0:8080"),
                 ("APP__AUTH__OPEN_ON_ANY_ADDRESS", "true"),
             ],
-            &[("APP__AUTH__MODE", "keys"), ("APP__HTTP__LISTEN", "0.0.0.0:8080")],
+            &[
+                ("APP__AUTH__MODE", "keys"),
+                ("APP__HTTP__LISTEN", "0.0.0.0:8080"),
+            ],
         ] {
             Settings::load_from(None, env(vars)).expect("allowed");
         }
@@ -542,7 +562,10 @@ mod tests {
             env(&[("APP__TARGETS__ALLOW_HOSTS", "wiki.corp.internal,10.1.2.3")]),
         )
         .expect("a list");
-        assert_eq!(hosts.targets.allow_hosts, ["wiki.corp.internal", "10.1.2.3"]);
+        assert_eq!(
+            hosts.targets.allow_hosts,
+            ["wiki.corp.internal", "10.1.2.3"]
+        );
     }
 
     #[test]

@@ -188,10 +188,10 @@ const SECRET_LEN: usize = 32;
 const PREFIX: &str = "sk_";
 /// 64 URL-safe characters: each secret character is 6 random bits.
 const ALPHABET: [char; 64] = [
-    'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', 'P', 'Q', 'R',
-    'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j',
-    'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', '0', '1',
-    '2', '3', '4', '5', '6', '7', '8', '9', '-', '.',
+    'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', 'P', 'Q', 'R', 'S',
+    'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l',
+    'm', 'n', 'o', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', '0', '1', '2', '3', '4',
+    '5', '6', '7', '8', '9', '-', '.',
 ];
 
 /// Hashes secrets with a key derived from the configured pepper.
@@ -361,7 +361,10 @@ mod tests {
         wrong.replace_range(0..1, if wrong.starts_with('A') { "B" } else { "A" });
         assert!(!hasher.verify(&issued.record, &wrong));
         assert!(!KeyHasher::new("pepper").verify(&issued.record, secret));
-        assert!(!format!("{issued:?}").contains(secret), "Debug hides the token");
+        assert!(
+            !format!("{issued:?}").contains(secret),
+            "Debug hides the token"
+        );
     }
 
     #[test]
@@ -418,7 +421,10 @@ mod tests {
             )
             .record;
         key.revoked_at = Some(key.created_at);
-        assert_eq!(decode_key(&key.id, &encode_key(&key)).expect("decodes"), key);
+        assert_eq!(
+            decode_key(&key.id, &encode_key(&key)).expect("decodes"),
+            key
+        );
         assert!(decode_key("x", b"{}").is_err());
     }
 }

@@ -12,7 +12,6 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
-
 /// Longest code (generated or alias) in bytes. Keeps keys small in the cache and the store.
 pub const MAX_CODE_LEN: usize = 64;
 

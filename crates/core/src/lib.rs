@@ -49,8 +49,8 @@ pub mod target;
 pub mod topk;
 pub mod visitors;
 
-pub use code::{Alias, CodeError, CodeGenerator, GeneratorConfigError, ShortCode};
 pub use access::{KeyRecord, KeyStore, Owner, Scopes};
+pub use code::{Alias, CodeError, CodeGenerator, GeneratorConfigError, ShortCode};
 pub use link::{Link, RedirectKind};
 pub use store::{ClickClaim, InsertOutcome, LinkStore, ListPage, StoreError};
 pub use target::{TargetUrl, TargetUrlError};

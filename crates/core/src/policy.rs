@@ -313,7 +313,9 @@ mod tests {
             );
         }
         assert_eq!(
-            check(&policy, "http://0x7f000001/").unwrap_err().to_string(),
+            check(&policy, "http://0x7f000001/")
+                .unwrap_err()
+                .to_string(),
             "url points to a loopback address (127.0.0.1), which is not allowed"
         );
     }
@@ -366,12 +368,12 @@ mod tests {
     fn homographs_are_refused_unless_allowed() {
         let policy = TargetPolicy::default();
         for url in [
-            "https://аpple.com/",         // Cyrillic а, then Latin
-            "https://xn--pple-43d.com/",  // the same, as punycode
-            "https://pаypal.com/login",   // Cyrillic а inside
-            "https://аррӏе.com/",         // all Cyrillic, reads as "apple"
-            "https://асе.com/",           // all Cyrillic, reads as "ace"
-            "https://gοogle.com/",        // Greek omicron
+            "https://аpple.com/",           // Cyrillic а, then Latin
+            "https://xn--pple-43d.com/",    // the same, as punycode
+            "https://pаypal.com/login",     // Cyrillic а inside
+            "https://аррӏе.com/",           // all Cyrillic, reads as "apple"
+            "https://асе.com/",             // all Cyrillic, reads as "ace"
+            "https://gοogle.com/",          // Greek omicron
             "https://login.micrοsoft.com/", // in a subdomain label
         ] {
             assert!(
@@ -389,8 +391,8 @@ mod tests {
 
     #[test]
     fn a_blocklist_refuses_a_domain_and_its_subdomains() {
-        let blocklist = Blocklist::parse("# phishing\nevil.example\n\nпример.рф # idn\n")
-            .expect("parses");
+        let blocklist =
+            Blocklist::parse("# phishing\nevil.example\n\nпример.рф # idn\n").expect("parses");
         assert_eq!(blocklist.len(), 2);
         let policy = TargetPolicy {
             blocklist,
@@ -403,8 +405,10 @@ mod tests {
         assert!(check(&policy, "https://EVIL.example./").is_err());
         assert!(check(&policy, "https://пример.рф/").is_err());
         assert_eq!(check(&policy, "https://notevil.example/"), Ok(()));
-        assert!(Blocklist::parse("ok.example\nnot a domain\n")
-            .unwrap_err()
-            .contains("line 2"));
+        assert!(
+            Blocklist::parse("ok.example\nnot a domain\n")
+                .unwrap_err()
+                .contains("line 2")
+        );
     }
 }

@@ -21,9 +21,9 @@ pub mod settings;
 
 use std::sync::Arc;
 
-use shortener_core::access::KeyStore;
 use shortener_core::LinkStore;
 use shortener_core::StoreError;
+use shortener_core::access::KeyStore;
 use shortener_core::stats::StatsStore;
 use shortener_redb::RedbStore;
 

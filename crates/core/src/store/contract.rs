@@ -21,10 +21,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::access::{KeyHasher, KeyStore, Owner, Scopes};
 use crate::aggregate::{Aggregator, BatchAggregate, BatchId, Counts, Dimension, HOUR_MS};
 use crate::click::{CLICK_EVENT_VERSION, ClickEvent, DAY_MS};
 use crate::stats::{Granularity, StatsQuery, StatsStore};
-use crate::access::{KeyHasher, KeyStore, Owner, Scopes};
 use crate::{ClickClaim, InsertOutcome, Link, LinkStore, RedirectKind, ShortCode, TargetUrl};
 
 /// A backend under test: how the suite gets fresh storage, more handles on it, and the
@@ -418,7 +418,11 @@ pub async fn list_pages_in_code_order_with_totals(backend: &impl Harness) {
     let first = store.list(None, 2, None).await.expect("page").links;
     assert_eq!(first[0].0, link("a", "https://example.com/"));
     assert_eq!(page(first), [("a".into(), 0), ("b".into(), 2)]);
-    let rest = store.list(Some(code("b")), 10, None).await.expect("page").links;
+    let rest = store
+        .list(Some(code("b")), 10, None)
+        .await
+        .expect("page")
+        .links;
     assert_eq!(
         page(rest),
         [("c".into(), 0), ("d".into(), 1), ("e".into(), 0)]
@@ -768,7 +772,14 @@ pub async fn a_fresh_store_answers_reads_with_zeros(backend: &impl Harness) {
         (stats.totals, stats.unique_visitors, stats.series.len()),
         (Counts::default(), 0, 0)
     );
-    assert!(store.list(None, 10, None).await.expect("list").links.is_empty());
+    assert!(
+        store
+            .list(None, 10, None)
+            .await
+            .expect("list")
+            .links
+            .is_empty()
+    );
     store.ping().await.expect("ping");
 }
 
@@ -933,15 +944,20 @@ pub async fn keys_are_stored_listed_and_revoked_for_every_handle(backend: &impl 
     let store = backend.store();
     let hasher = KeyHasher::new("");
     let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid");
-    let issue = |owner: &str, scopes| {
-        hasher.issue(Owner::parse(owner).expect("owner"), scopes, at)
-    };
-    let (a, admin) = (issue("team-a", Scopes::LINKS_WRITE), issue("ops", Scopes::ADMIN));
+    let issue = |owner: &str, scopes| hasher.issue(Owner::parse(owner).expect("owner"), scopes, at);
+    let (a, admin) = (
+        issue("team-a", Scopes::LINKS_WRITE),
+        issue("ops", Scopes::ADMIN),
+    );
     store.insert_key(&a.record).await.expect("insert");
     store.insert_key(&admin.record).await.expect("insert");
 
     let other = backend.another_handle().await;
-    let read = other.get_key(&a.record.id).await.expect("get").expect("present");
+    let read = other
+        .get_key(&a.record.id)
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!(read, a.record);
     let (_, secret) = crate::access::split_token(&a.token).expect("a token");
     assert!(hasher.verify(&read, secret));
@@ -952,7 +968,12 @@ pub async fn keys_are_stored_listed_and_revoked_for_every_handle(backend: &impl 
     assert_eq!(other.list_keys().await.expect("list"), expected);
 
     let revoked_at = at + time::Duration::hours(1);
-    assert!(store.revoke_key(&a.record.id, revoked_at).await.expect("revoke"));
+    assert!(
+        store
+            .revoke_key(&a.record.id, revoked_at)
+            .await
+            .expect("revoke")
+    );
     assert!(
         store
             .revoke_key(&a.record.id, revoked_at + time::Duration::hours(1))
@@ -960,9 +981,21 @@ pub async fn keys_are_stored_listed_and_revoked_for_every_handle(backend: &impl 
             .expect("revoke again")
     );
     assert!(!store.revoke_key("nosuchkeyid0", at).await.expect("revoke"));
-    let read = other.get_key(&a.record.id).await.expect("get").expect("kept");
-    assert_eq!(read.revoked_at, Some(revoked_at), "the first revocation stays");
-    let untouched = other.get_key(&admin.record.id).await.expect("get").expect("present");
+    let read = other
+        .get_key(&a.record.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(
+        read.revoked_at,
+        Some(revoked_at),
+        "the first revocation stays"
+    );
+    let untouched = other
+        .get_key(&admin.record.id)
+        .await
+        .expect("get")
+        .expect("present");
     assert_eq!(untouched.revoked_at, None);
 }
 
@@ -970,7 +1003,10 @@ pub async fn keys_are_stored_listed_and_revoked_for_every_handle(backend: &impl 
 /// only that owner's links, in code order, and a deleted link leaves it.
 pub async fn links_keep_their_owner_and_list_by_owner(backend: &impl Harness) {
     let store = backend.store();
-    let (a, b) = (Owner::parse("team-a").expect("owner"), Owner::parse("team-b").expect("owner"));
+    let (a, b) = (
+        Owner::parse("team-a").expect("owner"),
+        Owner::parse("team-b").expect("owner"),
+    );
     for (text, owner) in [
         ("a1", Some(&a)),
         ("b1", Some(&b)),
@@ -1001,14 +1037,28 @@ pub async fn links_keep_their_owner_and_list_by_owner(backend: &impl Harness) {
     let other = backend.another_handle().await;
     let got = other.get(&code("a2")).await.expect("get").expect("present");
     assert_eq!(got.owner.as_ref(), Some(&a));
-    assert_eq!(other.get(&code("n1")).await.expect("get").expect("present").owner, None);
+    assert_eq!(
+        other
+            .get(&code("n1"))
+            .await
+            .expect("get")
+            .expect("present")
+            .owner,
+        None
+    );
 
     let codes = |page: crate::ListPage| -> Vec<String> {
-        page.links.iter().map(|(l, _)| l.code.as_str().to_owned()).collect()
+        page.links
+            .iter()
+            .map(|(l, _)| l.code.as_str().to_owned())
+            .collect()
     };
     let first = other.list(None, 2, Some(&a)).await.expect("page");
     assert_eq!(codes(first), ["a1", "a2"]);
-    let rest = other.list(Some(code("a2")), 10, Some(&a)).await.expect("page");
+    let rest = other
+        .list(Some(code("a2")), 10, Some(&a))
+        .await
+        .expect("page");
     assert_eq!(codes(rest), ["a3"]);
     let of_b = other.list(None, 10, Some(&b)).await.expect("page");
     assert_eq!(codes(of_b), ["b1", "b2"]);
@@ -1019,5 +1069,12 @@ pub async fn links_keep_their_owner_and_list_by_owner(backend: &impl Harness) {
     let after_delete = other.list(None, 10, Some(&a)).await.expect("page");
     assert_eq!(codes(after_delete), ["a1", "a3"]);
     let nobody = Owner::parse("nobody").expect("owner");
-    assert!(other.list(None, 10, Some(&nobody)).await.expect("page").links.is_empty());
+    assert!(
+        other
+            .list(None, 10, Some(&nobody))
+            .await
+            .expect("page")
+            .links
+            .is_empty()
+    );
 }

@@ -18,8 +18,7 @@ const GET: &str =
     "SELECT id, owner, scopes, hash, created_at, revoked_at FROM api_keys WHERE id = $1";
 const LIST: &str =
     "SELECT id, owner, scopes, hash, created_at, revoked_at FROM api_keys ORDER BY id";
-const REVOKE: &str =
-    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1";
+const REVOKE: &str = "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1";
 
 fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
     let id: String = row.try_get(0).map_err(backend)?;

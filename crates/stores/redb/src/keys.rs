@@ -29,7 +29,9 @@ impl KeyStore for RedbStore {
                 if table.get(id.as_str()).map_err(backend)?.is_some() {
                     return Err(StoreError::backend(format!("key id {id} is taken")));
                 }
-                table.insert(id.as_str(), bytes.as_slice()).map_err(backend)?;
+                table
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
             }
             txn.commit().map_err(backend)
         })

@@ -7,8 +7,8 @@
 
 use async_trait::async_trait;
 use scylla::value::CqlTimestamp;
-use shortener_core::access::{KeyRecord, KeyStore, key_from_parts};
 use shortener_core::StoreError;
+use shortener_core::access::{KeyRecord, KeyStore, key_from_parts};
 use time::OffsetDateTime;
 
 use crate::{ScyllaStore, backend};

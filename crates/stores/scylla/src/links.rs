@@ -33,8 +33,7 @@ use scylla::statement::SerialConsistency;
 use scylla::value::{CqlTimestamp, CqlValue, Row};
 use shortener_core::{
     ClickClaim, InsertOutcome, Link, LinkStore, ListPage, Owner, RedirectKind, ShortCode,
-    StoreError,
-    TargetUrl,
+    StoreError, TargetUrl,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -512,7 +511,11 @@ impl LinkStore for ScyllaStore {
 
     async fn delete(&self, code: &ShortCode) -> Result<bool, StoreError> {
         // The owner's listing row goes too; the link is read first to know whose it is.
-        let owner = self.read(code.as_str()).await?.and_then(Result::ok).and_then(|l| l.owner);
+        let owner = self
+            .read(code.as_str())
+            .await?
+            .and_then(Result::ok)
+            .and_then(|l| l.owner);
         let existed = applied(
             self.session
                 .execute_unpaged(&self.statements.delete, (code.as_str(),))
