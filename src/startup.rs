@@ -441,6 +441,13 @@ pub async fn migrate(settings: &Settings) -> Result<String, StartupError> {
     Ok(shortener_storage::migrate(&settings.store).await?)
 }
 
+/// The configured store's keys, for `shortener keys` (the embedded file can be opened
+/// by one process at a time: stop the service first, or use the key API).
+pub async fn keys(settings: &Settings) -> Result<Keys, StartupError> {
+    let stores = shortener_storage::open(&settings.store).await?;
+    Ok(Keys::new(&settings.auth, stores.keys))
+}
+
 /// What only the default build (no `kafka` feature) can show; `.ci/run` runs it.
 #[cfg(all(test, not(feature = "kafka")))]
 mod no_kafka {

@@ -259,6 +259,18 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The directory of the test's store (and of its bootstrap key file).
+    pub fn store_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// The admin key the server wrote at its first start (`auth.mode = "keys"`).
+    pub fn admin_key(&self) -> String {
+        let path = self.store_dir().join("admin.key");
+        let text = std::fs::read_to_string(&path).expect("the bootstrap key file");
+        text.trim().to_owned()
+    }
+
     /// `POST /api/v1/links` with a JSON body.
     pub async fn create(&self, body: Value) -> reqwest::Response {
         self.client

@@ -2,6 +2,7 @@
 //! Set `TEST_LOG=1` to see the server's logs.
 
 mod accepted;
+mod access;
 mod cache;
 mod clicks;
 mod connections;
