@@ -8,6 +8,8 @@ use serde_json::json;
 
 #[path = "support/kafka_stack.rs"]
 mod kafka_stack;
+#[path = "support/access.rs"]
+mod matrix;
 #[path = "support/process.rs"]
 mod process;
 use kafka_stack::{Stack, Store, wait_for_clicks};
@@ -42,6 +44,34 @@ async fn redirects_become_statistics_in_cql_through_kafka_and_the_consumer() {
     assert_eq!(stats["totals"]["bot"], 10, "{stats}");
     // The listing reads the totals from CQL too.
     assert_eq!(service.link("cql").await["clicks"], 40);
+    stack.service.terminate();
+    stack.stop_consumer().await;
+}
+
+/// The access matrix with keys and owners kept in CQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_owners_hold_on_cql() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("admin.key").display().to_string();
+    let env = [
+        ("APP__AUTH__MODE", "keys"),
+        ("APP__AUTH__BOOTSTRAP_KEY_FILE", file.as_str()),
+    ];
+    let Some(mut stack) = Stack::start_on(Store::Cql, "kafka on scylla", "cql-keys", &env).await
+    else {
+        return;
+    };
+    let admin = std::fs::read_to_string(&file)
+        .expect("the key file")
+        .trim()
+        .to_owned();
+    let base = stack.service.url("");
+    let api = matrix::Api {
+        client: &stack.service.client,
+        base: &base,
+        admin: &admin,
+    };
+    matrix::run(&api).await;
     stack.service.terminate();
     stack.stop_consumer().await;
 }

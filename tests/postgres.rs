@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use shortener_testkit::postgres as cluster;
+#[path = "support/access.rs"]
+mod matrix;
 #[path = "support/process.rs"]
 mod process;
 use process::Server;
@@ -156,4 +158,67 @@ fn any_create_body_gets_no_5xx_and_every_201_reads_back_on_postgres() {
     let created = generated::creates_read_back(&server.url(""), 300)
         .unwrap_or_else(|failure| panic!("{failure}"));
     assert!(created >= 20, "only {created} of 300 bodies were created");
+}
+
+/// The access matrix on PostgreSQL, and keys shared by two instances: a key made on one
+/// works on the other, and a revocation reaches the other within its key cache time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_owners_hold_across_instances_on_postgres() {
+    let Some(url) = database("keys_and_owners_hold_across_instances_on_postgres").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("admin.key").display().to_string();
+    let env = [
+        ("APP__AUTH__MODE", "keys"),
+        ("APP__AUTH__BOOTSTRAP_KEY_FILE", file.as_str()),
+        ("APP__AUTH__KEY_CACHE_TTL_MS", "200"),
+    ];
+    let a = instance(&url, &env);
+    let b = instance(&url, &env);
+    let admin = std::fs::read_to_string(&file)
+        .expect("the key file")
+        .trim()
+        .to_owned();
+    let base = a.url("");
+    let on_a = matrix::Api {
+        client: &a.client,
+        base: &base,
+        admin: &admin,
+    };
+    matrix::run(&on_a).await;
+
+    let (id, token) = on_a.key("team-c", &["links:write", "links:read"]).await;
+    let code = on_a.link(&token).await;
+    let base_b = b.url("");
+    let on_b = matrix::Api {
+        client: &b.client,
+        base: &base_b,
+        admin: &admin,
+    };
+    let path = format!("/api/v1/links/{code}");
+    let (status, _) = on_b
+        .send(reqwest::Method::GET, &path, Some(&token), None)
+        .await;
+    assert_eq!(
+        status, 200,
+        "a key and its link, seen by the other instance"
+    );
+    let (status, _) = on_a
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/keys/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, body) = on_b
+        .send(reqwest::Method::GET, &path, Some(&token), None)
+        .await;
+    assert_eq!(
+        status, 401,
+        "revoked on A, refused by B after its cache time: {body}"
+    );
 }

@@ -20,6 +20,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub logs: mpsc::Receiver<String>,
+    /// What it logged before both listeners were bound.
+    pub startup_logs: Vec<String>,
     pub client: reqwest::Client,
 }
 
@@ -65,10 +67,12 @@ impl Server {
                 }
             }
         });
-        let bound = |what: &str| loop {
+        let mut startup_logs = Vec::new();
+        let mut bound = |what: &str| loop {
             let line = logs
                 .recv_timeout(Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("server logged its {what} address"));
+            startup_logs.push(line.clone());
             if line.contains(what) {
                 let addr = line.split("addr=").nth(1).expect("addr field");
                 let addr = addr.split_whitespace().next().expect("addr value");
@@ -82,6 +86,7 @@ impl Server {
             addr,
             admin,
             logs,
+            startup_logs,
             client: client(),
         }
     }
