@@ -307,6 +307,6 @@ where
         Operation::Stats => api::stats(state, code, query, &caller).await,
         Operation::CreateKey => keys_api::create(state, req).await,
         Operation::ListKeys => keys_api::list(state).await,
-        Operation::RevokeKey => keys_api::revoke(state, code).await,
+        Operation::RevokeKey => keys_api::revoke(state, code, &caller).await,
     }
 }

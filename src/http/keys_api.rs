@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use super::api::{read_json, serialize};
 use super::app::HandlerState;
 use super::error::{ApiError, BoxError, empty};
+use crate::service::keys::Caller;
 
 /// `POST /api/v1/keys` body.
 #[derive(Deserialize)]
@@ -102,8 +103,20 @@ pub async fn list(state: &HandlerState) -> Result<Response<Full<Bytes>>, ApiErro
 }
 
 /// `DELETE /api/v1/keys/{id}`: 204; the key stops working on this instance at once, on
-/// others within `auth.key_cache_ttl_ms`.
-pub async fn revoke(state: &HandlerState, id: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+/// others within `auth.key_cache_ttl_ms`. A key cannot revoke itself (409): the last
+/// admin key would lock every administrator out (`shortener keys revoke` can).
+pub async fn revoke(
+    state: &HandlerState,
+    id: &str,
+    caller: &Caller,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    if caller.key_id.as_deref() == Some(id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "revoking_own_key",
+            "a key cannot revoke itself: use another admin key, or `shortener keys revoke`",
+        ));
+    }
     let found =
         state.keys.revoke(id).await.map_err(|e| {
             ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)

@@ -11,5 +11,6 @@ mod errors;
 mod helpers;
 #[cfg(feature = "redis")]
 mod l2;
+mod openapi;
 mod ops;
 mod redirect;
