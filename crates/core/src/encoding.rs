@@ -233,6 +233,15 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    /// Found by `scripts/fuzz.sh` (click_event): a corrupt day row whose top list holds
+    /// one value twice with counts that sum past u64::MAX panicked (debug) or wrapped
+    /// (release) while decoding. Counts now saturate.
+    #[test]
+    fn a_corrupt_row_with_overflowing_top_counts_decodes_without_panicking() {
+        let bytes = b"\x02\x00\x00\x00\x00\x00\x00\x001\x00\x8b\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x00\x00\x00\x00\x00\x00\x0e\xff\xff\x00\x09\x00\x00\x00\x00\x00\x00\x00\x001\x01";
+        let _ = decode_day(bytes);
+    }
+
     fn counts(human: u64, bot: u64) -> Counts {
         Counts {
             total: human + bot,

@@ -48,7 +48,7 @@ impl TopK {
     /// allocating a copy.
     pub fn add_shared(&mut self, value: &Arc<str>, n: u64) {
         if let Some(entry) = self.counts.iter_mut().find(|(k, _)| Arc::ptr_eq(k, value)) {
-            entry.1 += n;
+            entry.1 = entry.1.saturating_add(n);
             return;
         }
         self.add_with(value, n, || value.clone());
@@ -56,7 +56,7 @@ impl TopK {
 
     fn add_with(&mut self, value: &str, n: u64, key: impl FnOnce() -> Arc<str>) {
         if let Some(entry) = self.counts.iter_mut().find(|(k, _)| &**k == value) {
-            entry.1 += n;
+            entry.1 = entry.1.saturating_add(n);
             return;
         }
         if self.counts.len() < CAPACITY {
@@ -70,7 +70,7 @@ impl TopK {
             .iter_mut()
             .min_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)));
         if let Some(slot) = evict {
-            *slot = (key(), slot.1 + n);
+            *slot = (key(), slot.1.saturating_add(n));
         }
     }
 
