@@ -1,10 +1,10 @@
 //! API keys, owners and scopes: who may use the management API, and on which links.
 //!
 //! A key is a bearer token `sk_<id>_<secret>`: a 12-character public id (the lookup key)
-//! and a 32-character secret from a 64-character alphabet (192 random bits, drawn by
-//! `nanoid` from the operating system's CSPRNG). It is shown once, when it is made; the
+//! and a 32-character secret of letters and digits (190 random bits, drawn by `nanoid`
+//! from the operating system's CSPRNG). It is shown once, when it is made; the
 //! store keeps only a keyed BLAKE3 hash of the secret. A password hash (argon2, bcrypt)
-//! is slow on purpose to make guessing a human's password costly; a 192-bit random
+//! is slow on purpose to make guessing a human's password costly; a 190-bit random
 //! secret cannot be guessed, so a fast hash is enough, and costs every authenticated
 //! request a fraction of a microsecond. The hashes are compared in constant time
 //! (`blake3::Hash`'s equality), so timing tells nothing about how close a guess was.
@@ -186,12 +186,13 @@ impl fmt::Debug for IssuedKey {
 const ID_LEN: usize = 12;
 const SECRET_LEN: usize = 32;
 const PREFIX: &str = "sk_";
-/// 64 URL-safe characters: each secret character is 6 random bits.
-const ALPHABET: [char; 64] = [
-    'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', 'P', 'Q', 'R', 'S',
-    'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l',
-    'm', 'n', 'o', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', '0', '1', '2', '3', '4',
-    '5', '6', '7', '8', '9', '-', '.',
+/// Letters and digits: each character is log2(62) = 5.95 random bits, so a secret holds
+/// 190, and no id starts with a character a shell or a command line takes for a flag.
+const ALPHABET: [char; 62] = [
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H',
+    'I', 'J', 'K', 'L', 'M', 'N', 'O', 'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z',
+    'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r',
+    's', 't', 'u', 'v', 'w', 'x', 'y', 'z',
 ];
 
 /// Hashes secrets with a key derived from the configured pepper.
