@@ -6,9 +6,13 @@
 #   embedded     redb, group commit (store.max_group default)
 #   postgres-1   PostgreSQL, store.max_group = 1 (one INSERT and WAL flush per create)
 #   postgres     PostgreSQL, group commit (one multi-row INSERT per group)
+#   embedded-key redb, group commit, with API keys (auth.mode = "keys"): each create
+#                carries `Authorization: Bearer` and is checked (the others run in the
+#                scripts' open mode)
 #
 #   scripts/bench-create.sh                    # 3 rounds of 10 s, 64 connections
 #   ROUNDS=5 DURATION=5s scripts/bench-create.sh
+#   NAMES="embedded embedded-key" scripts/bench-create.sh   # the cost of a key check
 #
 # Each request POSTs a distinct URL (scripts/create-links.lua); codes are generated. The
 # service runs on CPU 0, wrk and PostgreSQL on CPU 1. Reports creates/s, p50, p99 and the
@@ -28,14 +32,15 @@ source scripts/lib/servers.sh
 
 bench_with_postgres postgres
 
-names=(embedded-1 embedded postgres-1 postgres)
+read -r -a names <<<"${NAMES:-embedded-1 embedded postgres-1 postgres}"
 declare -A port admin pid env
-port=([embedded-1]=18281 [embedded]=18282 [postgres-1]=18283 [postgres]=18284)
+port=([embedded-1]=18281 [embedded]=18282 [postgres-1]=18283 [postgres]=18284 [embedded-key]=18285)
 env=(
     [embedded-1]="APP__STORE__MAX_GROUP=1"
     [embedded]=""
     [postgres-1]="APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL=$pg_url APP__STORE__MAX_GROUP=1"
     [postgres]="APP__STORE__BACKEND=postgres APP__STORE__POSTGRES__URL=$pg_url"
+    [embedded-key]="APP__AUTH__MODE=keys APP__AUTH__BOOTSTRAP_KEY_FILE=$data/admin.key"
 )
 for name in "${names[@]}"; do
     admin[$name]=$((port[$name] + 1000))
@@ -49,7 +54,12 @@ for name in "${names[@]}"; do wait_http "http://127.0.0.1:${port[$name]}/healthz
 
 echo "machine: $(nproc) CPUs, $(uname -r); wrk -t1 -c$CONNECTIONS -d$DURATION --latency -s scripts/create-links.lua; services CPU $SERVER_CPU, wrk + PostgreSQL CPU $CLIENT_CPU"
 target_url() { echo "http://127.0.0.1:${port[$1]}/"; }
-target_script() { echo scripts/create-links.lua; }
+# embedded-key's creates carry the admin key its first start wrote.
+if [ -f "$data/admin.key" ]; then
+    sed "s|\[\"Content-Type\"\] = \"application/json\"|&, [\"Authorization\"] = \"Bearer $(cat "$data/admin.key")\"|" \
+        scripts/create-links.lua >"$data/create-links-key.lua"
+fi
+target_script() { case $1 in embedded-key) echo "$data/create-links-key.lua" ;; *) echo scripts/create-links.lua ;; esac; }
 rounds_and_medians creates/s
 
 echo "group sizes (whole run: commits, creates, creates per commit):"
