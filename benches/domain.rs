@@ -1,10 +1,15 @@
-//! Micro-benchmarks of the domain types on the create path: code generation and target
-//! URL validation. Run: `cargo bench --bench domain`.
+//! Micro-benchmarks of the domain types on the create path: code generation, target URL
+//! validation and the target policy; and of access control: checking a key's secret and
+//! one rate-limit decision. Run: `cargo bench --bench domain`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use shortener_core::{Alias, CodeGenerator, ShortCode, TargetUrl};
+use shortener::config::Rate;
+use shortener::limits::Limiter;
+use shortener_core::access::{KeyHasher, split_token};
+use shortener_core::policy::TargetPolicy;
+use shortener_core::{Alias, CodeGenerator, Owner, Scopes, ShortCode, TargetUrl};
 
 fn codes(c: &mut Criterion) {
     let generator = CodeGenerator::default();
@@ -37,5 +42,45 @@ fn urls(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codes, urls);
+fn access(c: &mut Criterion) {
+    let hasher = KeyHasher::new("");
+    let owner = Owner::parse("team-a").expect("owner");
+    let issued = hasher.issue(owner, Scopes::LINKS_WRITE, time::OffsetDateTime::now_utc());
+    c.bench_function("access/verify_key", |b| {
+        b.iter(|| {
+            let (_, secret) = split_token(black_box(&issued.token)).expect("a token");
+            hasher.verify(&issued.record, secret)
+        })
+    });
+    let policy = TargetPolicy::default();
+    for (name, url) in [
+        (
+            "typical",
+            "https://example.com/blog/2026/11/how-we-scale?utm_source=newsletter",
+        ),
+        ("idn", "https://xn--mnchen-3ya.de/stra%C3%9Fe"),
+    ] {
+        let target = TargetUrl::parse(url).expect("url");
+        c.bench_function(&format!("policy/check_{name}"), |b| {
+            b.iter(|| policy.check(black_box(&target)))
+        });
+    }
+    let limiter = Limiter::new(
+        Rate {
+            per_s: 1_000_000_000,
+            burst: 1_000,
+        },
+        262_144,
+    )
+    .expect("a rate");
+    let mut client = 0u32;
+    c.bench_function("limits/check", |b| {
+        b.iter(|| {
+            client = client.wrapping_add(1);
+            limiter.check(black_box(client))
+        })
+    });
+}
+
+criterion_group!(benches, codes, urls, access);
 criterion_main!(benches);
