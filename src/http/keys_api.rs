@@ -131,3 +131,8 @@ pub async fn revoke(
     tracing::info!(key_id = id, "API key revoked");
     Ok(empty(StatusCode::NO_CONTENT))
 }
+
+/// The key store failed: 503, the cause to the log.
+fn unavailable(e: shortener_core::StoreError) -> ApiError {
+    ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
+}
