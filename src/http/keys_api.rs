@@ -78,10 +78,11 @@ where
     let owner = Owner::parse(&request.owner).map_err(|e| invalid("invalid_owner", e))?;
     let scopes = Scopes::from_names(request.scopes.iter().map(String::as_str))
         .map_err(|e| invalid("invalid_scopes", e))?;
-    let issued =
-        state.keys.create(owner, scopes).await.map_err(|e| {
-            ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
-        })?;
+    let issued = state
+        .keys
+        .create(owner, scopes)
+        .await
+        .map_err(unavailable)?;
     tracing::info!(key_id = issued.record.id, owner = %issued.record.owner, "API key created");
     let body = CreatedKey {
         key: KeyResponse::from(&issued.record),
@@ -92,10 +93,7 @@ where
 
 /// `GET /api/v1/keys`: every key, revoked ones included, without secrets.
 pub async fn list(state: &HandlerState) -> Result<Response<Full<Bytes>>, ApiError> {
-    let keys =
-        state.keys.list().await.map_err(|e| {
-            ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
-        })?;
+    let keys = state.keys.list().await.map_err(unavailable)?;
     let body = KeyList {
         keys: keys.iter().map(KeyResponse::from).collect(),
     };
@@ -117,10 +115,7 @@ pub async fn revoke(
             "a key cannot revoke itself: use another admin key, or `shortener keys revoke`",
         ));
     }
-    let found =
-        state.keys.revoke(id).await.map_err(|e| {
-            ApiError::internal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
-        })?;
+    let found = state.keys.revoke(id).await.map_err(unavailable)?;
     if !found {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
