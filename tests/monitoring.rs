@@ -1,6 +1,7 @@
 //! The monitoring configuration as code: Prometheus's config and the SLO rules pass
 //! `promtool check`, the alerts fire in `promtool test rules` on the failures they are
-//! for (and stay quiet on health), and every metric a rule reads is one the code exports.
+//! for (and stay quiet on health), every Grafana panel's query parses, and every metric a
+//! rule or a panel reads is one the code exports.
 //!
 //! Needs `promtool` (Debian: `prometheus`); skipped loudly without it (fatal under CI).
 
@@ -9,11 +10,16 @@ use std::path::Path;
 use std::process::Command;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/prometheus");
+const DASHBOARDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/grafana/dashboards");
 
 fn promtool(test: &str, args: &[&str]) -> Option<String> {
+    promtool_in(test, DIR, args)
+}
+
+fn promtool_in(test: &str, dir: &str, args: &[&str]) -> Option<String> {
     let output = match Command::new("promtool")
         .args(args)
-        .current_dir(DIR)
+        .current_dir(dir)
         .output()
     {
         Ok(output) => output,
@@ -51,7 +57,9 @@ fn exported() -> BTreeSet<String> {
         let text = std::fs::read_to_string(root.join(file)).expect("metrics module");
         for literal in text.split('"').skip(1).step_by(2) {
             if (literal.starts_with("shortener_") || literal.starts_with("analytics_"))
-                && literal.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                && literal
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             {
                 names.insert(literal.to_owned());
             }
@@ -110,4 +118,58 @@ fn the_metric_name_reader_finds_names_and_strips_histogram_suffixes() {
         read.into_iter().collect::<Vec<_>>(),
         ["shortener_http_request_duration_seconds"]
     );
+}
+
+/// Every panel query of every dashboard, with Grafana's interval variables replaced by
+/// what Prometheus parses.
+fn panel_queries() -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    for entry in std::fs::read_dir(DASHBOARDS).expect("dashboards") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("dashboard");
+        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().expect("expr");
+                let title = format!("{}: {}", path.display(), panel["title"]);
+                queries.push((title, expr.replace("$__rate_interval", "5m")));
+            }
+        }
+    }
+    queries
+}
+
+#[test]
+fn every_dashboard_query_parses_and_reads_only_exported_metrics() {
+    let test = "every_dashboard_query_parses_and_reads_only_exported_metrics";
+    let queries = panel_queries();
+    assert!(queries.len() >= 20, "{} queries", queries.len());
+    let exported = exported();
+    for (title, expr) in &queries {
+        let unknown: Vec<_> = read_by(expr)
+            .into_iter()
+            .filter(|m| !exported.contains(m))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{title} reads metrics no code exports: {unknown:?}"
+        );
+    }
+    // promtool parses PromQL in rule files: each query becomes a recording rule.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rules = String::from("groups:\n  - name: dashboard-queries\n    rules:\n");
+    for (i, (_, expr)) in queries.iter().enumerate() {
+        let quoted = serde_json::to_string(expr).expect("a JSON string is a YAML string");
+        rules.push_str(&format!(
+            "      - record: dashboard:query_{i}\n        expr: {quoted}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("queries.yml"), rules).expect("write");
+    let dir = dir.path().display().to_string();
+    if let Some(out) = promtool_in(test, &dir, &["check", "rules", "queries.yml"]) {
+        assert!(
+            out.contains(&format!("SUCCESS: {} rules found", queries.len())),
+            "{out}"
+        );
+    }
 }
