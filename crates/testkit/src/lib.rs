@@ -25,6 +25,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // test support: panics are the point
 
 pub mod cassandra;
+pub mod go;
 mod jvm;
 pub mod kafka;
 pub mod postgres;

@@ -1,0 +1,126 @@
+//! The deployable stack as files: docker-compose.yml is valid against the Compose
+//! specification's JSON schema (from `github.com/compose-spec/compose-go`, fetched with
+//! `go mod download`, read with Python's `jsonschema`), binds every port to loopback,
+//! pins every image, and runs the versions the test kit runs. The compose Prometheus
+//! config passes `promtool check config`.
+
+use std::path::Path;
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const COMPOSE_GO: &str = "github.com/compose-spec/compose-go/v2";
+const COMPOSE_GO_VERSION: &str = "v2.10.0";
+
+/// Checks docker-compose.yml against the schema and prints one line per finding.
+const VALIDATE: &str = r#"
+import json, sys, yaml, jsonschema
+schema = json.load(open(sys.argv[1]))
+compose = yaml.safe_load(open(sys.argv[2]))
+errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(compose), key=str)
+for error in errors:
+    print("schema:", "/".join(map(str, error.absolute_path)), error.message)
+for name, service in compose["services"].items():
+    image = service.get("image", "")
+    if ":" not in image or image.endswith(":latest"):
+        print("unpinned image:", name, image)
+    for port in service.get("ports", []):
+        if not str(port).startswith("127.0.0.1:"):
+            print("port not on loopback:", name, port)
+print(json.dumps({name: service.get("image", "") for name, service in compose["services"].items()}))
+"#;
+
+fn compose() -> String {
+    std::fs::read_to_string(Path::new(ROOT).join("docker-compose.yml")).expect("compose file")
+}
+
+#[test]
+fn the_compose_file_is_valid_pinned_and_bound_to_loopback() {
+    let test = "the_compose_file_is_valid_pinned_and_bound_to_loopback";
+    let Some(schema) = shortener_testkit::go::module_file(
+        test,
+        COMPOSE_GO,
+        COMPOSE_GO_VERSION,
+        "schema/compose-spec.json",
+    ) else {
+        return;
+    };
+    let Some(python) =
+        shortener_testkit::python::python(test, &["jsonschema==4.23.0", "PyYAML==6.0.2"])
+    else {
+        return;
+    };
+    let output = Command::new(python)
+        .args(["-c", VALIDATE])
+        .arg(schema)
+        .arg(Path::new(ROOT).join("docker-compose.yml"))
+        .output()
+        .expect("run python");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (findings, images) = report.trim_end().rsplit_once('\n').unwrap_or(("", &report));
+    assert!(findings.trim().is_empty(), "{findings}");
+    let images: serde_json::Value = serde_json::from_str(images).expect("images");
+    for service in [
+        "scylla",
+        "postgres",
+        "redis",
+        "kafka",
+        "shortener",
+        "analytics",
+        "nginx",
+        "prometheus",
+        "grafana",
+    ] {
+        assert!(
+            images.get(service).is_some(),
+            "no {service} service: {images}"
+        );
+    }
+}
+
+#[test]
+fn the_compose_stack_runs_the_servers_the_test_kit_runs() {
+    let kit = |file: &str| {
+        std::fs::read_to_string(Path::new(ROOT).join("crates/testkit/src").join(file))
+            .expect("test kit source")
+    };
+    let kafka = kit("kafka.rs");
+    let version = kafka
+        .split("const VERSION: &str = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the kit's Kafka version");
+    let compose = compose();
+    assert!(
+        compose.contains(&format!("image: apache/kafka:{version}")),
+        "Kafka {version}"
+    );
+    // Debian 12's packages, which the kit starts: redis-server 7.0 and PostgreSQL 15.
+    assert!(compose.contains("image: redis:7.0."), "Redis 7.0");
+    assert!(compose.contains("image: postgres:15."), "PostgreSQL 15");
+    // The same Prometheus as Debian 12's promtool, which checks the rules.
+    assert!(compose.contains("image: prom/prometheus:v2.42.0"));
+}
+
+#[test]
+fn the_compose_prometheus_config_is_valid() {
+    let test = "the_compose_prometheus_config_is_valid";
+    let output = Command::new("promtool")
+        .args(["check", "config", "compose.yml"])
+        .current_dir(Path::new(ROOT).join("config/prometheus"))
+        .output();
+    let Ok(output) = output else {
+        shortener_testkit::skip(test, "promtool is needed: apt-get install -y prometheus");
+        return;
+    };
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
