@@ -2,7 +2,8 @@
 //! specification's JSON schema (from `github.com/compose-spec/compose-go`, fetched with
 //! `go mod download`, read with Python's `jsonschema`), binds every port to loopback,
 //! pins every image, and runs the versions the test kit runs. The compose Prometheus
-//! config passes `promtool check config`.
+//! config passes `promtool check config`, and the Kubernetes manifests pass
+//! `kubernetes-validate --strict` (PyPI; the API schemas of Kubernetes 1.37).
 
 use std::path::Path;
 use std::process::Command;
@@ -117,6 +118,26 @@ fn the_compose_prometheus_config_is_valid() {
         shortener_testkit::skip(test, "promtool is needed: apt-get install -y prometheus");
         return;
     };
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_kubernetes_manifests_are_valid_against_the_api_schemas() {
+    let test = "the_kubernetes_manifests_are_valid_against_the_api_schemas";
+    let Some(python) = shortener_testkit::python::python(test, &["kubernetes-validate==1.37.0"])
+    else {
+        return;
+    };
+    let output = Command::new(python.with_file_name("kubernetes-validate"))
+        .args(["--strict", "--quiet", "shortener.yaml"])
+        .current_dir(Path::new(ROOT).join("config/kubernetes"))
+        .output()
+        .expect("run kubernetes-validate");
     assert!(
         output.status.success(),
         "{}{}",
