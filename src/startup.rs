@@ -128,17 +128,6 @@ impl Application {
         let links = Arc::new(GroupCommit::new(links, settings.store.max_group.get()));
         let targets = Arc::new(Targets::load(&settings.targets)?);
         let keys = Arc::new(Keys::new(&settings.auth, keys));
-        match settings.auth.mode {
-            AuthMode::Open => tracing::warn!(
-                listen = %settings.http.listen,
-                "auth.mode = \"open\": the management API takes no keys and every request acts as an administrator; for development only"
-            ),
-            AuthMode::Keys if !settings.auth.bootstrap_key_file.is_empty() => {
-                let path = std::path::Path::new(&settings.auth.bootstrap_key_file);
-                keys.bootstrap(path).await?;
-            }
-            AuthMode::Keys => {}
-        }
         let mut service = LinkService::new(&settings, links, stats.clone())?.with_targets(targets);
         let mut subscriber = None;
         if settings.redis.enabled() {
@@ -167,6 +156,18 @@ impl Application {
         });
         let public = bind(settings.http.listen, settings.http.listen_backlog.get())?;
         let admin = bind(settings.admin.listen, ADMIN_BACKLOG)?;
+        // After binding: a start that fails (a port in use) makes no key.
+        match settings.auth.mode {
+            AuthMode::Open => tracing::warn!(
+                listen = %settings.http.listen,
+                "auth.mode = \"open\": the management API takes no keys and every request acts as an administrator; for development only"
+            ),
+            AuthMode::Keys if !settings.auth.bootstrap_key_file.is_empty() => {
+                let path = std::path::Path::new(&settings.auth.bootstrap_key_file);
+                keys.bootstrap(path).await?;
+            }
+            AuthMode::Keys => {}
+        }
         tracing::info!(addr = %local_addr(&public), "public listener bound");
         tracing::info!(addr = %local_addr(&admin), "admin listener bound (GET /metrics, GET /storage)");
         Ok(Self {
