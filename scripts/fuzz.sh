@@ -9,6 +9,11 @@
 # from crates.io when missing.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
+#   FUZZ_FLAGS="--dev -s none" scripts/fuzz.sh 10   # CI: an unoptimised build without
+#                                                  # AddressSanitizer, twice as fast to build
+#
+# The default build is optimised, with debug assertions (overflow checks) and
+# AddressSanitizer: for long runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -18,12 +23,13 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
 cd fuzz
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list)
-cargo fuzz build
+read -r -a flags <<<"${FUZZ_FLAGS:-}"
+cargo fuzz build "${flags[@]}"
 for target in "${targets[@]}"; do
     scratch=$(mktemp -d)
     echo "== fuzz $target for ${seconds}s"
     status=0
-    cargo fuzz run "$target" "$scratch" "corpus/$target" -- \
+    cargo fuzz run "${flags[@]}" "$target" "$scratch" "corpus/$target" -- \
         -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 >"$scratch.log" 2>&1 || status=$?
     grep -E "^(Done|stat::number_of_executed_units|stat::new_units_added|SUMMARY)" "$scratch.log" || true
     if [ "$status" -ne 0 ]; then
