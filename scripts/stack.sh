@@ -91,7 +91,7 @@ $upstream        keepalive 64;
             proxy_pass http://shortener;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host \$host;
+            proxy_set_header Host \$http_host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_next_upstream error timeout;
         }
