@@ -13,7 +13,9 @@
 #
 # Needs nginx and prometheus (apt-get install -y nginx prometheus) besides what the tests
 # need. PROFILE=debug uses debug builds (what CI has already built); the default is
-# release, for measuring. The lab (docs/labs/scaling.md) drives it with LIMITS_OFF=1.
+# release, for measuring. INSTANCES (3) sets how many instances; LIMITS_OFF=1 turns rate
+# limits off (a load generator is one client); EXTRA_ENV="K=V ..." adds settings. The
+# lab (scripts/lab-scaling.sh) drives it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,6 +57,8 @@ APP__AUTH__BOOTSTRAP_KEY_FILE=
 RUST_LOG=warn
 EOF
     if [ "${LIMITS_OFF:-0}" = 1 ]; then echo "APP__LIMITS__ENABLED=false" >>"$STATE/env"; fi
+    # EXTRA_ENV: more settings for every instance and the consumer ("K=V K=V").
+    for setting in ${EXTRA_ENV:-}; do echo "$setting" >>"$STATE/env"; done
     local env
     mapfile -t env <"$STATE/env"
     env "${env[@]}" "$bin/shortener" migrate >/dev/null
