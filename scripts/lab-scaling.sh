@@ -77,7 +77,7 @@ for instances in 1 3; do
     trap 'scripts/stack.sh down' EXIT
     key=$(cat .stack/admin.key)
     # The links: created through the API (group commit), aliases lab-0 ... lab-(LINKS-1).
-    sed "s|\\[\\"Content-Type\\"\\] = \\"application/json\\"|&, [\\"Authorization\\"] = \\"Bearer $key\\"|" \
+    sed "s|\\[\"Content-Type\"\\] = \"application/json\"|&, [\"Authorization\"] = \"Bearer $key\"|" \
         scripts/create-links.lua >.stack/create.lua
     seq 0 $((LINKS - 1)) | xargs -P 16 -I{} curl -s -o /dev/null -X POST http://127.0.0.1:8080/api/v1/links \
         -H "authorization: Bearer $key" -H 'content-type: application/json' \
