@@ -145,8 +145,13 @@ impl Limits {
         self.cached_redirect.is_some()
     }
 
-    /// Counts a request of `kind` from a client address.
-    pub fn client(&self, kind: Kind, client: IpAddr) -> Result<(), (Kind, Limited)> {
+    /// Counts a request of `kind` from the client `client` names; the address is only
+    /// worked out (`X-Forwarded-For` parsed) when that limit is on.
+    pub fn client(
+        &self,
+        kind: Kind,
+        client: impl FnOnce() -> IpAddr,
+    ) -> Result<(), (Kind, Limited)> {
         let limiter = match kind {
             Kind::ApiClient => &self.api_client,
             Kind::RedirectMiss => &self.redirect_miss,
@@ -154,7 +159,7 @@ impl Limits {
             Kind::ApiKey => &None,
         };
         match limiter {
-            Some(limiter) => limiter.check(client_key(client)).map_err(|l| (kind, l)),
+            Some(limiter) => limiter.check(client_key(client())).map_err(|l| (kind, l)),
             None => Ok(()),
         }
     }
@@ -225,7 +230,7 @@ mod tests {
         let limits = Limits::new(&settings);
         let ip = IpAddr::from([192, 0, 2, 1]);
         for _ in 0..10 {
-            assert!(limits.client(Kind::ApiClient, ip).is_ok());
+            assert!(limits.client(Kind::ApiClient, || ip).is_ok());
             assert!(limits.key("k").is_ok());
         }
         assert!(!limits.limits_cached_redirects());

@@ -285,10 +285,11 @@ where
     B::Error: Into<BoxError>,
 {
     let operation = Operation::of(route, req.method())?;
-    let client = state.client(peer, req.headers());
     state
         .limits
-        .client(limits::Kind::ApiClient, client)
+        .client(limits::Kind::ApiClient, || {
+            state.client(peer, req.headers())
+        })
         .map_err(ApiError::rate_limited)?;
     let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
     let caller = state.keys.authenticate(header).await?;

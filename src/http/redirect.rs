@@ -53,10 +53,9 @@ pub fn redirect_now(
     let resolution = state.service.resolve_now(request.code, request.is_click)?;
     // Off by default: one branch on the hot path, and cached answers cost no I/O.
     if state.limits.limits_cached_redirects()
-        && let Err(limited) = state.limits.client(
-            Kind::CachedRedirect,
-            state.client(request.peer, request.headers),
-        )
+        && let Err(limited) = state.limits.client(Kind::CachedRedirect, || {
+            state.client(request.peer, request.headers)
+        })
     {
         return Some(ApiError::rate_limited(limited).into_response());
     }
@@ -68,7 +67,7 @@ pub fn redirect_now(
 /// (`limits.redirect_miss_per_client`): a scan of random codes is answered 429 before
 /// it reaches the store.
 pub async fn redirect(state: &HandlerState, request: RedirectRequest<'_>) -> Response<Full<Bytes>> {
-    let client = state.client(request.peer, request.headers);
+    let client = || state.client(request.peer, request.headers);
     if let Err(limited) = state.limits.client(Kind::RedirectMiss, client) {
         return ApiError::rate_limited(limited).into_response();
     }
