@@ -28,7 +28,7 @@ and stats:read, or admin), LINKS (how many links the visitors spread over, defau
 100000; created by the run's start, 32 at a time, unless they exist), ZIPF_S (1.0). Every
 redirect answered 3xx (visitors' and bots') is counted per code in `redirects_sent.json`
 at the end of a run, so that a test can compare them with the statistics the service
-reports.
+reports (REDIRECTS_SENT names another file).
 """
 
 import bisect
@@ -43,6 +43,7 @@ KEY = os.environ.get("SHORTENER_KEY", "")
 LINKS = int(os.environ.get("LINKS", "100000"))
 ZIPF_S = float(os.environ.get("ZIPF_S", "1.0"))
 PREFIX = os.environ.get("CODE_PREFIX", "lc-")
+SENT_FILE = os.environ.get("REDIRECTS_SENT", "redirects_sent.json")
 AUTH = {"authorization": f"Bearer {KEY}"}
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
 CRAWLER = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
@@ -97,7 +98,7 @@ def create_links(environment, **_):
 
 @events.test_stop.add_listener
 def save_sent(environment, **_):
-    with open("redirects_sent.json", "w") as out:
+    with open(SENT_FILE, "w") as out:
         json.dump(SENT, out)
 
 

@@ -4,13 +4,13 @@ import textwrap
 WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
 SLIS = [
   ("redirect_availability", "Redirects answered without a server error", 0.999,
-   'sum(rate(shortener_http_requests_total{{route="/{{code}}",status=~"5.."}}[{w}]))',
+   '(sum(rate(shortener_http_requests_total{{route="/{{code}}",status=~"5.."}}[{w}])) or vector(0))',
    'sum(rate(shortener_http_requests_total{{route="/{{code}}"}}[{w}]))', "page"),
   ("redirect_latency", "Redirects answered within 2 ms (server side)", 0.99,
    'sum(rate(shortener_http_request_duration_seconds_count{{route="/{{code}}"}}[{w}])) - sum(rate(shortener_http_request_duration_seconds_bucket{{route="/{{code}}",le="0.002"}}[{w}]))',
    'sum(rate(shortener_http_request_duration_seconds_count{{route="/{{code}}"}}[{w}]))', "page"),
   ("create_availability", "Link API requests (create, list) answered without a server error", 0.999,
-   'sum(rate(shortener_http_requests_total{{route="/api/v1/links",status=~"5.."}}[{w}]))',
+   '(sum(rate(shortener_http_requests_total{{route="/api/v1/links",status=~"5.."}}[{w}])) or vector(0))',
    'sum(rate(shortener_http_requests_total{{route="/api/v1/links"}}[{w}]))', "page"),
   ("click_delivery", "Clicks of answered redirects that are not lost", 0.999,
    '(sum(rate(shortener_clicks_dropped_total[{w}])) or vector(0)) + (sum(rate(shortener_kafka_clicks_total{{outcome=~"refused|failed"}}[{w}])) or vector(0))',

@@ -8,43 +8,69 @@
 #   scripts/stack.sh down      # stops everything and deletes its data (.stack/)
 #
 #   http://127.0.0.1:8080      the service, through nginx (round robin over 8081-8083)
-#   http://127.0.0.1:9099      Prometheus (targets: the three instances, the consumer)
+#   http://127.0.0.1:9099      Prometheus (targets: the instances' 9091-9093, the consumer's 9190)
 #   .stack/admin.key           an admin key (the store's first)
 #
 # Needs nginx and prometheus (apt-get install -y nginx prometheus) besides what the tests
-# need. PROFILE=debug uses debug builds (what CI has already built); the default is
-# release, for measuring. INSTANCES (3) sets how many instances; LIMITS_OFF=1 turns rate
-# limits off (a load generator is one client); EXTRA_ENV="K=V ..." adds settings. The
-# lab (scripts/lab-scaling.sh) drives it.
-set -euo pipefail
+# need. Settings (environment, the same for up, status and down):
+#   PROFILE=debug      debug builds (the default is release, for measuring)
+#   BIN_DIR=dir        run the binaries already in dir (shortener, analytics, testkit);
+#                      no build (tests/stack.rs, after cargo has built them)
+#   INSTANCES=3        how many service instances
+#   LIMITS_OFF=1       rate limits off (a load generator is one client)
+#   EXTRA_ENV="K=V …"  more settings for every instance and the consumer
+#   STACK_DIR=.stack   where the state, logs and data go
+#   PORT_OFFSET=0      added to every port above, to run beside something on them
+# The lab (scripts/lab-scaling.sh) and the smoke test (tests/stack.rs) drive it.
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
-STATE=.stack
+STATE=${STACK_DIR:-.stack}
 PROFILE=${PROFILE:-release}
 INSTANCES=${INSTANCES:-3}
+OFFSET=${PORT_OFFSET:-0}
+HTTP_PORT=$((8080 + OFFSET))     # nginx; instance i listens on HTTP_PORT + i
+ADMIN_PORT=$((9090 + OFFSET))    # instance i's metrics on ADMIN_PORT + i
+ANALYTICS_PORT=$((9190 + OFFSET))
+PROMETHEUS_PORT=$((9099 + OFFSET))
 
 started() { [ -f "$STATE/pids" ]; }
+
+wait_ready() { # url what: waits up to 60 s
+    for _ in $(seq 300); do
+        curl -sf -o /dev/null "$1" && return 0
+        sleep 0.2
+    done
+    echo "$2 did not get ready at $1 (logs in $STATE/)" >&2
+    return 1
+}
 
 up() {
     started && { echo "already up (scripts/stack.sh down first)" >&2; exit 1; }
     for tool in nginx prometheus; do
         command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install -y nginx prometheus" >&2; exit 1; }
     done
-    local flags=()
-    [ "$PROFILE" = release ] && flags=(--release)
-    cargo build -q "${flags[@]}" --features postgres,redis,kafka --bin shortener
-    cargo build -q "${flags[@]}" -p shortener-analytics --bin analytics
-    cargo build -q -p shortener-testkit --bin testkit
-    local bin="target/$PROFILE"
+    local bin=${BIN_DIR:-target/$PROFILE}
+    if [ -z "${BIN_DIR:-}" ]; then
+        local flags=()
+        [ "$PROFILE" = release ] && flags=(--release)
+        cargo build -q "${flags[@]}" --features postgres,redis,kafka --bin shortener
+        cargo build -q "${flags[@]}" -p shortener-analytics --bin analytics
+        cargo build -q "${flags[@]}" -p shortener-testkit --bin testkit
+    fi
     mkdir -p "$STATE"
+    STATE=$(cd "$STATE" && pwd)
     : >"$STATE/pids"
+    # Whatever fails from here on, nothing is left running.
+    trap 'echo "scripts/stack.sh up failed; stopping what started" >&2; down' ERR
     # The kit's servers: each prints its address, then runs until SIGTERM.
     for server in postgres redis kafka; do
-        setsid target/debug/testkit up "$server" >"$STATE/$server.addr" 2>"$STATE/$server.log" &
+        setsid "$bin/testkit" up "$server" >"$STATE/$server.addr" 2>"$STATE/$server.log" &
         echo $! >>"$STATE/pids"
     done
     for server in postgres redis kafka; do
-        until [ -s "$STATE/$server.addr" ]; do sleep 0.2; done
+        for _ in $(seq 600); do [ -s "$STATE/$server.addr" ] && break; sleep 0.2; done
+        [ -s "$STATE/$server.addr" ] || { echo "$server did not start: $STATE/$server.log" >&2; false; }
     done
     cat >"$STATE/env" <<EOF
 APP__STORE__BACKEND=postgres
@@ -57,40 +83,43 @@ APP__AUTH__BOOTSTRAP_KEY_FILE=
 RUST_LOG=warn
 EOF
     if [ "${LIMITS_OFF:-0}" = 1 ]; then echo "APP__LIMITS__ENABLED=false" >>"$STATE/env"; fi
-    # EXTRA_ENV: more settings for every instance and the consumer ("K=V K=V").
     for setting in ${EXTRA_ENV:-}; do echo "$setting" >>"$STATE/env"; done
     local env
     mapfile -t env <"$STATE/env"
     env "${env[@]}" "$bin/shortener" migrate >/dev/null
     env "${env[@]}" "$bin/analytics" topics create >/dev/null
     env "${env[@]}" "$bin/shortener" keys create --owner admin --scopes admin >"$STATE/admin.key" 2>/dev/null
-    local upstream=""
+    local upstream="" targets=""
     for i in $(seq "$INSTANCES"); do
-        env "${env[@]}" APP__HTTP__LISTEN="127.0.0.1:$((8080 + i))" APP__ADMIN__LISTEN="127.0.0.1:$((9090 + i))" \
+        env "${env[@]}" APP__HTTP__LISTEN="127.0.0.1:$((HTTP_PORT + i))" APP__ADMIN__LISTEN="127.0.0.1:$((ADMIN_PORT + i))" \
             setsid "$bin/shortener" serve >"$STATE/shortener-$i.log" 2>&1 &
         echo $! >>"$STATE/pids"
-        upstream+="        server 127.0.0.1:$((8080 + i));"$'\n'
+        upstream+="        server 127.0.0.1:$((HTTP_PORT + i));"$'\n'
+        targets+="${targets:+, }\"127.0.0.1:$((ADMIN_PORT + i))\""
     done
-    env "${env[@]}" APP__ANALYTICS__LISTEN=127.0.0.1:9190 setsid "$bin/analytics" run >"$STATE/analytics.log" 2>&1 &
+    env "${env[@]}" APP__ANALYTICS__LISTEN="127.0.0.1:$ANALYTICS_PORT" setsid "$bin/analytics" run >"$STATE/analytics.log" 2>&1 &
     echo $! >>"$STATE/pids"
+    # nginx takes an upstream it cannot reach out of rotation for 10 s: start it once the
+    # instances answer.
+    for i in $(seq "$INSTANCES"); do wait_ready "http://127.0.0.1:$((HTTP_PORT + i))/readyz" "instance $i"; done
     mkdir -p "$STATE/nginx"
     cat >"$STATE/nginx/nginx.conf" <<EOF
-pid $PWD/$STATE/nginx/nginx.pid;
-error_log $PWD/$STATE/nginx/error.log warn;
+pid $STATE/nginx/nginx.pid;
+error_log $STATE/nginx/error.log warn;
 worker_processes 1;
 events { worker_connections 4096; }
 http {
     access_log off;
-    client_body_temp_path $PWD/$STATE/nginx/body;
-    proxy_temp_path $PWD/$STATE/nginx/proxy;
-    fastcgi_temp_path $PWD/$STATE/nginx/fastcgi;
-    uwsgi_temp_path $PWD/$STATE/nginx/uwsgi;
-    scgi_temp_path $PWD/$STATE/nginx/scgi;
+    client_body_temp_path $STATE/nginx/body;
+    proxy_temp_path $STATE/nginx/proxy;
+    fastcgi_temp_path $STATE/nginx/fastcgi;
+    uwsgi_temp_path $STATE/nginx/uwsgi;
+    scgi_temp_path $STATE/nginx/scgi;
     upstream shortener {
 $upstream        keepalive 64;
     }
     server {
-        listen 127.0.0.1:8080;
+        listen 127.0.0.1:$HTTP_PORT;
         location / {
             proxy_pass http://shortener;
             proxy_http_version 1.1;
@@ -102,33 +131,44 @@ $upstream        keepalive 64;
     }
 }
 EOF
-    nginx -p "$PWD/$STATE/nginx" -c "$PWD/$STATE/nginx/nginx.conf"
-    setsid prometheus --config.file=config/prometheus/prometheus.yml --web.listen-address=127.0.0.1:9099 \
+    nginx -p "$STATE/nginx" -c "$STATE/nginx/nginx.conf"
+    # config/prometheus/prometheus.yml, with this stack's targets and the rules' full path.
+    sed -e "s|\[\"127.0.0.1:9091\", \"127.0.0.1:9092\", \"127.0.0.1:9093\"\]|[$targets]|" \
+        -e "s|\"127.0.0.1:9190\"|\"127.0.0.1:$ANALYTICS_PORT\"|" \
+        -e "s|- slo-rules.yml|- $PWD/config/prometheus/slo-rules.yml|" \
+        config/prometheus/prometheus.yml >"$STATE/prometheus.yml"
+    setsid prometheus --config.file="$STATE/prometheus.yml" --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
         --storage.tsdb.path="$STATE/prometheus" >"$STATE/prometheus.log" 2>&1 &
     echo $! >>"$STATE/pids"
-    for url in http://127.0.0.1:8080/readyz http://127.0.0.1:9190/readyz http://127.0.0.1:9099/-/ready; do
-        for _ in $(seq 300); do curl -sf -o /dev/null "$url" && break; sleep 0.2; done
-    done
+    wait_ready "http://127.0.0.1:$HTTP_PORT/readyz" "the service (through nginx)"
+    wait_ready "http://127.0.0.1:$ANALYTICS_PORT/readyz" "the analytics consumer"
+    wait_ready "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" "Prometheus"
+    trap - ERR
     status
     echo "admin key: $STATE/admin.key"
 }
 
 status() {
     local code
-    code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/readyz || true)
-    echo "service via nginx  http://127.0.0.1:8080  readyz $code"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/readyz" || true)
+    echo "service via nginx  http://127.0.0.1:$HTTP_PORT  readyz $code"
     for i in $(seq "$INSTANCES"); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((8080 + i))/readyz" || true)
-        echo "instance $i         http://127.0.0.1:$((8080 + i))  readyz $code, metrics :$((9090 + i))"
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((HTTP_PORT + i))/readyz" || true)
+        echo "instance $i         http://127.0.0.1:$((HTTP_PORT + i))  readyz $code, metrics :$((ADMIN_PORT + i))"
     done
-    code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9190/readyz || true)
-    echo "analytics          http://127.0.0.1:9190  readyz $code"
-    code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9099/-/ready || true)
-    echo "prometheus         http://127.0.0.1:9099  ready $code"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ANALYTICS_PORT/readyz" || true)
+    echo "analytics          http://127.0.0.1:$ANALYTICS_PORT  readyz $code"
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" || true)
+    echo "prometheus         http://127.0.0.1:$PROMETHEUS_PORT  ready $code"
 }
 
 down() {
-    [ -f "$STATE/nginx/nginx.pid" ] && nginx -p "$PWD/$STATE/nginx" -c "$PWD/$STATE/nginx/nginx.conf" -s quit 2>/dev/null || true
+    if [ -f "$STATE/nginx/nginx.pid" ]; then
+        local nginx_pid
+        nginx_pid=$(cat "$STATE/nginx/nginx.pid")
+        nginx -p "$STATE/nginx" -c "$STATE/nginx/nginx.conf" -s quit 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     if started; then
         # The service and the consumer first (they drain), then the servers.
         tac "$STATE/pids" | while read -r pid; do kill "$pid" 2>/dev/null || true; done
