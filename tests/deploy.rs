@@ -1,7 +1,8 @@
 //! The deployable stack as files: docker-compose.yml is valid against the Compose
 //! specification's JSON schema (from `github.com/compose-spec/compose-go`, fetched with
-//! `go mod download`, read with Python's `jsonschema`), binds every port to loopback,
-//! pins every image, and runs the versions the test kit runs. The compose Prometheus
+//! `go mod download`, read with Python's `jsonschema`), Docker Compose itself (built from
+//! its Go module) loads it with and without the PostgreSQL profile, it binds every port
+//! to loopback, pins every image, and runs the versions the test kit runs. The compose Prometheus
 //! config passes `promtool check config`, and the Kubernetes manifests pass
 //! `kubernetes-validate --strict` (PyPI; the API schemas of Kubernetes 1.37).
 
@@ -11,6 +12,9 @@ use std::process::Command;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const COMPOSE_GO: &str = "github.com/compose-spec/compose-go/v2";
 const COMPOSE_GO_VERSION: &str = "v2.10.0";
+/// Docker Compose (`docker compose`, the CLI plugin, also a program of its own).
+const DOCKER_COMPOSE: &str = "github.com/docker/compose/v5";
+const DOCKER_COMPOSE_VERSION: &str = "v5.6.0";
 
 /// Checks docker-compose.yml against the schema and prints one line per finding.
 const VALIDATE: &str = r#"
@@ -81,6 +85,68 @@ fn the_compose_file_is_valid_pinned_and_bound_to_loopback() {
             "no {service} service: {images}"
         );
     }
+}
+
+/// `docker compose config` loads the file as `up` would (the schema, interpolation,
+/// references between services, networks and volumes, dependency conditions, profiles)
+/// and needs no engine: it runs here, where `up` cannot.
+#[test]
+fn docker_compose_loads_the_file_with_and_without_postgres() {
+    let test = "docker_compose_loads_the_file_with_and_without_postgres";
+    let Some(compose) = shortener_testkit::go::module_program(
+        test,
+        DOCKER_COMPOSE,
+        DOCKER_COMPOSE_VERSION,
+        "cmd",
+        "docker-compose",
+    ) else {
+        return;
+    };
+    let home = tempfile::tempdir().expect("tempdir");
+    let services = |profile: &[&str]| {
+        let output = Command::new(&compose)
+            .args(["--file", "docker-compose.yml"])
+            .args(profile)
+            .args(["config", "--services"])
+            .current_dir(ROOT)
+            // No user's Docker settings or COMPOSE_* variables.
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("DOCKER_CONFIG", home.path())
+            .output()
+            .expect("run docker-compose");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "docker compose config: {stderr}");
+        // Warnings (an unset variable, an obsolete key) fail too.
+        assert!(stderr.trim().is_empty(), "docker compose config: {stderr}");
+        let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
+    };
+    let scylla = services(&[]);
+    let expected = [
+        "analytics",
+        "grafana",
+        "kafka",
+        "kafka-exporter",
+        "keys-init",
+        "migrate",
+        "nginx",
+        "prometheus",
+        "redis",
+        "redis-exporter",
+        "scylla",
+        "shortener",
+        "topics",
+    ];
+    assert_eq!(scylla, expected);
+    let postgres = services(&["--profile", "postgres"]);
+    assert_eq!(postgres.len(), expected.len() + 1, "{postgres:?}");
+    assert!(postgres.iter().any(|s| s == "postgres"), "{postgres:?}");
 }
 
 #[test]
