@@ -103,50 +103,45 @@ fn docker_compose_loads_the_file_with_and_without_postgres() {
         return;
     };
     let home = tempfile::tempdir().expect("tempdir");
-    let services = |profile: &[&str]| {
-        let output = Command::new(&compose)
+    // The project as compose would run it: (service names, the instances' store).
+    let load = |args: &[&str], store: Option<&str>| {
+        let mut command = Command::new(&compose);
+        command
             .args(["--file", "docker-compose.yml"])
-            .args(profile)
-            .args(["config", "--services"])
+            .args(args)
+            .args(["config", "--format", "json"])
             .current_dir(ROOT)
             // No user's Docker settings or COMPOSE_* variables.
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", home.path())
-            .env("DOCKER_CONFIG", home.path())
-            .output()
-            .expect("run docker-compose");
+            .env("DOCKER_CONFIG", home.path());
+        if let Some(store) = store {
+            command.env("STORE", store);
+        }
+        let output = command.output().expect("run docker-compose");
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "docker compose config: {stderr}");
         // Warnings (an unset variable, an obsolete key) fail too.
         assert!(stderr.trim().is_empty(), "docker compose config: {stderr}");
-        let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        names.sort();
-        names
+        let project: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("the project as JSON");
+        let services = project["services"].as_object().expect("services");
+        let mut names: Vec<&str> = services.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let backend = services["shortener"]["environment"]["APP__STORE__BACKEND"].clone();
+        (names.join(" "), backend)
     };
-    let scylla = services(&[]);
-    let expected = [
-        "analytics",
-        "grafana",
-        "kafka",
-        "kafka-exporter",
-        "keys-init",
-        "migrate",
-        "nginx",
-        "prometheus",
-        "redis",
-        "redis-exporter",
-        "scylla",
-        "shortener",
-        "topics",
-    ];
-    assert_eq!(scylla, expected);
-    let postgres = services(&["--profile", "postgres"]);
-    assert_eq!(postgres.len(), expected.len() + 1, "{postgres:?}");
-    assert!(postgres.iter().any(|s| s == "postgres"), "{postgres:?}");
+    let (services, backend) = load(&[], None);
+    assert_eq!(
+        services,
+        "analytics grafana kafka kafka-exporter keys-init migrate nginx prometheus redis \
+         redis-exporter scylla shortener topics"
+    );
+    assert_eq!(backend, "scylla");
+    let (services, backend) = load(&["--profile", "postgres"], Some("postgres"));
+    assert!(services.contains(" postgres "), "{services}");
+    assert_eq!(backend, "postgres");
 }
 
 #[test]
