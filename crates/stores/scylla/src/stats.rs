@@ -25,6 +25,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use scylla::client::session::Session;
+use scylla::errors::ExecutionError;
+use scylla::response::query_result::QueryResult;
 use scylla::statement::prepared::PreparedStatement;
 use shortener_core::aggregate::{Applies, BatchAggregate, Counts, DayAggregate};
 use shortener_core::encoding;
@@ -204,6 +206,62 @@ fn decode_counts(code: &str, body: &[u8]) -> Result<Counts, StoreError> {
 }
 
 type Write<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+type Read<'a> = Pin<Box<dyn Future<Output = Result<Option<Versions>, StoreError>> + Send + 'a>>;
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<QueryResult, ExecutionError>> + Send + 'a>>;
+
+/// A compare-and-set of one source's row: `prev = base`, `cur = body`, and the version
+/// moved on from `version` (if it is still that).
+struct Rewrite {
+    base: Vec<u8>,
+    base_through: i64,
+    body: Vec<u8>,
+    version: i64,
+}
+
+/// Step 2 of the module docs for one row (a link-day's or a link's totals): `read`
+/// gives the source's row, `merge` the new body from its visible version, then `insert`
+/// writes a first row or `cas` replaces the one read. Read again and retried while
+/// another writer of the same source changes the row in between; `what` names the row
+/// in the error after [`CAS_ATTEMPTS`].
+///
+/// The steps are closures returning boxed `Send` futures rather than async closures:
+/// the compiler cannot yet prove an async closure's future `Send` for every lifetime it
+/// borrows with, which the batch's boxed writes need.
+async fn rewrite<'a>(
+    committed: i64,
+    read: impl Fn() -> Read<'a>,
+    merge: impl Fn(&[u8]) -> Result<Vec<u8>, StoreError>,
+    insert: impl Fn(Vec<u8>) -> Answer<'a>,
+    cas: impl Fn(Rewrite) -> Answer<'a>,
+    what: impl Fn() -> String,
+) -> Result<(), StoreError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let mine = read().await?;
+        let (base, base_through) = mine
+            .as_ref()
+            .map_or((&[][..], -1), |row| row.visible(committed));
+        let body = merge(base)?;
+        let result = match &mine {
+            None => insert(body).await,
+            Some(row) => {
+                cas(Rewrite {
+                    base: base.to_vec(),
+                    base_through,
+                    body,
+                    version: row.version,
+                })
+                .await
+            }
+        };
+        if crate::links::applied(result.map_err(backend)?)? {
+            return Ok(());
+        }
+    }
+    Err(StoreError::backend(format!(
+        "{}: {CAS_ATTEMPTS} compare-and-sets lost to another writer of the source",
+        what()
+    )))
+}
 
 impl ScyllaStore {
     fn stats(&self) -> &StatsStatements {
@@ -260,64 +318,55 @@ impl ScyllaStore {
             .execute_unpaged(&s.month_add, (code, month))
             .await
             .map_err(backend)?;
-        for _ in 0..CAS_ATTEMPTS {
-            let rows = self
-                .session
-                .execute_unpaged(&s.day_slice, (code, month, day))
-                .await
-                .map_err(backend)?
-                .into_rows_result()
-                .map_err(backend)?;
-            let mut mine = None;
-            for row in rows.rows::<VersionsRow>().map_err(backend)? {
-                let row = Versions::from_row(row.map_err(|e| corrupt(code, e))?);
-                // Every source's row of the link-day must be readable: a bad one fails
-                // the batch here, as it would fail every read of the day.
-                decode_day(code, &row.cur)?;
-                decode_day(code, &row.prev)?;
-                if row.source == source {
-                    mine = Some(row);
+        let read = move || -> Read<'_> {
+            Box::pin(async move {
+                let rows = self
+                    .session
+                    .execute_unpaged(&s.day_slice, (code, month, day))
+                    .await
+                    .map_err(backend)?
+                    .into_rows_result()
+                    .map_err(backend)?;
+                let mut mine = None;
+                for row in rows.rows::<VersionsRow>().map_err(backend)? {
+                    let row = Versions::from_row(row.map_err(|e| corrupt(code, e))?);
+                    // Every source's row of the link-day must be readable: a bad one fails
+                    // the batch here, as it would fail every read of the day.
+                    decode_day(code, &row.cur)?;
+                    decode_day(code, &row.prev)?;
+                    if row.source == source {
+                        mine = Some(row);
+                    }
                 }
-            }
-            let (base, base_through) = mine
-                .as_ref()
-                .map_or((&[][..], -1), |row| row.visible(committed));
+                Ok(mine)
+            })
+        };
+        let merge = |base: &[u8]| {
             let mut merged = decode_day(code, base)?.unwrap_or_default();
             merged.merge(delta);
-            let body = encoding::encode_day(&merged);
-            let result = match &mine {
-                None => {
-                    self.session
-                        .execute_unpaged(&s.day_insert, (code, month, day, source, body, last))
-                        .await
-                }
-                Some(row) => {
-                    self.session
-                        .execute_unpaged(
-                            &s.day_cas,
-                            (
-                                base.to_vec(),
-                                base_through,
-                                body,
-                                last,
-                                row.version + 1,
-                                code,
-                                month,
-                                day,
-                                source,
-                                row.version,
-                            ),
-                        )
-                        .await
-                }
-            };
-            if crate::links::applied(result.map_err(backend)?)? {
-                return Ok(());
-            }
-        }
-        Err(StoreError::backend(format!(
-            "stats of {code} day {day}: {CAS_ATTEMPTS} compare-and-sets lost to another writer of {source}"
-        )))
+            Ok(encoding::encode_day(&merged))
+        };
+        let insert = move |body| -> Answer<'_> {
+            let values = (code, month, day, source, body, last);
+            Box::pin(async move { self.session.execute_unpaged(&s.day_insert, values).await })
+        };
+        let cas = move |w: Rewrite| -> Answer<'_> {
+            let values = (
+                w.base,
+                w.base_through,
+                w.body,
+                last,
+                w.version + 1,
+                code,
+                month,
+                day,
+                source,
+                w.version,
+            );
+            Box::pin(async move { self.session.execute_unpaged(&s.day_cas, values).await })
+        };
+        let what = || format!("stats of {code} day {day} from {source}");
+        rewrite(committed, read, merge, insert, cas, what).await
     }
 
     async fn write_totals(
@@ -329,55 +378,45 @@ impl ScyllaStore {
         delta: Counts,
     ) -> Result<(), StoreError> {
         let s = self.stats();
-        for _ in 0..CAS_ATTEMPTS {
-            let rows = self
-                .session
-                .execute_unpaged(&s.totals_row, (code, source))
-                .await
-                .map_err(backend)?
-                .into_rows_result()
-                .map_err(backend)?;
-            let mine: Option<Versions> = rows
-                .maybe_first_row::<VersionsRow>()
-                .map_err(|e| corrupt(code, e))?
-                .map(Versions::from_row);
-            let (base, base_through) = mine
-                .as_ref()
-                .map_or((&[][..], -1), |row| row.visible(committed));
+        let read = move || -> Read<'_> {
+            Box::pin(async move {
+                let rows = self
+                    .session
+                    .execute_unpaged(&s.totals_row, (code, source))
+                    .await
+                    .map_err(backend)?
+                    .into_rows_result()
+                    .map_err(backend)?;
+                Ok(rows
+                    .maybe_first_row::<VersionsRow>()
+                    .map_err(|e| corrupt(code, e))?
+                    .map(Versions::from_row))
+            })
+        };
+        let merge = |base: &[u8]| {
             let mut counts = decode_counts(code, base)?;
             counts.add(delta);
-            let body = encoding::encode_totals(counts);
-            let result = match &mine {
-                None => {
-                    self.session
-                        .execute_unpaged(&s.totals_insert, (code, source, body, last))
-                        .await
-                }
-                Some(row) => {
-                    self.session
-                        .execute_unpaged(
-                            &s.totals_cas,
-                            (
-                                base.to_vec(),
-                                base_through,
-                                body,
-                                last,
-                                row.version + 1,
-                                code,
-                                source,
-                                row.version,
-                            ),
-                        )
-                        .await
-                }
-            };
-            if crate::links::applied(result.map_err(backend)?)? {
-                return Ok(());
-            }
-        }
-        Err(StoreError::backend(format!(
-            "totals of {code}: {CAS_ATTEMPTS} compare-and-sets lost to another writer of {source}"
-        )))
+            Ok(encoding::encode_totals(counts))
+        };
+        let insert = move |body| -> Answer<'_> {
+            let values = (code, source, body, last);
+            Box::pin(async move { self.session.execute_unpaged(&s.totals_insert, values).await })
+        };
+        let cas = move |w: Rewrite| -> Answer<'_> {
+            let values = (
+                w.base,
+                w.base_through,
+                w.body,
+                last,
+                w.version + 1,
+                code,
+                source,
+                w.version,
+            );
+            Box::pin(async move { self.session.execute_unpaged(&s.totals_cas, values).await })
+        };
+        let what = || format!("totals of {code} from {source}");
+        rewrite(committed, read, merge, insert, cas, what).await
     }
 
     /// Moves `source` from `from` to `to`; `false` if another writer moved it first.
