@@ -25,17 +25,18 @@ real visitors behind nginx.
 
 Settings (environment): SHORTENER_KEY (required: an API key with links:write, links:read
 and stats:read, or admin), LINKS (how many links the visitors spread over, default
-100000; created by the run's start, 32 at a time, unless they exist), ZIPF_S (1.0). Every
-redirect answered 3xx (visitors' and bots') is counted per code in `redirects_sent.json`
-at the end of a run, so that a test can compare them with the statistics the service
-reports (REDIRECTS_SENT names another file).
+100000; made by links.py at the run's start unless they exist: make them first, that
+takes a while), ZIPF_S (1.0). At the end of a run, `redirects_sent.json` (or the file
+REDIRECTS_SENT names) holds every redirect answered 3xx (visitors' and bots') per code,
+and the links' click totals at the start, for check_totals.py to compare with the
+statistics the service reports.
 """
 
 import bisect
 import json
 import os
 import random
-import time
+import sys
 
 from locust import HttpUser, between, constant, events, task
 
@@ -56,6 +57,7 @@ for rank in range(1, LINKS + 1):
     _cumulative.append(_total)
 
 SENT = {}  # code -> GET redirects the visitors sent and saw answered 3xx
+BEFORE = {}  # code -> its clicks when the run started
 
 
 def zipf_code():
@@ -64,42 +66,22 @@ def zipf_code():
 
 
 @events.test_start.add_listener
-def create_links(environment, **_):
-    """Makes the links the visitors ask for (aliases lc-0 ...), once; 409 means it exists."""
-    import requests
-
-    from concurrent.futures import ThreadPoolExecutor
+def make_links(environment, **_):
+    """Makes the links the visitors ask for unless they exist (links.py), and notes their
+    click totals, so that check_totals.py can tell this run's clicks from earlier ones."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from links import clicks, create_links
 
     if not KEY:
         raise SystemExit("SHORTENER_KEY must hold an API key (see locust/README.md)")
-    host = environment.host
-    probe = requests.get(f"{host}/api/v1/links/{PREFIX}{LINKS - 1}", headers=AUTH)
-    if probe.status_code == 200:
-        return
-
-    def create(i):
-        # Each creating thread is a client of its own (per-client API rate limits).
-        headers = {**AUTH, "x-forwarded-for": f"198.18.{i % 250}.{i // 250 % 250 + 1}"}
-        while True:
-            response = requests.post(
-                f"{host}/api/v1/links", headers=headers,
-                json={"url": f"https://example.com/locust/{i}", "alias": f"{PREFIX}{i}"},
-            )
-            if response.status_code != 429:
-                break
-            # The key's own rate limit (limits.api_per_key): wait as told.
-            time.sleep(float(response.headers.get("retry-after", "1")))
-        if response.status_code not in (201, 409):
-            raise SystemExit(f"creating {PREFIX}{i}: {response.status_code} {response.text}")
-
-    with ThreadPoolExecutor(32) as pool:
-        list(pool.map(create, range(LINKS)))
+    create_links(environment.host, KEY, LINKS, PREFIX)
+    BEFORE.update(clicks(environment.host, KEY))
 
 
 @events.test_stop.add_listener
 def save_sent(environment, **_):
     with open(SENT_FILE, "w") as out:
-        json.dump(SENT, out)
+        json.dump({"sent": SENT, "before": BEFORE}, out)
 
 
 class Client(HttpUser):

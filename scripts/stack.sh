@@ -25,7 +25,8 @@
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
-STATE=${STACK_DIR:-.stack}
+# Absolute: nginx reads paths relative to its prefix, not to here.
+STATE=$(realpath -m "${STACK_DIR:-.stack}")
 PROFILE=${PROFILE:-release}
 INSTANCES=${INSTANCES:-3}
 OFFSET=${PORT_OFFSET:-0}
@@ -59,7 +60,6 @@ up() {
         cargo build -q "${flags[@]}" -p shortener-testkit --bin testkit
     fi
     mkdir -p "$STATE"
-    STATE=$(cd "$STATE" && pwd)
     : >"$STATE/pids"
     # Whatever fails from here on, nothing is left running.
     trap 'echo "scripts/stack.sh up failed; stopping what started" >&2; down' ERR
@@ -166,7 +166,7 @@ down() {
     if [ -f "$STATE/nginx/nginx.pid" ]; then
         local nginx_pid
         nginx_pid=$(cat "$STATE/nginx/nginx.pid")
-        nginx -p "$STATE/nginx" -c "$STATE/nginx/nginx.conf" -s quit 2>/dev/null || true
+        kill -QUIT "$nginx_pid" 2>/dev/null || true   # what nginx -s quit sends
         for _ in $(seq 100); do kill -0 "$nginx_pid" 2>/dev/null || break; sleep 0.1; done
     fi
     if started; then
