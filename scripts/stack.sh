@@ -68,8 +68,9 @@ up() {
         setsid "$bin/testkit" up "$server" >"$STATE/$server.addr" 2>"$STATE/$server.log" &
         echo $! >>"$STATE/pids"
     done
+    # Up to 5 minutes: the first start on a machine downloads Kafka's jars.
     for server in postgres redis kafka; do
-        for _ in $(seq 600); do [ -s "$STATE/$server.addr" ] && break; sleep 0.2; done
+        for _ in $(seq 1500); do [ -s "$STATE/$server.addr" ] && break; sleep 0.2; done
         [ -s "$STATE/$server.addr" ] || { echo "$server did not start: $STATE/$server.log" >&2; false; }
     done
     cat >"$STATE/env" <<EOF
