@@ -10,7 +10,10 @@ use std::path::Path;
 use std::process::Command;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/prometheus");
-const DASHBOARDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/grafana/dashboards");
+
+#[path = "support/dashboards.rs"]
+mod dashboards;
+use dashboards::panel_queries;
 
 fn promtool(test: &str, args: &[&str]) -> Option<String> {
     promtool_in(test, DIR, args)
@@ -118,25 +121,6 @@ fn the_metric_name_reader_finds_names_and_strips_histogram_suffixes() {
         read.into_iter().collect::<Vec<_>>(),
         ["shortener_http_request_duration_seconds"]
     );
-}
-
-/// Every panel query of every dashboard, with Grafana's interval variables replaced by
-/// what Prometheus parses.
-fn panel_queries() -> Vec<(String, String)> {
-    let mut queries = Vec::new();
-    for entry in std::fs::read_dir(DASHBOARDS).expect("dashboards") {
-        let path = entry.expect("entry").path();
-        let text = std::fs::read_to_string(&path).expect("dashboard");
-        let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-        for panel in dashboard["panels"].as_array().expect("panels") {
-            for target in panel["targets"].as_array().into_iter().flatten() {
-                let expr = target["expr"].as_str().expect("expr");
-                let title = format!("{}: {}", path.display(), panel["title"]);
-                queries.push((title, expr.replace("$__rate_interval", "5m")));
-            }
-        }
-    }
-    queries
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! consumer, and Prometheus with the SLO rules. One smoke test walks through it: requests
 //! through nginx reach every instance, clicks arrive in the statistics, Prometheus
 //! scrapes every target and evaluates the rules without error, a short Locust run (from
-//! PyPI) has no failure and every redirect it made is counted, and `down` leaves nothing
-//! running.
+//! PyPI) has no failure and every redirect it made is counted, every Grafana panel's
+//! query runs and shows data, and `down` leaves nothing running.
 //!
 //! The script runs the binaries cargo built for the tests (`BIN_DIR`): `shortener`, and
 //! the `analytics` and `testkit` binaries that `cargo test` at the workspace root builds
@@ -17,6 +17,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+#[path = "support/dashboards.rs"]
+mod dashboards;
 
 const LOCUST: &str = "locust==2.47.0";
 /// Links the Locust visitors spread over (the run creates them first).
@@ -324,6 +327,34 @@ async fn the_local_stack_serves_counts_and_is_scraped() {
         (!body["data"]["result"].as_array()?.is_empty()).then_some(())
     })
     .await;
+
+    // Every dashboard panel's query runs on the live Prometheus (promtool only parses
+    // them: a vector-matching error shows when a query runs), and every one has data
+    // except those counting failures, of which a healthy run has none, and the
+    // in-process sink's, which a stack clicking through Kafka does not run.
+    let quiet = [
+        "status=~\"5..\"",
+        "shortener_http_rejected_total",
+        "shortener_rate_limited_total",
+        "shortener_auth_refused_total",
+        "shortener_clicks_dropped_total",
+        "outcome!=\"delivered\"",
+        "shortener_clicks_aggregated_total",
+    ];
+    for (title, expr) in dashboards::panel_queries() {
+        let query = [("query", &expr)];
+        let url = url::Url::parse_with_params(&stack.prometheus("/api/v1/query"), query)
+            .expect("query URL");
+        let may_be_empty = quiet.iter().any(|q| expr.contains(q));
+        // Recorded series appear at their group's next evaluation (every 15 s).
+        eventually(&format!("{title}: data for {expr}"), 40, || async {
+            let body = json(&client, url.as_str(), None).await?;
+            assert_eq!(body["status"], "success", "{title}: {expr}: {body}");
+            let empty = body["data"]["result"].as_array().is_none_or(Vec::is_empty);
+            (!empty || may_be_empty).then_some(())
+        })
+        .await;
+    }
 
     let status = stack.script("status");
     let status = text(&status);
