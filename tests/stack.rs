@@ -210,7 +210,7 @@ async fn redirects_reach_every_instance_and_are_counted(
     // The clicks go through Kafka to the consumer, and come back as statistics.
     let stats = stack.url("/api/v1/links/smoke/stats");
     eventually("the 30 clicks in the statistics", 60, || async {
-        let body = json(&client, &stats, Some(key)).await?;
+        let body = json(client, &stats, Some(key)).await?;
         (body["totals"]["clicks"] == redirects).then_some(())
     })
     .await;
