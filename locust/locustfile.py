@@ -84,6 +84,17 @@ def save_sent(environment, **_):
         json.dump({"sent": SENT, "before": BEFORE}, out)
 
 
+REDIRECTS = (301, 302, 307, 308)
+
+
+def judge(response, expected):
+    """Marks an answer (caught with catch_response) a success when its status is expected."""
+    if response.status_code in expected:
+        response.success()
+    else:
+        response.failure(f"{response.status_code}")
+
+
 class Client(HttpUser):
     """A user with an address of its own (see the module docs)."""
 
@@ -99,11 +110,9 @@ class Client(HttpUser):
             f"/{code}", name=name, allow_redirects=False,
             headers={"user-agent": agent}, catch_response=True,
         ) as response:
-            if response.status_code in (301, 302, 307, 308):
+            if response.status_code in REDIRECTS:
                 SENT[code] = SENT.get(code, 0) + 1
-                response.success()
-            else:
-                response.failure(f"{response.status_code}")
+            judge(response, REDIRECTS)
 
 
 class Visitor(Client):
@@ -126,10 +135,7 @@ class Creator(Client):
             json={"url": f"https://example.com/new/{random.getrandbits(64)}"},
             headers=AUTH, catch_response=True,
         ) as response:
-            if response.status_code == 201:
-                response.success()
-            else:
-                response.failure(f"{response.status_code}")
+            judge(response, (201,))
 
 
 class Bot(Client):
@@ -152,10 +158,7 @@ class Scanner(Client):
         with self.client.get(f"/{code}", name="/{code} (scan)", catch_response=True) as response:
             # Unknown codes are 404, and 429 once this client passes its miss budget:
             # both are the service working.
-            if response.status_code in (404, 429):
-                response.success()
-            else:
-                response.failure(f"{response.status_code}")
+            judge(response, (404, 429))
 
 
 class Analyst(Client):

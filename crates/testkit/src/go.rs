@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const INSTALL_HINT: &str = "go is needed to fetch a Go module: apt-get install -y golang-go";
+const INSTALL_HINT: &str = "Go 1.26 or newer is needed on PATH, to fetch and build Go modules";
 
 /// `go` with the kit's module cache; the installed Go only (no toolchain download).
 fn go(cache: &Path) -> Command {
