@@ -51,7 +51,7 @@ up() {
     for tool in nginx prometheus; do
         command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install -y nginx prometheus" >&2; exit 1; }
     done
-    local bin=${BIN_DIR:-target/$PROFILE}
+    local bin=${BIN_DIR:-${CARGO_TARGET_DIR:-target}/$PROFILE}
     if [ -z "${BIN_DIR:-}" ]; then
         local flags=()
         [ "$PROFILE" = release ] && flags=(--release)
